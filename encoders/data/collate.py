@@ -1,0 +1,83 @@
+"""Turn a list of examples into right-padded numpy arrays (framework-neutral)."""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Dict, Mapping, Sequence
+
+import numpy as np
+
+
+def _as_token_array(tokens: Any, index: int) -> np.ndarray:
+    """One example's tokens as int64, or a TypeError/ValueError naming the example."""
+    if isinstance(tokens, (str, bytes)):
+        raise TypeError(f"example {index}: 'tokens' must be a sequence of int ids, got a string {tokens!r:.40}")
+    arr = np.asarray(tokens)
+    if arr.ndim != 1:
+        if arr.size == 0:  # [] or [[]] -> empty sequence
+            return np.zeros(0, dtype=np.int64)
+        raise ValueError(f"example {index}: 'tokens' must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        bad = next((t for t in tokens if isinstance(t, bool) or not isinstance(t, numbers.Integral)), arr.dtype)
+        raise TypeError(f"example {index}: token ids must be integers, got {bad!r} ({type(bad).__name__})")
+    if arr.min() < 0:
+        pos = int(np.argmax(arr < 0))
+        raise ValueError(f"example {index}: negative token id {int(arr[pos])} at position {pos}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _as_label(ex: Mapping[str, Any], index: int) -> Any:
+    if "label" not in ex:
+        raise ValueError(f"example {index} has no 'label' (keys: {sorted(ex)})")
+    label = ex["label"]
+    if label is None:
+        raise ValueError(f"example {index}: label is None")
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+        raise TypeError(f"example {index}: label must be an integer class id, got {label!r} "
+                        f"({type(label).__name__}); map string labels to ids first")
+    return int(label)
+
+
+def collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, sort: bool = True) -> Dict[str, np.ndarray]:
+    """Pad a batch of ``{"tokens": [int, ...], "label": int}`` examples to the right.
+
+    Returns numpy arrays:
+      ``tokens`` [B,T] int64 (``pad_id`` past each length), ``lengths`` [B] int64,
+      ``mask`` [B,T] bool (True on real tokens), ``labels`` [B] int64 and
+      ``restore`` [B] int64 such that ``x[restore]`` puts batch rows back in input order.
+
+    With ``sort=True`` rows are ordered by length, longest first (ties keep input order).
+    Empty sequences are legal; T is at least 1 so an all-empty batch still has a time axis.
+    """
+    if isinstance(examples, Mapping) or not isinstance(examples, Sequence):
+        raise TypeError(f"collate expects a sequence of examples, got {type(examples).__name__}")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or pad_id < 0:
+        raise ValueError(f"pad_id must be a non-negative integer, got {pad_id!r}")
+    seqs, labels = [], []
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Mapping):
+            raise TypeError(f"example {i} must be a mapping with 'tokens' and 'label', got {type(ex).__name__}")
+        if "tokens" not in ex:
+            raise ValueError(f"example {i} has no 'tokens' (keys: {sorted(ex)})")
+        seqs.append(_as_token_array(ex["tokens"], i))
+        labels.append(_as_label(ex, i))
+
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(seqs))
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+
+    T = max(int(lengths.max(initial=0)), 1)
+    tokens = np.full((len(seqs), T), pad_id, dtype=np.int64)
+    for row, i in enumerate(order):
+        tokens[row, : lengths[i]] = seqs[i]
+    lengths = lengths[order]
+    mask = np.arange(T)[None, :] < lengths[:, None]
+    return {
+        "tokens": tokens,
+        "lengths": lengths,
+        "mask": mask,
+        "labels": np.asarray(labels, dtype=np.int64)[order],
+        "restore": restore.astype(np.int64),
+    }
