@@ -1,0 +1,242 @@
+"""Uni/bi-directional, multi-layer LSTM/GRU whose padded-batch outputs equal each row run alone.
+
+Two execution paths give the same numbers:
+
+* ``padded`` (the CPU default): the fused padded kernel (oneDNN on CPU) over the whole batch.
+  Two tricks make it exact. (1) One extra input column is 1 at padding and 0 elsewhere; its
+  weights push the LSTM input gate to 0 and forget gate to 1 (GRU: update gate to 1), so the
+  cell state is carried unchanged through the padding and the kernel's ``c_n`` (GRU ``h_n``)
+  is each row's state at its own last step. (2) The backward direction runs on each row
+  reversed *within its own length*, so it starts at the row's last real token, not in the
+  padding; its outputs are reversed back the same way.
+* ``packed``: ``PackedSequence`` through the same fused call (what cuDNN is fast at). Empty rows
+  are run with length 1 on zero input and zeroed afterwards, since packing rejects length 0.
+
+``path="auto"`` picks ``packed`` on CUDA and ``padded`` elsewhere.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+log = logging.getLogger(__name__)
+
+GATES = {"lstm": 4, "gru": 3}
+PATHS = ("auto", "padded", "packed")
+# Large enough that sigmoid saturates to exactly 0 or 1 in float32/bf16/fp16, small enough for fp16.
+_SATURATE = 1.0e4
+_logged_paths: set = set()
+
+
+class EncoderOutput(NamedTuple):
+    sequence: torch.Tensor  # [B, T, D*H], zero at t >= lengths[b]
+    final: torch.Tensor  # [B, D*H] = top layer [fw h at len-1 ; bw h at 0], zero for empty rows
+    state: Tuple[torch.Tensor, Optional[torch.Tensor]]  # (h_n, c_n), each (L*D, B, H); c_n None for GRU
+
+
+def _pad_gate_column(cell: str, hidden_size: int) -> torch.Tensor:
+    """Weights of the "is padding" input column, one per gate row (torch gate order)."""
+    col = torch.zeros(GATES[cell] * hidden_size, 1)
+    H = hidden_size
+    if cell == "lstm":  # gates i, f, g, o: input gate shut, forget gate open
+        col[0:H] = -_SATURATE
+        col[H:2 * H] = _SATURATE
+    else:  # gates r, z, n: update gate open, so h_t = h_{t-1}
+        col[H:2 * H] = _SATURATE
+    return col
+
+
+def reverse_within_lengths(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """Index [B, T] mapping step t to ``len-1-t`` for real steps and to itself for padding.
+
+    It is its own inverse, so the same gather reverses the input and un-reverses the output.
+    """
+    t = torch.arange(T, device=lengths.device).unsqueeze(0)
+    L = lengths.unsqueeze(1)
+    return torch.where(t < L, L - 1 - t, t)
+
+
+def check_lengths(lengths, batch: int, T: int, device: torch.device) -> torch.Tensor:
+    """``lengths`` as int64 on ``device``; ValueError naming the bad value otherwise."""
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.dtype.is_complex:
+        raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.dim() != 1 or lengths.numel() != batch:
+        raise ValueError(f"lengths must have one entry per row: expected shape ({batch},), "
+                         f"got {tuple(lengths.shape)}")
+    if batch:
+        lo, hi = torch.aminmax(lengths)
+        if lo < 0 or hi > T:
+            bad = int(((lengths < 0) | (lengths > T)).nonzero()[0])
+            raise ValueError(f"lengths[{bad}] = {int(lengths[bad])} is outside 0..{T} (T = padded length)")
+    return lengths.to(device=device, dtype=torch.long)
+
+
+class RNNEncoder(nn.Module):
+    """LSTM/GRU encoder for right-padded batches.
+
+    ``forward(x[B,T,input_size], lengths[B]) -> EncoderOutput(sequence, final, state)``:
+
+    * ``sequence`` [B,T,D*H]: exactly zero at ``t >= lengths[b]``; at real steps equal to the
+      outputs of the same sequence run alone (as ``nn.LSTM`` on a packed batch gives them);
+    * ``final`` [B,D*H]: top layer ``[forward h at lengths-1 ; backward h at step 0]``;
+    * ``state`` ``(h_n, c_n)`` in ``nn.LSTM``'s layout ``(num_layers*D, B, H)``.
+
+    Length-0 rows and all-empty batches are legal and give zeros (with zero gradients).
+    Parameters carry ``nn.LSTM``/``nn.GRU`` names and shapes (``weight_ih_l0_reverse``...), so
+    weights load from those modules' state dicts. ``lengths`` may live on any device.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, cell: str = "lstm", num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, path: str = "auto"):
+        super().__init__()
+        if cell not in GATES:
+            raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+        if input_size < 1 or hidden_size < 1 or num_layers < 1:
+            raise ValueError(f"input_size, hidden_size and num_layers must be >= 1, got "
+                             f"{input_size}, {hidden_size}, {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+        self.input_size, self.hidden_size, self.cell = input_size, hidden_size, cell
+        self.num_layers, self.bidirectional, self.dropout = num_layers, bidirectional, float(dropout)
+        self.path = path
+        self.num_directions = 2 if bidirectional else 1
+        G = GATES[cell] * hidden_size
+        self._param_names: List[List[str]] = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * self.num_directions
+            for sfx in ("", "_reverse")[: self.num_directions]:
+                names = [f"weight_ih_l{layer}{sfx}", f"weight_hh_l{layer}{sfx}",
+                         f"bias_ih_l{layer}{sfx}", f"bias_hh_l{layer}{sfx}"]
+                shapes = [(G, layer_in), (G, hidden_size), (G,), (G,)]
+                for n, s in zip(names, shapes):
+                    self.register_parameter(n, nn.Parameter(torch.empty(*s)))
+                self._param_names.append(names)
+        self.register_buffer("pad_column", _pad_gate_column(cell, hidden_size), persistent=False)
+        self.reset_parameters()
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)  # as nn.LSTM / nn.GRU
+        for names in self._param_names:
+            for n in names:
+                nn.init.uniform_(getattr(self, n), -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, cell={self.cell!r}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, dropout={self.dropout}, path={self.path!r}")
+
+    def _weights(self, layer: int, direction: int) -> List[torch.Tensor]:
+        return [getattr(self, n) for n in self._param_names[layer * self.num_directions + direction]]
+
+    def resolved_path(self, device: torch.device) -> str:
+        path = self.path if self.path != "auto" else ("packed" if device.type == "cuda" else "padded")
+        if (path, device.type) not in _logged_paths:
+            _logged_paths.add((path, device.type))
+            log.info("RNNEncoder: %s path on %s", path, device.type)
+        return path
+
+    def forward(self, x: torch.Tensor, lengths) -> EncoderOutput:
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise ValueError(f"x must be a [batch, time, features] tensor, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        B, T, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
+        lengths = check_lengths(lengths, B, T, x.device)
+        H, D, L = self.hidden_size, self.num_directions, self.num_layers
+        if B == 0 or T == 0 or not bool(lengths.any()):
+            # nothing to run: zeros that still depend on x and the weights, so the graph stays connected
+            anchor = (x.sum() + sum(p.sum() for p in self.parameters())) * 0.0
+            zeros = x.new_zeros(B, T, D * H) + anchor
+            h = x.new_zeros(L * D, B, H) + anchor
+            return EncoderOutput(zeros, x.new_zeros(B, D * H) + anchor, (h, h.clone() if self.cell == "lstm" else None))
+        if self.resolved_path(x.device) == "packed":
+            return self._forward_packed(x, lengths)
+        return self._forward_padded(x, lengths)
+
+    # -- padded path -----------------------------------------------------------------------
+    def _run_direction(self, x_aug: torch.Tensor, weights: List[torch.Tensor]):
+        w_ih, w_hh, b_ih, b_hh = weights
+        w_ih = torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
+        B = x_aug.size(0)
+        h0 = x_aug.new_zeros(1, B, self.hidden_size)
+        if self.cell == "lstm":
+            out, _, c_n = torch.lstm(x_aug, (h0, h0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0,
+                                     self.training, False, True)
+            return out, c_n[0]
+        out, _ = torch.gru(x_aug, h0, [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, self.training, False, True)
+        return out, None
+
+    def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        B, T, _ = x.shape
+        mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
+        is_pad = (~mask).unsqueeze(-1).to(x.dtype)
+        rev = reverse_within_lengths(lengths, T).unsqueeze(-1)  # [B, T, 1]
+        last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.hidden_size)
+        keep = mask.unsqueeze(-1)
+        nonempty = (lengths > 0).view(B, 1).to(x.dtype)
+        h_n, c_n = [], []
+        layer_in = x.masked_fill(~keep, 0.0)  # also clears NaN/inf a caller left in the padding
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                inp = layer_in if d == 0 else layer_in.gather(1, rev.expand_as(layer_in))
+                out, c = self._run_direction(torch.cat([inp, is_pad], dim=-1), self._weights(layer, d))
+                # processing order: the row's own last step holds its final state
+                h_n.append(out.gather(1, last).squeeze(1) * nonempty)
+                if c is not None:
+                    c_n.append(c)
+                if d == 1:
+                    out = out.gather(1, rev.expand_as(out))
+                outs.append(out)
+            layer_out = torch.cat(outs, dim=-1).masked_fill(~keep, 0.0)
+            if layer + 1 < self.num_layers and self.dropout > 0.0:
+                layer_out = F.dropout(layer_out, self.dropout, self.training)
+            layer_in = layer_out
+        D = self.num_directions
+        final = torch.cat(h_n[-D:], dim=-1)
+        h_n_t = torch.stack(h_n, 0)
+        c_n_t = torch.stack(c_n, 0) if c_n else None
+        return EncoderOutput(layer_in, final, (h_n_t, c_n_t))
+
+    # -- packed path -----------------------------------------------------------------------
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        B, T, _ = x.shape
+        nonempty = lengths > 0
+        # packing rejects length 0: run those rows for one step on zero input, then zero them
+        run_len = lengths.clamp(min=1)
+        x = x.masked_fill((torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)).unsqueeze(-1), 0.0)
+        packed = pack_padded_sequence(x, run_len.cpu(), batch_first=True, enforce_sorted=False)
+        flat = [w for names in self._param_names for w in (getattr(self, n) for n in names)]
+        h0 = x.new_zeros(self.num_layers * self.num_directions, B, self.hidden_size)
+        # the kernel takes and returns rows in packed (sorted) order
+        h0 = h0.index_select(1, packed.sorted_indices)
+        if self.cell == "lstm":
+            data, h_n, c_n = torch.lstm(packed.data, packed.batch_sizes, (h0, h0), flat, True, self.num_layers,
+                                        self.dropout, self.training, self.bidirectional)
+        else:
+            data, h_n = torch.gru(packed.data, packed.batch_sizes, h0, flat, True, self.num_layers,
+                                  self.dropout, self.training, self.bidirectional)
+            c_n = None
+        out = packed._replace(data=data)
+        seq, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        keep = nonempty.view(1, B, 1).to(x.dtype)
+        h_n = h_n.index_select(1, packed.unsorted_indices) * keep
+        c_n = c_n.index_select(1, packed.unsorted_indices) * keep if c_n is not None else None
+        seq = seq * nonempty.view(B, 1, 1).to(x.dtype)
+        D = self.num_directions
+        final = torch.cat(list(h_n[-D:]), dim=-1)
+        return EncoderOutput(seq, final, (h_n, c_n))
