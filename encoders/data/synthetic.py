@@ -1,10 +1,10 @@
 """The embedded default dataset: generated from the seed, no network, no files.
 
 Sequences of random token ids with long-tailed lengths (a few empty, a few of length 1).
-The label is ``parity(first valid token) XOR parity(last valid token)`` (0 for an empty row):
-it needs the forward state at the last *valid* step and the backward state at step 0, so a
-model that reads ``output[:, -1]`` of a padded batch, or runs the backward direction through
-the padding, cannot learn it reliably.
+The label is ``first valid token > last valid token`` (0 for an empty row or a tie): a linear
+head on ``[forward h at the last *valid* step ; backward h at step 0]`` reads it off directly,
+while a model that takes ``output[:, -1]`` of a padded batch, or runs the backward direction
+through the padding, has neither token at hand.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ PAD_ID, UNK_ID = 0, 1
 def synthetic_label(tokens) -> int:
     if len(tokens) == 0:
         return 0
-    return int((tokens[0] % 2) ^ (tokens[-1] % 2))
+    return int(tokens[0] > tokens[-1])
 
 
 def synthetic_lengths(n: int, rng: np.random.Generator, max_length: int) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""What ``train.py`` runs once Hydra has composed the config: check, set up, dispatch, report."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from encoders.config import BACKENDS, TrainConfig
+from encoders.data.sources import DataError, load_splits
+from encoders.data.vocab import PAD, UNK, Vocab
+from encoders.runtime import check_gpu_settings
+
+log = logging.getLogger(__name__)
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+class ConfigError(ValueError):
+    """A config value or combination can't work; the message names the key and what to change."""
+
+
+def check_config(cfg: TrainConfig) -> None:
+    try:
+        cfg.encoder.validate()
+        check_gpu_settings(cfg.gpu.memory_limit_mb, cfg.gpu.allow_growth)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.backend.name not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg.backend.name!r}")
+    if cfg.model.pooling not in POOLINGS:
+        raise ConfigError(f"model.pooling must be one of {POOLINGS}, got {cfg.model.pooling!r}")
+    if cfg.data.batch_size < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if cfg.trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+    if cfg.ckpt_path and not os.path.isfile(cfg.ckpt_path) and cfg.ckpt_path not in ("last", "best"):
+        raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path}")
+
+
+def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
+    """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
+    schema: TrainConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    check_config(schema)
+    backend = schema.backend.name
+    os.makedirs(run_dir, exist_ok=True)
+    splits = load_splits(schema.data, schema.seed)
+    vocab = splits.vocab or Vocab([PAD, UNK] + [str(i) for i in range(2, splits.vocab_size)])
+    vocab.save(os.path.join(run_dir, "vocab.json"))
+    encoder_name = encoder_name or schema.encoder.cell
+    if backend == "torch":
+        from encoders.runtime.torch_gpu import set_alloc_conf
+        from encoders.torch.runner import run as run_backend
+
+        set_alloc_conf(schema.gpu.alloc_conf)
+    else:
+        from encoders.runtime.tf_gpu import limit_gpu_memory
+
+        limit_gpu_memory(schema.gpu.memory_limit_mb, schema.gpu.allow_growth)  # before TF touches a GPU
+        from encoders.keras.runner import run as run_backend
+    return run_backend(schema, splits, run_dir, encoder_name)
+
+
+__all__ = ["run", "check_config", "ConfigError", "DataError"]

@@ -1,0 +1,1 @@
+"""Encoder configs shipped with the package (``pkg://encoders.conf``)."""

@@ -1,0 +1,33 @@
+"""torch GPU memory: a per-process fraction of the device this process (or rank) uses."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def set_alloc_conf(alloc_conf: Optional[str]) -> None:
+    """``PYTORCH_ALLOC_CONF`` is read at the first CUDA allocation, so set it before that."""
+    if alloc_conf:
+        os.environ["PYTORCH_ALLOC_CONF"] = alloc_conf
+
+
+def limit_gpu_memory(memory_limit_mb: Optional[int], device: Optional[int] = None) -> str:
+    if memory_limit_mb is None:
+        return "no limit"
+    if not torch.cuda.is_available():
+        msg = f"gpu.memory_limit_mb={memory_limit_mb}: no CUDA device, nothing to limit"
+        log.info(msg)
+        return msg
+    if device is None:  # each DDP rank limits its own device
+        device = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, memory_limit_mb * 2**20 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    msg = f"cuda:{device}: memory capped at {memory_limit_mb} MiB ({fraction:.3f} of {total / 2**20:.0f} MiB)"
+    log.info(msg)
+    return msg

@@ -1,0 +1,96 @@
+"""Train a ``TrainConfig`` with Lightning and leave the run's files in ``run_dir``."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import types
+from typing import Any, Dict
+
+# TensorBoard's writer imports tensorflow when it is installed, and TF grabs GPU memory in a torch
+# run. Registering `tensorboard.compat.notf` is TensorBoard's own switch for its TF-free stub.
+sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+import pytorch_lightning as pl  # noqa: E402
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint  # noqa: E402
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+
+from encoders.runtime.torch_gpu import limit_gpu_memory  # noqa: E402
+from encoders.report import epoch_history_from_csv, plot_curves, write_metrics  # noqa: E402
+from encoders.torch.datamodule import SequenceDataModule  # noqa: E402
+from encoders.torch.module import SequenceClassifier  # noqa: E402
+
+log = logging.getLogger(__name__)
+HISTORY_KEYS = ["train/loss", "train/acc", "val/loss", "val/acc"]
+
+
+def build_model(cfg: Any, splits) -> SequenceClassifier:
+    e, m = cfg.encoder, cfg.model
+    return SequenceClassifier(vocab_size=splits.vocab_size, num_classes=splits.num_classes,
+                              embedding_dim=m.embedding_dim, hidden_size=e.hidden_size, cell=e.cell,
+                              num_layers=e.num_layers, bidirectional=e.bidirectional, dropout=e.dropout,
+                              pooling=m.pooling, lr=m.lr, weight_decay=m.weight_decay)
+
+
+class GPUMemoryLimit(Callback):
+    """Caps GPU memory on each rank's own device, before the model is moved there."""
+
+    def __init__(self, memory_limit_mb):
+        self.memory_limit_mb = memory_limit_mb
+
+    def setup(self, trainer, pl_module, stage):
+        device = trainer.strategy.root_device
+        limit_gpu_memory(self.memory_limit_mb, device.index if device.type == "cuda" else None)
+
+
+def build_trainer(cfg: Any, run_dir: str) -> pl.Trainer:
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(dirpath=os.path.join(run_dir, "checkpoints"), filename="best",
+                                 monitor="val/acc", mode="max", save_last=True, auto_insert_metric_name=False)
+    kwargs: Dict[str, Any] = dict(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
+        gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar, default_root_dir=run_dir,
+        callbacks=[checkpoint, GPUMemoryLimit(cfg.gpu.memory_limit_mb)],
+        logger=[CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")],
+    )
+    if t.limit_train_batches is not None:
+        kwargs["limit_train_batches"] = t.limit_train_batches
+    if t.limit_val_batches is not None:
+        kwargs["limit_val_batches"] = t.limit_val_batches
+    return pl.Trainer(**kwargs)
+
+
+def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
+    start = time.time()
+    pl.seed_everything(cfg.seed, workers=True)
+    d = cfg.data
+    dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
+                            num_workers=d.num_workers, pool_batches=d.bucket_pool_batches)
+    model = build_model(cfg, splits)
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if not trainer.is_global_zero:
+        return {}
+    cb = trainer.checkpoint_callback
+    m = trainer.callback_metrics
+    history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
+    metrics = {
+        "backend": "torch",
+        "encoder": encoder_name,
+        "val_acc": float(m["val/acc"]) if "val/acc" in m else None,
+        "val_loss": float(m["val/loss"]) if "val/loss" in m else None,
+        "train_loss": float(m["train/loss_epoch"]) if "train/loss_epoch" in m else None,
+        "best_val_acc": float(cb.best_model_score) if cb.best_model_score is not None else None,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "wall_time_s": round(time.time() - start, 2),
+        "best_checkpoint": cb.best_model_path,
+        "last_checkpoint": cb.last_model_path,
+        "history": history,
+    }
+    write_metrics(run_dir, metrics)
+    plot_curves(run_dir, history)
+    return metrics

@@ -1,0 +1,35 @@
+"""Train a padding-correct sequence encoder: ``python train.py encoder=bilstm backend=torch``.
+
+Hydra composes ``configs/train.yaml``; everything else lives in the ``encoders`` library.
+"""
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from encoders.config import register_configs
+
+register_configs()
+log = logging.getLogger("train")
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from encoders.app import ConfigError, DataError, run
+
+    hc = HydraConfig.get()
+    try:
+        metrics = run(cfg, hc.runtime.output_dir, hc.runtime.choices.get("encoder"))
+    except (ConfigError, DataError) as e:  # the user's to fix: the message, not a traceback
+        log.error("%s: %s", type(e).__name__, e)
+        sys.exit(2)
+    if metrics:
+        log.info("val_acc=%.4f val_loss=%.4f", metrics["val_acc"], metrics["val_loss"])
+        print(f"run dir: {hc.runtime.output_dir}")
+    return metrics.get("val_acc") if metrics else None  # the value a Hydra sweeper optimises
+
+
+if __name__ == "__main__":
+    main()
