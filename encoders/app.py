@@ -20,6 +20,16 @@ class ConfigError(ValueError):
     """A config value or combination can't work; the message names the key and what to change."""
 
 
+def to_schema(cfg: DictConfig) -> TrainConfig:
+    """The composed config as a typed ``TrainConfig``; a mandatory value left at ``???`` is named."""
+    if not isinstance(cfg, DictConfig):
+        return cfg
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line, e.g. {missing[0]}=...")
+    return OmegaConf.to_object(cfg)
+
+
 def check_config(cfg: TrainConfig) -> None:
     try:
         cfg.encoder.validate()
@@ -30,6 +40,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg.backend.name!r}")
     if cfg.model.pooling not in POOLINGS:
         raise ConfigError(f"model.pooling must be one of {POOLINGS}, got {cfg.model.pooling!r}")
+    if cfg.data.source == "files" and not cfg.data.train_file:
+        raise ConfigError("data=files needs data.train_file=PATH (csv, json/jsonl or parquet)")
+    if cfg.data.source == "hub" and not cfg.data.name:
+        raise ConfigError("data=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
     if cfg.data.batch_size < 1:
         raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if cfg.trainer.max_epochs < 1:
@@ -40,7 +54,7 @@ def check_config(cfg: TrainConfig) -> None:
 
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
     """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
-    schema: TrainConfig = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    schema = to_schema(cfg)
     check_config(schema)
     backend = schema.backend.name
     os.makedirs(run_dir, exist_ok=True)
@@ -61,4 +75,4 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     return run_backend(schema, splits, run_dir, encoder_name)
 
 
-__all__ = ["run", "check_config", "ConfigError", "DataError"]
+__all__ = ["run", "to_schema", "check_config", "ConfigError", "DataError"]
