@@ -21,7 +21,8 @@ class LengthBucketBatcher:
     """Seeded, per-epoch batches of examples of similar length.
 
     Each epoch: shuffle the indices with ``seed + epoch``, cut them into pools of
-    ``pool_batches * batch_size``, sort each pool by length and cut it into batches, then
+    ``pool_batches * batch_size``, sort each pool by length and cut it into batches (the
+    ``batch_size`` longest rows of every pool are sorted and cut together across pools), then
     shuffle the batch order -- except that the batch with the longest row goes first, so an
     out-of-memory error shows at step one. Every index appears exactly once per epoch.
     ``indices`` restricts the batcher to a subset (e.g. one distributed rank's share).
@@ -53,16 +54,27 @@ class LengthBucketBatcher:
         rng = np.random.default_rng([self.seed, epoch])
         if self.shuffle:
             idx = idx[rng.permutation(len(idx))]
-        pool = self.pool_batches * self.batch_size
+        bs = self.batch_size
+        pool = self.pool_batches * bs
         out: List[np.ndarray] = []
+        tops: List[np.ndarray] = []
         for start in range(0, len(idx), pool):
             chunk = idx[start:start + pool]
             # stable sort on a shuffled chunk: equal lengths come out in random order
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            out.extend(chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
-        if self.drop_last and out and len(out[-1]) < self.batch_size:
-            # the short batch is the last of the last pool; drop it before shuffling
-            out.pop()
+            tops.append(chunk[:bs])
+            out.extend(chunk[i:i + bs] for i in range(bs, len(chunk), bs))
+        if tops:
+            # The longest batch_size rows of each pool are the rare long tail: cut per pool, each
+            # pool's top batch pads a few very long rows with many shorter ones (efficiency 0.92
+            # instead of 0.96 on the default data). Sort the pools' tops together instead.
+            # With a single pool this is exactly the per-pool cut.
+            top = np.concatenate(tops)
+            top = top[np.argsort(-self.lengths[top], kind="stable")]
+            out[:0] = [top[i:i + bs] for i in range(0, len(top), bs)]
+        if self.drop_last:
+            # at most one short batch (the last pool's remainder, or the tops' when it is small)
+            out = [b for b in out if len(b) == bs]
         if self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
         if self.longest_first and out:

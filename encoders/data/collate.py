@@ -7,11 +7,17 @@ from typing import Any, Dict, Mapping, Sequence
 import numpy as np
 
 
+_BOOL_TYPES = frozenset({bool, np.bool_})
+
+
 def _as_token_array(tokens: Any, index: int) -> np.ndarray:
     """One example's tokens as int64, or a TypeError/ValueError naming the example."""
     if isinstance(tokens, (str, bytes)):
         raise TypeError(f"example {index}: 'tokens' must be a sequence of int ids, got a string {tokens!r:.40}")
-    arr = np.asarray(tokens)
+    try:
+        arr = np.asarray(tokens)
+    except (TypeError, ValueError) as e:  # ragged nested lists and the like
+        raise ValueError(f"example {index}: 'tokens' must be a flat sequence of int ids ({e})") from None
     if arr.ndim != 1:
         if arr.size == 0:  # [] or [[]] -> empty sequence
             return np.zeros(0, dtype=np.int64)
@@ -21,6 +27,9 @@ def _as_token_array(tokens: Any, index: int) -> np.ndarray:
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         bad = next((t for t in tokens if isinstance(t, bool) or not isinstance(t, numbers.Integral)), arr.dtype)
         raise TypeError(f"example {index}: token ids must be integers, got {bad!r} ({type(bad).__name__})")
+    if not isinstance(tokens, np.ndarray) and not _BOOL_TYPES.isdisjoint(map(type, tokens)):
+        # np.asarray([1, True]) is int64: a bool among ints would pass silently as 0/1
+        raise TypeError(f"example {index}: token ids must be integers, got a bool in {tokens!r:.40}")
     if arr.min() < 0:
         pos = int(np.argmax(arr < 0))
         raise ValueError(f"example {index}: negative token id {int(arr[pos])} at position {pos}")

@@ -70,6 +70,24 @@ def _builder_for(path: str, key: str) -> str:
     return FILE_BUILDERS[ext]
 
 
+def _has_no_rows(path: str, builder: str) -> bool:
+    """True for an empty file, a csv with only a header, ``[]`` json or a 0-row parquet."""
+    try:
+        if os.path.getsize(path) == 0:
+            return True
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows == 0
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 16)
+        if builder == "csv":
+            return len(text) < (1 << 16) and sum(1 for line in text.splitlines() if line.strip()) <= 1
+        return text.strip() in ("", "[]")
+    except Exception:
+        return False
+
+
 def _files(cfg: Any, seed: int) -> Dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files never need the network
     from datasets import load_dataset
@@ -84,9 +102,14 @@ def _files(cfg: Any, seed: int) -> Dict[str, Any]:
         try:
             out[split] = load_dataset(builder, data_files={split: os.path.abspath(path)}, split=split, **kwargs)
         except Exception as e:  # parser errors from pyarrow/pandas: say which file
+            if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
+                raise DataError(f"{split} split is empty: {key}={path} has no rows") from e
             raise DataError(f"{key}: could not read {path} as {builder}: {e}") from e
     if "validation" not in out:
         # no validation file: hold out 10% of the training file, seeded
+        if len(out["train"]) < 2:
+            raise DataError(f"data.train_file={cfg.train_file} has {len(out['train'])} row(s): too few to "
+                            f"hold out a validation split; add rows or set data.validation_file")
         parts = out["train"].train_test_split(test_size=0.1, seed=seed)
         out = {"train": parts["train"], "validation": parts["test"]}
     return out
@@ -161,10 +184,18 @@ def _tokenize(raw: Dict[str, Any], cfg: Any) -> Splits:
         labels = [to_label(v, split, i) for v, i in zip(batch[label_col], indices)]
         return {"tokens": tokens, "label": labels}
 
+    from datasets import Features, Value
+    try:
+        from datasets import List as ListFeature  # datasets >= 4
+    except ImportError:  # datasets 3
+        from datasets import Sequence as ListFeature
+    # explicit features: without them map() keeps the input column's type for an output column of
+    # the same name, so string labels ("pos") came back as the strings "0"/"1", float labels as floats
+    features = Features({"tokens": ListFeature(Value("int64")), "label": Value("int64")})
     out = {}
     for split, ds in raw.items():
         out[split] = ds.map(encode, batched=True, with_indices=True, fn_kwargs={"split": split},
-                            remove_columns=ds.column_names, desc=f"tokenize {split}")
+                            remove_columns=ds.column_names, features=features, desc=f"tokenize {split}")
     train_max = max(out["train"]["label"])
     num_classes = len(names) if names else int(train_max) + 1
     val_max = max(out["validation"]["label"])
