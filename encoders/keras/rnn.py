@@ -1,0 +1,169 @@
+"""Keras LSTM/GRU encoder whose padded-batch outputs equal each sequence run alone.
+
+Each layer and direction is a stock ``keras.layers.LSTM``/``GRU`` in its cuDNN-eligible
+configuration (default activations, no recurrent dropout, ``unroll=False``, biases, GRU
+``reset_after=True``), so TensorFlow runs the fused kernel on GPU. The backward direction runs
+the forward RNN on each row reversed *within its own length* (not ``go_backwards``, which would
+start inside the padding), and its outputs are reversed back with the same gather.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from encoders.keras.embedding import concrete_numpy, graph_assert
+
+CELLS = ("lstm", "gru")
+RIGHT_PADDED_MESSAGE = ("mask is not right-padded (it has holes or left padding): each row must be True "
+                        "for its first `length` steps and False after")
+
+
+def mask_to_lengths(mask, T):
+    """Lengths [B] (int32) and the valid-step mask [B,T] of a right-padded ``mask``.
+
+    A mask with holes or left padding raises ``ValueError`` (eager, with the offending row) or
+    fails a TF assertion with the same message (graph mode): silently accepting it would make
+    final states wrong.
+    """
+    values = concrete_numpy(mask)
+    if values is not None and (values.ndim != 2 or (isinstance(T, int) and values.shape[1] != T)):
+        raise ValueError(f"mask must have shape [batch, time] with time = {T}, got {tuple(values.shape)}")
+    mask = ops.cast(mask, "bool")
+    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+    valid = ops.expand_dims(ops.arange(T, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
+    if values is not None:
+        values = values.astype(bool)
+        expected = np.arange(values.shape[1])[None, :] < values.sum(1, keepdims=True)
+        bad = np.flatnonzero((values != expected).any(1))
+        if bad.size:
+            b = int(bad[0])
+            raise ValueError(f"{RIGHT_PADDED_MESSAGE}; row {b} is {values[b].astype(int).tolist()}")
+        return lengths, valid
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), RIGHT_PADDED_MESSAGE, then=lengths)
+        valid = ops.expand_dims(ops.arange(T, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
+    return lengths, valid
+
+
+def reverse_index(lengths, T):
+    """Index [B,T]: ``len-1-t`` for ``t < len``, else ``t``. It is its own inverse."""
+    t = ops.expand_dims(ops.arange(T, dtype="int32"), 0)
+    L = ops.expand_dims(lengths, 1)
+    return ops.where(t < L, L - 1 - t, t)
+
+
+def gather_time(x, index):
+    """``x[b, index[b, t], :]`` for x [B,T,F] and index [B,T'] (the feature axis broadcasts)."""
+    return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="encoders")
+class RNNEncoder(keras.layers.Layer):
+    """``call(x[B,T,I], mask=None) -> {"sequence": [B,T,D*H], "final": [B,D*H]}``.
+
+    * ``sequence``: top-layer outputs, exactly zero at ``t >= length``;
+    * ``final``: top layer ``[forward h at length-1 ; backward h at step 0]``, zero for empty rows.
+
+    ``mask`` (propagated from ``PaddedEmbedding`` or passed) must be right-padded; None means
+    every step is valid. Length-0 rows and all-empty batches are legal and give zeros.
+    ``dropout`` applies between stacked layers when training, as in ``torch.nn.LSTM``.
+    """
+
+    def __init__(self, hidden_size: int, cell: str = "lstm", num_layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        hidden_size, num_layers = int(hidden_size), int(num_layers)
+        if hidden_size < 1 or num_layers < 1:
+            raise ValueError(f"hidden_size and num_layers must be >= 1, got {hidden_size}, {num_layers}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.hidden_size, self.cell, self.num_layers = hidden_size, cell, num_layers
+        self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
+        self.num_directions = 2 if self.bidirectional else 1
+        # graph-mode mask checks are tf.debugging asserts, which XLA drops (cuDNN RNNs are off XLA anyway)
+        self.supports_jit = False
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def build(self, input_shape):
+        # inner layers are built here, not on first call, so load_model can restore their weights
+        input_size = input_shape[-1]
+        if input_size is None:
+            raise ValueError("RNNEncoder needs a known feature size (last input dimension) to build")
+        rnn_cls = keras.layers.LSTM if self.cell == "lstm" else keras.layers.GRU
+        extra = {"reset_after": True} if self.cell == "gru" else {}
+        self.rnns = []  # [layer][direction], named like torch's parameters (l0, l0_reverse, ...)
+        for layer in range(self.num_layers):
+            layer_in = input_size if layer == 0 else self.output_size
+            row = []
+            for sfx in ("", "_reverse")[: self.num_directions]:
+                rnn = rnn_cls(self.hidden_size, return_sequences=True, recurrent_dropout=0.0, unroll=False,
+                              use_bias=True, name=f"{self.cell}_l{layer}{sfx}", dtype=self.dtype_policy, **extra)
+                rnn.build((None, None, layer_in))
+                row.append(rnn)
+            self.rnns.append(row)
+        self.inter_dropout = keras.layers.Dropout(self.dropout) if self.dropout > 0 and self.num_layers > 1 else None
+        self.built = True
+
+    def call(self, x, mask=None, training=None):
+        B, T = ops.shape(x)[0], ops.shape(x)[1]
+        D, H = self.num_directions, self.hidden_size
+        if isinstance(T, int) and T == 0:  # no time steps: an RNN can't run, the answer is all zeros
+            zeros = ops.zeros((B, 0, D * H), dtype=self.compute_dtype)
+            return {"sequence": zeros, "final": ops.zeros((B, D * H), dtype=self.compute_dtype)}
+        if mask is None:
+            lengths = ops.full((B,), T, dtype="int32")
+            valid = ops.ones((B, T), dtype="bool")
+        else:
+            lengths, valid = mask_to_lengths(mask, T)
+        # Empty-row guard: cuDNN rejects a row whose mask is all False (a tf.Assert that fails
+        # inside tf.function, i.e. in model.fit; eagerly Keras silently drops to the slow loop).
+        # So the inner RNNs see step 0 of an empty row as valid (its input there is zero), and
+        # the outputs of those rows are zeroed below, since `valid` is all False for them.
+        t0 = ops.expand_dims(ops.arange(T, dtype="int32"), 0)
+        run_mask = t0 < ops.expand_dims(ops.maximum(lengths, 1), 1)
+        keep = ops.expand_dims(valid, -1)
+        rev = reverse_index(lengths, T) if D == 2 else None
+        layer_in = ops.where(keep, x, ops.zeros_like(x))  # also clears NaN/inf left in the padding
+        outs = []
+        for layer, row in enumerate(self.rnns):
+            outs = []
+            for d, rnn in enumerate(row):
+                if d == 0:
+                    out = rnn(layer_in, mask=run_mask, training=training)
+                else:  # reverse each row within its length, run forwards, reverse back
+                    out = gather_time(rnn(gather_time(layer_in, rev), mask=run_mask, training=training), rev)
+                outs.append(ops.where(keep, out, ops.zeros_like(out)))
+            layer_out = outs[0] if D == 1 else ops.concatenate(outs, axis=-1)
+            if self.inter_dropout is not None and layer + 1 < self.num_layers:
+                layer_out = self.inter_dropout(layer_out, training=training)
+            layer_in = layer_out
+        # final: forward h at length-1, backward h at step 0 (in original order); both are zero on
+        # empty rows because the sequences were zeroed there
+        last = ops.expand_dims(ops.maximum(lengths - 1, 0), 1)
+        final = [ops.squeeze(gather_time(outs[0], last), 1)]
+        if D == 2:
+            final.append(outs[1][:, 0, :])
+        final = final[0] if D == 1 else ops.concatenate(final, axis=-1)
+        return {"sequence": layer_in, "final": final}
+
+    def compute_mask(self, inputs, mask=None):
+        # `final` has no time axis: it must not inherit the [B,T] mask (fit would fail in the loss)
+        return {"sequence": mask, "final": None}
+
+    def compute_output_shape(self, input_shape):
+        B, T = input_shape[0], input_shape[1]
+        return {"sequence": (B, T, self.output_size), "final": (B, self.output_size)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, cell=self.cell, num_layers=self.num_layers,
+                      bidirectional=self.bidirectional, dropout=self.dropout)
+        return config
