@@ -7,17 +7,13 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from encoders.config import BACKENDS, TrainConfig
+from encoders.config import BACKENDS, ConfigError, TrainConfig
 from encoders.data.sources import DataError, load_splits
 from encoders.data.vocab import PAD, UNK, Vocab
 from encoders.runtime import check_gpu_settings
 
 log = logging.getLogger(__name__)
 POOLINGS = ("last", "mean", "max", "attention")
-
-
-class ConfigError(ValueError):
-    """A config value or combination can't work; the message names the key and what to change."""
 
 
 def to_schema(cfg: DictConfig) -> TrainConfig:
@@ -48,8 +44,13 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
-    if cfg.ckpt_path and not os.path.isfile(cfg.ckpt_path) and cfg.ckpt_path not in ("last", "best"):
-        raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path}")
+    if cfg.ckpt_path:
+        if cfg.backend.name == "torch" and not os.path.isfile(cfg.ckpt_path):
+            raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "
+                              "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
+        if cfg.backend.name == "tf" and not os.path.isdir(cfg.ckpt_path):
+            raise ConfigError(f"ckpt_path: no such run dir: {cfg.ckpt_path} "
+                              "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
 
 
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:

@@ -13,6 +13,10 @@ CELLS = ("lstm", "gru")
 BACKENDS = ("torch", "tf")
 
 
+class ConfigError(ValueError):
+    """A config value or combination can't work; the message names the key and what to change."""
+
+
 @dataclass
 class EncoderConfig:
     """One encoder config builds the torch or the Keras encoder (``encoders.build_encoder``)."""

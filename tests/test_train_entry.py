@@ -90,3 +90,25 @@ def test_multirun_sweeps_encoders(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     encoders = sorted(json.loads((tmp_path / d / "metrics.json").read_text())["encoder"] for d in ("0", "1"))
     assert encoders == ["gru", "lstm"]
+
+
+def test_tf_run_writes_the_same_outputs_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = train(run, "encoder=bigru", "backend=tf", *SMALL)
+    assert f"run dir: {run}" in proc.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    torch_keys = {"val_acc", "val_loss", "train_loss", "best_val_acc", "epochs", "global_step", "backend",
+                  "encoder", "wall_time_s", "best_checkpoint", "last_checkpoint", "history"}
+    assert set(metrics) == torch_keys
+    assert metrics["backend"] == "tf" and metrics["encoder"] == "bigru" and metrics["epochs"] == 2
+    assert sorted(metrics["history"]) == ["train/acc", "train/loss", "val/acc", "val/loss"]
+    for f in ("curves.png", "vocab.json", "checkpoints/best.keras", "checkpoints/last.keras", "csv/metrics.csv"):
+        assert (run / f).is_file(), f
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tb" / "train"))
+
+    # ckpt_path=RUN_DIR continues from its BackupAndRestore state
+    resumed = tmp_path / "resumed"
+    train(resumed, "encoder=bigru", "backend=tf", *SMALL[:-2], "trainer.max_epochs=3",
+          "trainer.enable_progress_bar=false", f"ckpt_path={run}")
+    m2 = json.loads((resumed / "metrics.json").read_text())
+    assert m2["epochs"] == 3 and m2["global_step"] == metrics["global_step"] * 3 // 2

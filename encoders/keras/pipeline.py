@@ -1,0 +1,55 @@
+"""tf.data input: the same length buckets and the same ``collate`` as the torch data module."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from encoders.data.bucketing import LengthBucketBatcher
+from encoders.data.collate import collate
+
+
+class BucketedBatches:
+    """Padded ``(tokens, labels)`` batches, bucketed by length and reshuffled per epoch.
+
+    ``epoch`` is set by ``EpochSetter`` at the start of each Keras epoch (so a run resumed by
+    ``BackupAndRestore`` sees the same batches as an uninterrupted one), as Lightning does with
+    ``set_epoch`` on the torch side.
+    """
+
+    def __init__(self, tokens: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int, seed: int = 0,
+                 shuffle: bool = True, pool_batches: int = 64, pad_id: int = 0):
+        self.tokens = [np.asarray(t, dtype=np.int64) for t in tokens]
+        self.labels = [int(y) for y in labels]
+        lengths = [len(t) for t in self.tokens]
+        self.batcher = LengthBucketBatcher(lengths, batch_size, seed=seed, shuffle=shuffle,
+                                           pool_batches=pool_batches)
+        self.pad_id = pad_id
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.batcher)
+
+    def batches(self):
+        for idx in self.batcher.batches(self.epoch):
+            b = collate([{"tokens": self.tokens[i], "label": self.labels[i]} for i in idx], pad_id=self.pad_id)
+            yield b["tokens"], b["labels"]
+
+    def dataset(self) -> tf.data.Dataset:
+        spec = (tf.TensorSpec((None, None), tf.int64), tf.TensorSpec((None,), tf.int64))
+        # from_generator re-runs `batches` for every epoch's iterator, picking up the new epoch
+        return tf.data.Dataset.from_generator(self.batches, output_signature=spec).prefetch(2)
+
+
+class EpochSetter(keras.callbacks.Callback):
+    """Tells the bucketed batches which epoch is starting (before Keras opens its iterator)."""
+
+    def __init__(self, *batches: BucketedBatches):
+        super().__init__()
+        self.targets = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for b in self.targets:
+            b.epoch = epoch

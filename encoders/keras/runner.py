@@ -1,0 +1,105 @@
+"""Train a ``TrainConfig`` with ``model.fit`` and leave the same run-dir files as the torch backend."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from typing import Any, Dict
+
+import keras
+import tensorflow as tf
+
+from encoders.config import ConfigError
+from encoders.keras.model import build_classifier, compile_classifier
+from encoders.keras.pipeline import BucketedBatches, EpochSetter
+from encoders.report import plot_curves, write_metrics
+
+log = logging.getLogger(__name__)
+# Keras log names -> the names the torch backend logs (metrics.json and curves use these)
+KERAS_TO_COMMON = {"loss": "train/loss", "acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc"}
+
+
+def _resume_from(ckpt_path: str, run_dir: str) -> None:
+    """``ckpt_path`` for Keras is an earlier run dir: copy its backup (and epoch log) into this one."""
+    src = os.path.join(ckpt_path, "backup")
+    if not os.path.isdir(src) or not os.listdir(src):
+        raise ConfigError(f"ckpt_path={ckpt_path}: the tf backend resumes from a run dir with a backup/ folder "
+                         "(written by BackupAndRestore); none found there")
+    shutil.copytree(src, os.path.join(run_dir, "backup"), dirs_exist_ok=True)
+    old_csv = os.path.join(ckpt_path, "csv", "metrics.csv")
+    if os.path.isfile(old_csv):  # so history and `epochs` cover the whole run
+        shutil.copyfile(old_csv, os.path.join(run_dir, "csv", "metrics.csv"))
+
+
+def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
+    start = time.time()
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    d, e, m, t = cfg.data, cfg.encoder, cfg.model, cfg.trainer
+    train = BucketedBatches(splits.train["tokens"], splits.train["label"], d.batch_size, seed=cfg.seed,
+                            shuffle=True, pool_batches=d.bucket_pool_batches)
+    val = BucketedBatches(splits.validation["tokens"], splits.validation["label"], d.batch_size, seed=cfg.seed,
+                          shuffle=False, pool_batches=d.bucket_pool_batches)
+    model = build_classifier(splits.vocab_size, splits.num_classes, m.embedding_dim, e.hidden_size, e.cell,
+                             e.num_layers, e.bidirectional, e.dropout, m.pooling)
+    compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
+
+    ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    os.makedirs(os.path.join(run_dir, "csv"), exist_ok=True)
+    if cfg.ckpt_path:
+        _resume_from(cfg.ckpt_path, run_dir)
+    best_path, last_path = os.path.join(ckpt_dir, "best.keras"), os.path.join(ckpt_dir, "last.keras")
+    callbacks = [
+        EpochSetter(train, val),
+        # kept after the run so that ckpt_path=RUN_DIR can continue it with more epochs
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(best_path, monitor="val_acc", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(last_path),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps),
+    ]
+    steps = len(train) if t.limit_train_batches is None else max(1, int(_limit(t.limit_train_batches, len(train))))
+    val_steps = len(val) if t.limit_val_batches is None else max(1, int(_limit(t.limit_val_batches, len(val))))
+    fit = model.fit(train.dataset().repeat(), validation_data=val.dataset().repeat(), epochs=t.max_epochs,
+                    steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks,
+                    verbose=1 if t.enable_progress_bar else 2)
+    history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
+    hist = fit.history
+    best = max(history["val/acc"]) if history["val/acc"] else None
+    metrics = {
+        "backend": "tf",
+        "encoder": encoder_name,
+        "val_acc": float(hist["val_acc"][-1]) if hist.get("val_acc") else history["val/acc"][-1],
+        "val_loss": float(hist["val_loss"][-1]) if hist.get("val_loss") else history["val/loss"][-1],
+        "train_loss": float(hist["loss"][-1]) if hist.get("loss") else history["train/loss"][-1],
+        "best_val_acc": best,
+        "epochs": len(history["val/acc"]),
+        "global_step": int(model.optimizer.iterations.numpy()),
+        "wall_time_s": round(time.time() - start, 2),
+        "best_checkpoint": best_path,
+        "last_checkpoint": last_path,
+        "history": history,
+    }
+    write_metrics(run_dir, metrics)
+    plot_curves(run_dir, history)
+    return metrics
+
+
+def _limit(limit: float, n: int) -> float:
+    return limit * n if isinstance(limit, float) and limit <= 1.0 else limit
+
+
+def _history_from_csv(path: str) -> Dict[str, list]:
+    """Per-epoch history across resumes (CSVLogger appends; a resumed epoch replaces its earlier row)."""
+    import csv
+
+    rows: Dict[int, Dict[str, str]] = {}
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                rows[int(row["epoch"])] = row
+    return {common: [float(rows[e][k]) for e in sorted(rows) if rows[e].get(k)]
+            for k, common in KERAS_TO_COMMON.items()}
