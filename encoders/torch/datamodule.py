@@ -34,39 +34,55 @@ class TokenDataset(Dataset):
 
 
 class BucketBatchSampler(BatchSampler):
-    """``BatchSampler`` over ``LengthBucketBatcher``.
+    """``BatchSampler`` over ``LengthBucketBatcher`` that shards each batch across ranks itself.
 
-    It takes a ``sampler`` so Lightning can swap in a ``DistributedSampler``: the batcher then
-    buckets only this rank's share of the indices. ``set_epoch`` reseeds the buckets.
+    ``batch_size`` is the *global* batch: every step, the bucketed batch is split row-wise
+    (``rows[rank::num_replicas]``) over the ranks, so in an epoch each example is seen exactly
+    once, on one rank (no ``DistributedSampler`` padding duplicates or drops), every rank runs
+    the same number of steps, and ranks get rows of similar length. A last batch with fewer
+    rows than ranks is merged into the one before it, so no rank ever gets an empty step.
+    ``set_epoch`` reseeds the buckets (Lightning calls it every epoch).
     """
 
     def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, lengths: Sequence[int],
-                 seed: int = 0, shuffle: bool = True, pool_batches: int = 64):
+                 seed: int = 0, shuffle: bool = True, pool_batches: int = 64, num_replicas: int = 1, rank: int = 0):
         super().__init__(sampler, batch_size, drop_last)
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        if batch_size < num_replicas:
+            raise ValueError(f"data.batch_size={batch_size} is the global batch and must be >= the number of "
+                             f"processes ({num_replicas})")
+        if 0 < len(sampler) < num_replicas:
+            raise ValueError(f"{len(sampler)} examples can't give each of {num_replicas} processes a row")
         self.lengths = np.asarray(lengths)
-        self.seed, self.shuffle, self.pool_batches = seed, shuffle, pool_batches
+        self.num_replicas, self.rank = num_replicas, rank
         self.batcher = LengthBucketBatcher(self.lengths, batch_size, seed=seed, shuffle=shuffle,
                                            drop_last=drop_last, pool_batches=pool_batches)
         self.epoch = 0
+        self._cache: Optional[tuple] = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
 
-    def _indices(self) -> np.ndarray:
-        return np.fromiter(iter(self.sampler), dtype=np.int64)
+    def global_batches(self) -> List[np.ndarray]:
+        if self._cache is None or self._cache[0] != self.epoch:
+            indices = np.fromiter(iter(self.sampler), dtype=np.int64)
+            batches = self.batcher.batches(self.epoch, indices)
+            small = [i for i, b in enumerate(batches) if len(b) < self.num_replicas]
+            for i in reversed(small):  # at most one, the remainder batch
+                if len(batches) > 1:
+                    b = batches.pop(i)
+                    j = i - 1 if i > 0 else 0
+                    batches[j] = np.concatenate([batches[j], b])
+            self._cache = (self.epoch, batches)
+        return self._cache[1]
 
     def __iter__(self) -> Iterator[List[int]]:
-        for b in self.batcher.batches(self.epoch, self._indices()):
-            yield b.tolist()
+        for b in self.global_batches():
+            yield b[self.rank::self.num_replicas].tolist()
 
     def __len__(self) -> int:
-        n = len(self.sampler)
-        full, rest = divmod(n, self.pool_batches * self.batch_size)
-        if self.drop_last:
-            return n // self.batch_size
-        return full * self.pool_batches + -(-rest // self.batch_size)
+        return len(self.global_batches())
 
 
 def collate_torch(examples, pad_id: int = 0) -> Dict[str, torch.Tensor]:
@@ -75,7 +91,11 @@ def collate_torch(examples, pad_id: int = 0) -> Dict[str, torch.Tensor]:
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    """Train/validation loaders from two ``datasets`` splits with columns ``tokens`` and ``label``."""
+    """Train/validation loaders from two ``datasets`` splits with columns ``tokens`` and ``label``.
+
+    ``batch_size`` is the global batch, split over the ranks of a distributed run; the Trainer
+    must run with ``use_distributed_sampler=False`` (our sampler shards itself).
+    """
 
     def __init__(self, train, validation, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
                  pool_batches: int = 64, pad_id: int = 0):
@@ -86,8 +106,10 @@ class SequenceDataModule(pl.LightningDataModule):
         self.pool_batches, self.pad_id = pool_batches, pad_id
 
     def _loader(self, ds: TokenDataset, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = BucketBatchSampler(SequentialSampler(ds), self.batch_size, False, ds.lengths, seed=self.seed,
-                                     shuffle=shuffle, pool_batches=self.pool_batches)
+                                     shuffle=shuffle, pool_batches=self.pool_batches, num_replicas=world, rank=rank)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=_Collate(self.pad_id),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 

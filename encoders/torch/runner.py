@@ -13,6 +13,7 @@ from typing import Any, Dict
 sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
@@ -53,6 +54,7 @@ def build_trainer(cfg: Any, run_dir: str) -> pl.Trainer:
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, default_root_dir=run_dir,
+        use_distributed_sampler=False,  # BucketBatchSampler shards the global batch itself
         callbacks=[checkpoint, GPUMemoryLimit(cfg.gpu.memory_limit_mb)],
         logger=[CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")],
     )
@@ -74,21 +76,25 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
     if not trainer.is_global_zero:
         return {}
-    cb = trainer.checkpoint_callback
-    m = trainer.callback_metrics
+    # Read back what rank 0 wrote (the CSV log and the last checkpoint): with ddp_spawn this
+    # process's Trainer never ran the loop, so its own counters are not the run's.
     history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
+    last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
+    last = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else {}
+    val_acc, val_loss, train_loss = (history[k][-1] if history[k] else None
+                                     for k in ("val/acc", "val/loss", "train/loss"))
     metrics = {
         "backend": "torch",
         "encoder": encoder_name,
-        "val_acc": float(m["val/acc"]) if "val/acc" in m else None,
-        "val_loss": float(m["val/loss"]) if "val/loss" in m else None,
-        "train_loss": float(m["train/loss_epoch"]) if "train/loss_epoch" in m else None,
-        "best_val_acc": float(cb.best_model_score) if cb.best_model_score is not None else None,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        "val_acc": val_acc,
+        "val_loss": val_loss,
+        "train_loss": train_loss,
+        "best_val_acc": max(history["val/acc"]) if history["val/acc"] else None,
+        "epochs": last.get("epoch", -1) + 1,
+        "global_step": last.get("global_step", trainer.global_step),
         "wall_time_s": round(time.time() - start, 2),
-        "best_checkpoint": cb.best_model_path,
-        "last_checkpoint": cb.last_model_path,
+        "best_checkpoint": best_path,
+        "last_checkpoint": last_path,
         "history": history,
     }
     write_metrics(run_dir, metrics)
