@@ -294,3 +294,9 @@ def torch_encoder_like(keras_encoder, input_size: Optional[int] = None, copy: bo
         copy_weights(keras_encoder, enc)
     return enc
 
+
+
+if __name__ == "__main__":  # python -m encoders.convert RUN_DIR: see encoders/convert_run.py
+    from encoders.convert_run import main
+
+    sys.exit(main())
