@@ -14,6 +14,7 @@ from encoders.config import ConfigError
 from encoders.keras.model import build_classifier, compile_classifier
 from encoders.keras.pipeline import BucketedBatches, EpochSetter
 from encoders.report import plot_curves, write_metrics
+from encoders.runtime.tf_dist import make_strategy, patch_fit_for_multi_worker, worker_info
 
 log = logging.getLogger(__name__)
 # Keras log names -> the names the torch backend logs (metrics.json and curves use these)
@@ -34,6 +35,10 @@ def _resume_from(ckpt_path: str, run_dir: str) -> None:
 
 def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     start = time.time()
+    strategy = make_strategy(cfg.trainer.devices, cfg.trainer.accelerator)  # before TF builds anything
+    worker, is_chief = worker_info()
+    if not is_chief:  # other workers of a multi-worker run keep their files apart; the chief reports
+        run_dir = os.path.join(run_dir, f"worker_{worker}")
     keras.utils.set_random_seed(cfg.seed)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -42,9 +47,11 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
                             shuffle=True, pool_batches=d.bucket_pool_batches)
     val = BucketedBatches(splits.validation["tokens"], splits.validation["label"], d.batch_size, seed=cfg.seed,
                           shuffle=False, pool_batches=d.bucket_pool_batches)
-    model = build_classifier(splits.vocab_size, splits.num_classes, m.embedding_dim, e.hidden_size, e.cell,
-                             e.num_layers, e.bidirectional, e.dropout, m.pooling)
-    compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
+    with strategy.scope():
+        model = build_classifier(splits.vocab_size, splits.num_classes, m.embedding_dim, e.hidden_size, e.cell,
+                                 e.num_layers, e.bidirectional, e.dropout, m.pooling)
+        compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
+    patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
 
     ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
     os.makedirs(ckpt_dir, exist_ok=True)
@@ -66,6 +73,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     fit = model.fit(train.dataset().repeat(), validation_data=val.dataset().repeat(), epochs=t.max_epochs,
                     steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks,
                     verbose=1 if t.enable_progress_bar else 2)
+    if not is_chief:
+        return {}
     history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
     hist = fit.history
     best = max(history["val/acc"]) if history["val/acc"] else None
