@@ -33,6 +33,24 @@ class TokenDataset(Dataset):
         return {"tokens": self.tokens[i], "label": self.labels[i]}
 
 
+class _EpochForwarder(Sampler):
+    """The inner sampler of a ``BucketBatchSampler``. Lightning calls ``set_epoch`` on
+    ``loader.sampler`` and ``loader.batch_sampler.sampler``, never on the batch sampler itself,
+    so the epoch reaches the batch sampler through here."""
+
+    def __init__(self, sampler: Sampler, owner: "BucketBatchSampler"):
+        self.inner, self.owner = sampler, owner
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)
+
+
 class BucketBatchSampler(BatchSampler):
     """``BatchSampler`` over ``LengthBucketBatcher`` that shards each batch across ranks itself.
 
@@ -46,7 +64,7 @@ class BucketBatchSampler(BatchSampler):
 
     def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, lengths: Sequence[int],
                  seed: int = 0, shuffle: bool = True, pool_batches: int = 64, num_replicas: int = 1, rank: int = 0):
-        super().__init__(sampler, batch_size, drop_last)
+        super().__init__(_EpochForwarder(sampler, self), batch_size, drop_last)
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         if batch_size < num_replicas:
@@ -60,9 +78,14 @@ class BucketBatchSampler(BatchSampler):
                                            drop_last=drop_last, pool_batches=pool_batches)
         self.epoch = 0
         self._cache: Optional[tuple] = None
+        self._skip: Optional[tuple] = None  # (epoch, batches already trained) of a resumed run
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """The next pass over ``epoch`` starts after its first ``batches_done`` batches (once)."""
+        self._skip = (int(epoch), int(batches_done)) if batches_done > 0 else None
 
     def global_batches(self) -> List[np.ndarray]:
         if self._cache is None or self._cache[0] != self.epoch:
@@ -78,7 +101,11 @@ class BucketBatchSampler(BatchSampler):
         return self._cache[1]
 
     def __iter__(self) -> Iterator[List[int]]:
-        for b in self.global_batches():
+        batches = self.global_batches()
+        if self._skip is not None and self._skip[0] == self.epoch:
+            batches = batches[self._skip[1]:]
+            self._skip = None
+        for b in batches:
             yield b[self.rank::self.num_replicas].tolist()
 
     def __len__(self) -> int:
@@ -95,6 +122,10 @@ class SequenceDataModule(pl.LightningDataModule):
 
     ``batch_size`` is the global batch, split over the ranks of a distributed run; the Trainer
     must run with ``use_distributed_sampler=False`` (our sampler shards itself).
+
+    Resuming mid-epoch is exact: every checkpoint records (through ``state_dict``) how many
+    batches of the current epoch were trained, and a resumed run's sampler skips those of the
+    same seeded order, so it sees the batches the uninterrupted run would have seen.
     """
 
     def __init__(self, train, validation, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
@@ -104,12 +135,27 @@ class SequenceDataModule(pl.LightningDataModule):
         self.val_ds = validation if isinstance(validation, TokenDataset) else TokenDataset.from_hf(validation)
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.pool_batches, self.pad_id = pool_batches, pad_id
+        self._resume: Optional[Dict[str, int]] = None
+
+    def state_dict(self) -> Dict[str, int]:
+        """Saved into every checkpoint by Lightning: where in the epoch training stands."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        # a checkpoint taken after batch k (on_train_batch_end) has k+1 batches processed
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches_done": int(done)}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self._resume = dict(state) if state else None
 
     def _loader(self, ds: TokenDataset, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = BucketBatchSampler(SequentialSampler(ds), self.batch_size, False, ds.lengths, seed=self.seed,
                                      shuffle=shuffle, pool_batches=self.pool_batches, num_replicas=world, rank=rank)
+        if shuffle and self._resume:
+            sampler.resume_at(self._resume["epoch"], self._resume["batches_done"])
         return DataLoader(ds, batch_sampler=sampler, collate_fn=_Collate(self.pad_id),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
