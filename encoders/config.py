@@ -96,6 +96,7 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
+    checkpoint_every_n_steps: Optional[int] = None  # torch: also refresh last.ckpt every N steps
 
 
 @dataclass

@@ -6,7 +6,8 @@ import os
 import sys
 import time
 import types
-from typing import Any, Dict
+import warnings
+from typing import Any, Dict, Optional, Sequence
 
 # TensorBoard's writer imports tensorflow when it is installed, and TF grabs GPU memory in a torch
 # run. Registering `tensorboard.compat.notf` is TensorBoard's own switch for its TF-free stub.
@@ -18,6 +19,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.runtime.torch_gpu import limit_gpu_memory  # noqa: E402
+from encoders.torch.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from encoders.report import epoch_history_from_csv, plot_curves, write_metrics  # noqa: E402
 from encoders.torch.datamodule import SequenceDataModule  # noqa: E402
 from encoders.torch.module import SequenceClassifier  # noqa: E402
@@ -45,17 +47,48 @@ class GPUMemoryLimit(Callback):
         limit_gpu_memory(self.memory_limit_mb, device.index if device.type == "cuda" else None)
 
 
-def build_trainer(cfg: Any, run_dir: str) -> pl.Trainer:
+class LastCheckpoint(Callback):
+    """Keeps ``checkpoints/last.ckpt`` current: after every epoch (its validation included) and,
+    with ``every_n_steps``, every N optimizer steps, so a killed run loses at most N steps.
+
+    (``ModelCheckpoint(save_last=True)`` refreshes ``last`` only when it also saved a top-k
+    checkpoint, i.e. only in epochs where the monitored metric improved.)
+    """
+
+    def __init__(self, path: str, every_n_steps: Optional[int] = None):
+        self.path, self.every_n_steps = path, every_n_steps
+        self._saved_step = -1
+
+    def _save(self, trainer) -> None:
+        if trainer.global_step != self._saved_step and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+            self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._saved_step = -1  # the epoch-end state (next epoch, batch 0) differs from a mid-epoch one
+        self._save(trainer)
+
+
+def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
     t = cfg.trainer
-    checkpoint = ModelCheckpoint(dirpath=os.path.join(run_dir, "checkpoints"), filename="best",
-                                 monitor="val/acc", mode="max", save_last=True, auto_insert_metric_name=False)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    checkpoints = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max",
+                        auto_insert_metric_name=False),
+        LastCheckpoint(os.path.join(ckpt_dir, "last.ckpt"), t.checkpoint_every_n_steps),
+    ]
     kwargs: Dict[str, Any] = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, default_root_dir=run_dir,
         use_distributed_sampler=False,  # BucketBatchSampler shards the global batch itself
-        callbacks=[checkpoint, GPUMemoryLimit(cfg.gpu.memory_limit_mb)],
+        callbacks=[*checkpoints, GPUMemoryLimit(cfg.gpu.memory_limit_mb), *callbacks],
+        plugins=[AtomicCheckpointIO()],
         logger=[CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")],
     )
     if t.limit_train_batches is not None:
@@ -65,15 +98,19 @@ def build_trainer(cfg: Any, run_dir: str) -> pl.Trainer:
     return pl.Trainer(**kwargs)
 
 
-def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
+def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
+    """Fit and report; ``callbacks`` are extra Lightning callbacks (yours) added to the Trainer."""
     start = time.time()
     pl.seed_everything(cfg.seed, workers=True)
     d = cfg.data
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
                             num_workers=d.num_workers, pool_batches=d.bucket_pool_batches)
     model = build_model(cfg, splits)
-    trainer = build_trainer(cfg, run_dir)
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    trainer = build_trainer(cfg, run_dir, callbacks)
+    with warnings.catch_warnings():
+        # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return {}
     # Read back what rank 0 wrote (the CSV log and the last checkpoint): with ddp_spawn this
