@@ -59,14 +59,17 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     if cfg.ckpt_path:
         _resume_from(cfg.ckpt_path, run_dir)
     best_path, last_path = os.path.join(ckpt_dir, "best.keras"), os.path.join(ckpt_dir, "last.keras")
+    # Epoch-end order matters: the epoch's log row and checkpoints first, the backup last, so a
+    # run killed in between resumes to an epoch whose files all exist.
     callbacks = [
         EpochSetter(train, val),
-        # kept after the run so that ckpt_path=RUN_DIR can continue it with more epochs
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
         keras.callbacks.ModelCheckpoint(best_path, monitor="val_acc", mode="max", save_best_only=True),
         keras.callbacks.ModelCheckpoint(last_path),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps),
+        # kept after the run so that ckpt_path=RUN_DIR can continue it; double_checkpoint keeps the
+        # previous backup too, used when the latest one is unreadable
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False, double_checkpoint=True),
     ]
     steps = len(train) if t.limit_train_batches is None else max(1, int(_limit(t.limit_train_batches, len(train))))
     val_steps = len(val) if t.limit_val_batches is None else max(1, int(_limit(t.limit_val_batches, len(val))))
@@ -85,7 +88,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         "val_loss": float(hist["val_loss"][-1]) if hist.get("val_loss") else history["val/loss"][-1],
         "train_loss": float(hist["loss"][-1]) if hist.get("loss") else history["train/loss"][-1],
         "best_val_acc": best,
-        "epochs": len(history["val/acc"]),
+        "epochs": fit.epoch[-1] + 1 if fit.epoch else len(history["val/acc"]),
         "global_step": int(model.optimizer.iterations.numpy()),
         "wall_time_s": round(time.time() - start, 2),
         "best_checkpoint": best_path,
