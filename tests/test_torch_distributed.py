@@ -89,3 +89,22 @@ def test_two_nodes_on_localhost_with_torchrun(tmp_path):
     assert metrics["epochs"] == 2 and 0.0 <= metrics["val_acc"] <= 1.0
     # 1200 examples, global batch 32 -> 38 steps per epoch, whatever the number of processes
     assert metrics["global_step"] == 2 * 38
+
+
+def test_two_tasks_under_slurm_environment_variables(tmp_path):
+    """What `srun --ntasks=2 python train.py ...` gives each task: Lightning's SLURM environment
+    takes ranks and world size from these variables (no launcher of its own)."""
+    port, run_dir = _free_port(), tmp_path / "run"
+    slurm = dict(SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="2", SLURM_NNODES="1", SLURM_NODEID="0",
+                 SLURM_JOB_ID="4242", SLURM_JOB_NAME="train", SLURM_NODELIST="localhost",
+                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, "train.py", f"hydra.run.dir={run_dir}", *SMALL, "trainer.devices=2",
+                               "trainer.strategy=ddp"], cwd=ROOT,
+                              env=dict(os.environ, **slurm, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in (0, 1)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outs[0] and "GLOBAL_RANK: 1, MEMBER: 2/2" in outs[1]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["global_step"] == 2 * 38 and metrics["val_acc"] > 0.7
