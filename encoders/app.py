@@ -48,9 +48,34 @@ def check_config(cfg: TrainConfig) -> None:
         if cfg.backend.name == "torch" and not os.path.isfile(cfg.ckpt_path):
             raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "
                               "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
+        if cfg.backend.name == "torch":
+            check_resumable(cfg.ckpt_path)
         if cfg.backend.name == "tf" and not os.path.isdir(cfg.ckpt_path):
             raise ConfigError(f"ckpt_path: no such run dir: {cfg.ckpt_path} "
                               "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
+
+
+def check_resumable(path: str) -> None:
+    """A truncated or corrupt checkpoint is named before training starts, with the checkpoints
+    beside it that do load (e.g. ``best.ckpt``), so the user can resume from one of those."""
+    import glob
+
+    from encoders.safe import load_torch_checkpoint
+
+    try:
+        load_torch_checkpoint(path)
+    except ValueError as e:
+        usable = []
+        for other in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(path)), "*.ckpt"))):
+            if os.path.abspath(other) != os.path.abspath(path):
+                try:
+                    load_torch_checkpoint(other)
+                    usable.append(other)
+                except ValueError:
+                    pass
+        hint = (f"checkpoints beside it that load: {', '.join(usable)}; resume with ckpt_path={usable[-1]}"
+                if usable else "no other checkpoint beside it loads")
+        raise ConfigError(f"ckpt_path: {e}. {hint}") from None
 
 
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:

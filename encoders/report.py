@@ -10,6 +10,35 @@ METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
 
 
+def finish_run(run_dir: str, backend: str, encoder: str, history: Mapping[str, List[float]], epochs: int,
+               global_step: int, start: float, best_path: str, last_path: str) -> Dict:
+    """The run's ``metrics.json`` (same keys for both backends) and ``curves.png``; returns the metrics.
+
+    ``history`` holds per-epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``; the
+    reported values are those of the last epoch.
+    """
+    import time
+
+    last = {k: (history[k][-1] if history.get(k) else None) for k in ("val/acc", "val/loss", "train/loss")}
+    metrics = {
+        "backend": backend,
+        "encoder": encoder,
+        "val_acc": last["val/acc"],
+        "val_loss": last["val/loss"],
+        "train_loss": last["train/loss"],
+        "best_val_acc": max(history["val/acc"]) if history.get("val/acc") else None,
+        "epochs": int(epochs),
+        "global_step": int(global_step),
+        "wall_time_s": round(time.time() - start, 2),
+        "best_checkpoint": best_path,
+        "last_checkpoint": last_path,
+        "history": dict(history),
+    }
+    write_metrics(run_dir, metrics)
+    plot_curves(run_dir, history)
+    return metrics
+
+
 def write_metrics(run_dir: str, metrics: Mapping) -> str:
     path = os.path.join(run_dir, METRICS_FILE)
     write_json(path, dict(metrics))

@@ -145,3 +145,21 @@ def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         io.save_checkpoint({"step": 2}, path)
     assert io.load_checkpoint(path)["step"] == 1
     assert os.listdir(tmp_path) == ["last.ckpt"], "no temporary file left behind"
+
+
+def test_truncated_checkpoint_is_named_with_the_ones_that_load(tmp_path):
+    from encoders.app import ConfigError, check_config
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    torch.save({"state_dict": {"w": torch.ones(1000)}, "epoch": 0}, ckpts / "best.ckpt")
+    torch.save({"state_dict": {"w": torch.ones(100000)}, "epoch": 1}, ckpts / "full.ckpt")
+    data = (ckpts / "full.ckpt").read_bytes()
+    (ckpts / "last.ckpt").write_bytes(data[: len(data) // 2])  # cut off mid-write by something else
+    (ckpts / "full.ckpt").unlink()
+    with pytest.raises(ConfigError) as err:
+        check_config(_cfg(f"ckpt_path={ckpts / 'last.ckpt'}"))
+    msg = str(err.value)
+    assert f"{ckpts / 'last.ckpt'} is truncated or corrupt" in msg
+    assert f"resume with ckpt_path={ckpts / 'best.ckpt'}" in msg
+    check_config(_cfg(f"ckpt_path={ckpts / 'best.ckpt'}"))  # the intact one is accepted

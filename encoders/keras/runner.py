@@ -13,7 +13,7 @@ import tensorflow as tf
 from encoders.config import ConfigError
 from encoders.keras.model import build_classifier, compile_classifier
 from encoders.keras.pipeline import BucketedBatches, EpochSetter
-from encoders.report import plot_curves, write_metrics
+from encoders.report import finish_run
 from encoders.runtime.tf_dist import make_strategy, patch_fit_for_multi_worker, worker_info
 
 log = logging.getLogger(__name__)
@@ -79,25 +79,10 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     if not is_chief:
         return {}
     history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
-    hist = fit.history
-    best = max(history["val/acc"]) if history["val/acc"] else None
-    metrics = {
-        "backend": "tf",
-        "encoder": encoder_name,
-        "val_acc": float(hist["val_acc"][-1]) if hist.get("val_acc") else history["val/acc"][-1],
-        "val_loss": float(hist["val_loss"][-1]) if hist.get("val_loss") else history["val/loss"][-1],
-        "train_loss": float(hist["loss"][-1]) if hist.get("loss") else history["train/loss"][-1],
-        "best_val_acc": best,
-        "epochs": fit.epoch[-1] + 1 if fit.epoch else len(history["val/acc"]),
-        "global_step": int(model.optimizer.iterations.numpy()),
-        "wall_time_s": round(time.time() - start, 2),
-        "best_checkpoint": best_path,
-        "last_checkpoint": last_path,
-        "history": history,
-    }
-    write_metrics(run_dir, metrics)
-    plot_curves(run_dir, history)
-    return metrics
+    # epochs from fit's own list: a resumed fit starts at the restored epoch
+    return finish_run(run_dir, "tf", encoder_name, history, epochs=fit.epoch[-1] + 1 if fit.epoch else 0,
+                      global_step=int(model.optimizer.iterations.numpy()), start=start,
+                      best_path=best_path, last_path=last_path)
 
 
 def _limit(limit: float, n: int) -> float:

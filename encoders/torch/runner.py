@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.runtime.torch_gpu import limit_gpu_memory  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO  # noqa: E402
-from encoders.report import epoch_history_from_csv, plot_curves, write_metrics  # noqa: E402
+from encoders.report import epoch_history_from_csv, finish_run  # noqa: E402
 from encoders.torch.datamodule import SequenceDataModule  # noqa: E402
 from encoders.torch.module import SequenceClassifier  # noqa: E402
 
@@ -118,22 +118,6 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else {}
-    val_acc, val_loss, train_loss = (history[k][-1] if history[k] else None
-                                     for k in ("val/acc", "val/loss", "train/loss"))
-    metrics = {
-        "backend": "torch",
-        "encoder": encoder_name,
-        "val_acc": val_acc,
-        "val_loss": val_loss,
-        "train_loss": train_loss,
-        "best_val_acc": max(history["val/acc"]) if history["val/acc"] else None,
-        "epochs": last.get("epoch", -1) + 1,
-        "global_step": last.get("global_step", trainer.global_step),
-        "wall_time_s": round(time.time() - start, 2),
-        "best_checkpoint": best_path,
-        "last_checkpoint": last_path,
-        "history": history,
-    }
-    write_metrics(run_dir, metrics)
-    plot_curves(run_dir, history)
-    return metrics
+    return finish_run(run_dir, "torch", encoder_name, history, epochs=last.get("epoch", -1) + 1,
+                      global_step=last.get("global_step", trainer.global_step), start=start,
+                      best_path=best_path, last_path=last_path)
