@@ -30,6 +30,9 @@ def _as_token_array(tokens: Any, index: int) -> np.ndarray:
     if not isinstance(tokens, np.ndarray) and not _BOOL_TYPES.isdisjoint(map(type, tokens)):
         # np.asarray([1, True]) is int64: a bool among ints would pass silently as 0/1
         raise TypeError(f"example {index}: token ids must be integers, got a bool in {tokens!r:.40}")
+    if arr.dtype.kind == "u" and arr.max() > np.iinfo(np.int64).max:
+        pos = int(np.argmax(arr > np.iinfo(np.int64).max))
+        raise ValueError(f"example {index}: token id {int(arr[pos])} at position {pos} does not fit in int64")
     if arr.min() < 0:
         pos = int(np.argmax(arr < 0))
         raise ValueError(f"example {index}: negative token id {int(arr[pos])} at position {pos}")
@@ -45,7 +48,10 @@ def _as_label(ex: Mapping[str, Any], index: int) -> Any:
     if isinstance(label, bool) or not isinstance(label, numbers.Integral):
         raise TypeError(f"example {index}: label must be an integer class id, got {label!r} "
                         f"({type(label).__name__}); map string labels to ids first")
-    return int(label)
+    label = int(label)
+    if not -(2**63) <= label < 2**63:
+        raise ValueError(f"example {index}: label {label} does not fit in int64")
+    return label
 
 
 def collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, sort: bool = True) -> Dict[str, np.ndarray]:
@@ -59,7 +65,7 @@ def collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, sort: bool =
     With ``sort=True`` rows are ordered by length, longest first (ties keep input order).
     Empty sequences are legal; T is at least 1 so an all-empty batch still has a time axis.
     """
-    if isinstance(examples, Mapping) or not isinstance(examples, Sequence):
+    if isinstance(examples, (Mapping, str, bytes)) or not isinstance(examples, Sequence):
         raise TypeError(f"collate expects a sequence of examples, got {type(examples).__name__}")
     if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or pad_id < 0:
         raise ValueError(f"pad_id must be a non-negative integer, got {pad_id!r}")

@@ -196,11 +196,16 @@ def _tokenize(raw: Dict[str, Any], cfg: Any) -> Splits:
     for split, ds in raw.items():
         out[split] = ds.map(encode, batched=True, with_indices=True, fn_kwargs={"split": split},
                             remove_columns=ds.column_names, features=features, desc=f"tokenize {split}")
-    train_max = max(out["train"]["label"])
-    num_classes = len(names) if names else int(train_max) + 1
-    val_max = max(out["validation"]["label"])
-    if val_max >= num_classes:
-        raise DataError(f"validation label {val_max} never occurs in the training split "
+    train_labels = set(out["train"]["label"])
+    num_classes = len(names) if names else max(train_labels) + 1
+    if not names:  # integer labels are class ids: 0..K-1, each of them in the training split
+        absent = next((c for c in range(num_classes) if c not in train_labels), None)
+        if absent is not None:
+            raise DataError(f"integer labels must be the class ids 0..K-1, but class {absent} never occurs in "
+                            f"the training split (labels seen: {sorted(train_labels)[:20]}); renumber the labels")
+    unseen = sorted(set(out["validation"]["label"]) - train_labels)
+    if unseen:
+        raise DataError(f"validation label {unseen[0]} never occurs in the training split "
                         f"(training labels are 0..{num_classes - 1})")
     if num_classes < 2:
         raise DataError(f"the training split has a single class ({num_classes}); need at least 2")

@@ -43,7 +43,9 @@ def mask_to_lengths(mask, T):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), RIGHT_PADDED_MESSAGE, then=lengths)
+        bad_rows = tf.reshape(tf.where(tf.reduce_any(tf.not_equal(mask, valid), axis=1)), [-1])
+        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), RIGHT_PADDED_MESSAGE + "; offending row(s):",
+                               [bad_rows], then=lengths)
         valid = ops.expand_dims(ops.arange(T, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
     return lengths, valid
 
@@ -115,11 +117,24 @@ class RNNEncoder(keras.layers.Layer):
     def call(self, x, mask=None, training=None):
         B, T = ops.shape(x)[0], ops.shape(x)[1]
         D, H = self.num_directions, self.hidden_size
+        built_for = int(self.rnns[0][0].cell.kernel.shape[0])
+        if x.shape[-1] is not None and int(x.shape[-1]) != built_for:
+            raise ValueError(f"x has feature size {int(x.shape[-1])}, but this encoder was built for "
+                             f"{built_for} input features")
         if isinstance(T, int) and T == 0:  # no time steps: an RNN can't run, the answer is all zeros
             zeros = ops.zeros((B, 0, D * H), dtype=self.compute_dtype)
             return {"sequence": zeros, "final": ops.zeros((B, D * H), dtype=self.compute_dtype)}
+        T_out = T
+        if not isinstance(T, int):
+            # graph mode: T is only known at run time and may be 0, where the inner RNNs fail; give
+            # them one extra all-padding step (masked out, zero input) and cut it off at the end
+            extra = ops.maximum(1 - T, 0)
+            x = ops.pad(x, [[0, 0], [0, extra], [0, 0]])
+            if mask is not None:
+                mask = ops.pad(ops.cast(mask, "bool"), [[0, 0], [0, extra]], constant_values=False)
+            T = T + extra
         if mask is None:
-            lengths = ops.full((B,), T, dtype="int32")
+            lengths = ops.full((B,), T_out, dtype="int32")
             valid = ops.ones((B, T), dtype="bool")
         else:
             lengths, valid = mask_to_lengths(mask, T)
@@ -152,6 +167,8 @@ class RNNEncoder(keras.layers.Layer):
         if D == 2:
             final.append(outs[1][:, 0, :])
         final = final[0] if D == 1 else ops.concatenate(final, axis=-1)
+        if T_out is not T:
+            layer_in = layer_in[:, :T_out]
         return {"sequence": layer_in, "final": final}
 
     def compute_mask(self, inputs, mask=None):

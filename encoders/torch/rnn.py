@@ -159,7 +159,9 @@ class RNNEncoder(nn.Module):
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         if B == 0 or T == 0 or not bool(lengths.any()):
             # nothing to run: zeros that still depend on x and the weights, so the graph stays connected
-            anchor = (x.sum() + sum(p.sum() for p in self.parameters())) * 0.0
+            # all of x is padding here and may hold NaN/inf: 0 * NaN is NaN, so mask it out instead
+            anchor = (x.masked_fill(torch.ones_like(x, dtype=torch.bool), 0.0).sum()
+                      + sum(p.sum() for p in self.parameters()) * 0.0)
             zeros = x.new_zeros(B, T, D * H) + anchor
             h = x.new_zeros(L * D, B, H) + anchor
             return EncoderOutput(zeros, x.new_zeros(B, D * H) + anchor, (h, h.clone() if self.cell == "lstm" else None))
