@@ -8,6 +8,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from encoders.io import atomic_write_bytes
+from encoders.safe import load_torch_checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -30,4 +31,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write_bytes(str(path), buffer.getvalue())
 
     def load_checkpoint(self, path, map_location: Optional[Any] = None, weights_only: Optional[bool] = None):
-        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        # errors that name the file: truncated, corrupt, or carrying code
+        return load_torch_checkpoint(str(path), map_location=map_location)
