@@ -62,7 +62,9 @@ def torch_to_keras(ckpt_path: str):
     from encoders.keras.model import build_classifier
     from encoders.torch.module import SequenceClassifier
 
-    ckpt = __import__("torch").load(ckpt_path, map_location="cpu", weights_only=True)
+    from encoders.safe import load_torch_checkpoint
+
+    ckpt = load_torch_checkpoint(ckpt_path)
     hp = ckpt["hyper_parameters"]
     tm = SequenceClassifier(**hp)
     tm.load_state_dict(ckpt["state_dict"])
@@ -78,13 +80,11 @@ def torch_to_keras(ckpt_path: str):
 
 def keras_to_torch(keras_path: str):
     """A ``.keras`` classifier (loaded with ``safe_mode=True``) as a torch ``SequenceClassifier``."""
-    import keras
-
-    import encoders.keras  # noqa: F401  (registers our layers for loading)
     from encoders.convert import copy_weights
+    from encoders.safe import load_keras_model
     from encoders.torch.module import SequenceClassifier
 
-    km = keras.saving.load_model(keras_path, safe_mode=True)
+    km = load_keras_model(keras_path)
     emb, enc, head = km.get_layer("embedding"), km.get_layer("encoder"), km.get_layer("head")
     pool = next((l for l in km.layers if l.name == "pool"), None)
     hp = dict(vocab_size=emb.input_dim, num_classes=head.units, embedding_dim=emb.output_dim,
