@@ -1,0 +1,69 @@
+"""Shared helpers: sizes per mode, interleaved timing with medians, machine description."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable, Dict
+
+# Sizes per mode. "full" is the default, "quick" must stay under 3 minutes on 2 CPU cores,
+# "smoke" only checks that every part runs (tests/test_bench.py); its figures mean nothing.
+SIZES = {
+    "full": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=15,
+                 lit_train=20000, lit_batches=313, lit_repeats=5, pm_train=20000, pm_epochs=1, pm_val=2000,
+                 tf_batches=60, tf_repeats=5),
+    "quick": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=5,
+                  lit_train=20000, lit_batches=150, lit_repeats=4, pm_train=4000, pm_epochs=2, pm_val=1000,
+                  tf_batches=40, tf_repeats=3),
+    "smoke": dict(enc_batch=8, enc_max_len=20, enc_emb=8, enc_hidden=8, enc_repeats=2,
+                  lit_train=1000, lit_batches=3, lit_repeats=1, pm_train=256, pm_epochs=1, pm_val=128,
+                  tf_batches=3, tf_repeats=1),
+}
+
+# The default run's data and model (configs/train.yaml, data/synthetic.yaml, encoder/bilstm.yaml,
+# config.py ModelConfig, trainer/default.yaml).
+DEFAULT = dict(seed=42, num_train=20000, num_val=2000, vocab_size=32, max_length=200, batch_size=64,
+               pool_batches=64, embedding_dim=32, hidden_size=64, lr=3e-3, clip=1.0, log_every_n_steps=50)
+
+
+def mode_of(quick: bool, smoke: bool) -> str:
+    return "smoke" if smoke else ("quick" if quick else "full")
+
+
+def interleaved(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Dict[str, float]:
+    """Median wall time of each function; each repeat runs every function once, in turn,
+    so that a slow spell of the machine hits all alternatives alike."""
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times = {k: [] for k in fns}
+    for r in range(repeats):
+        # alternate the order so no alternative always runs right after the same neighbour
+        order = list(fns) if r % 2 == 0 else list(reversed(list(fns)))
+        for k in order:
+            t = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPU cores, {platform.system()} {platform.machine()}"
+
+
+def rounded(x, digits: int = 4):
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    return x

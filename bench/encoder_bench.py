@@ -1,0 +1,124 @@
+"""Bi-LSTM / bi-GRU forward+backward on CPU: packed nn.LSTM vs our padded encoder vs the raw kernel.
+
+* packed: ``nn.LSTM`` on ``pack_padded_sequence(..., enforce_sorted=False)``, unpacked again --
+  the correct recipe people write by hand;
+* ours: ``RNNEncoder(path="padded")`` (oneDNN kernel on the padded batch, per-row reversal);
+* raw: bidirectional ``nn.LSTM`` on the padded batch with no correctness at all (the backward
+  direction starts in the padding) -- the speed limit for the padded kernel.
+
+All three share one set of weights (ours loads the ``nn.LSTM`` state dict), and the loss is the
+sum of the sequence output and the final states, so every output feeds the backward pass.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from bench.common import interleaved
+from encoders.torch.rnn import RNNEncoder
+
+
+def ragged_batch(batch: int, max_len: int, emb: int, seed: int = 0):
+    """Uniform ragged lengths in [1, max_len] (one row at max_len), random float inputs."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, max_len + 1, batch)
+    lengths[0] = max_len
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, max_len, emb, generator=g), torch.as_tensor(lengths, dtype=torch.long)
+
+
+def make_models(cell: str, emb: int, hidden: int, seed: int = 0):
+    torch.manual_seed(seed)
+    ref = (nn.LSTM if cell == "lstm" else nn.GRU)(emb, hidden, batch_first=True, bidirectional=True)
+    ours = RNNEncoder(emb, hidden, cell, num_layers=1, bidirectional=True, path="padded")
+    missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=False)
+    assert not missing and not unexpected, (missing, unexpected)
+    return ref, ours
+
+
+def step_fns(ref: nn.Module, ours: RNNEncoder, x: torch.Tensor, lengths: torch.Tensor):
+    """One forward+backward each; every function returns (sequence, h_n, input grad)."""
+    T = x.size(1)
+
+    def packed():
+        xx = x.detach().requires_grad_()
+        p = pack_padded_sequence(xx, lengths, batch_first=True, enforce_sorted=False)
+        out, state = ref(p)
+        h = state[0] if isinstance(state, tuple) else state
+        seq, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        (seq.sum() + h.sum()).backward()
+        return seq, h, xx.grad
+
+    def padded_ours():
+        xx = x.detach().requires_grad_()
+        out = ours(xx, lengths)
+        (out.sequence.sum() + out.state[0].sum()).backward()
+        return out.sequence, out.state[0], xx.grad
+
+    def raw_kernel():
+        xx = x.detach().requires_grad_()
+        seq, state = ref(xx)
+        h = state[0] if isinstance(state, tuple) else state
+        (seq.sum() + h.sum()).backward()
+        return seq, h, xx.grad
+
+    return {"packed": packed, "ours": padded_ours, "raw": raw_kernel}
+
+
+def outputs_match(fns, atol: float = 1e-5) -> bool:
+    """Ours vs packed: sequence, h_n and the input gradient, all to ``atol``."""
+    a, b = fns["packed"](), fns["ours"]()
+    return all(torch.allclose(u, v, atol=atol, rtol=0) for u, v in zip(a, b))
+
+
+def synced(fns, device: torch.device):
+    """On CUDA, wait for the kernels to finish inside each timed call."""
+    if device.type != "cuda":
+        return fns
+
+    def wrap(f):
+        def g():
+            r = f()
+            torch.cuda.synchronize(device)
+            return r
+        return g
+    return {k: wrap(f) for k, f in fns.items()}
+
+
+def compare(cell: str, s: Dict, device: str = "cpu") -> Dict[str, float]:
+    device = torch.device(device)
+    x, lengths = ragged_batch(s["enc_batch"], s["enc_max_len"], s["enc_emb"])
+    ref, ours = make_models(cell, s["enc_emb"], s["enc_hidden"])
+    # lengths stay on the CPU: pack_padded_sequence wants them there, ours takes any device
+    # (on CUDA ours takes path="auto", i.e. the packed cuDNN path chosen for that device)
+    x, ref, ours = x.to(device), ref.to(device), ours.to(device)
+    if device.type == "cuda":
+        ours.path = "auto"
+    fns = synced(step_fns(ref, ours, x, lengths), device)
+    match = outputs_match(fns)
+    t = interleaved(fns, s["enc_repeats"], warmup=1)
+    return {"match": match, "packed_s": t["packed"], "ours_s": t["ours"], "raw_s": t["raw"],
+            "speedup": t["packed"] / t["ours"], "kernel_speedup": t["raw"] and t["packed"] / t["raw"],
+            "tokens": int(lengths.sum())}
+
+
+def run(s: Dict, device: str = "cpu") -> Dict:
+    lstm = compare("lstm", s, device)
+    gru = compare("gru", s, device)
+    return {
+        "encoder_speedup_vs_packed": lstm["speedup"],
+        "kernel_speedup_vs_packed": lstm["kernel_speedup"],
+        "encoder_share_of_limit": lstm["speedup"] / lstm["kernel_speedup"],
+        "outputs_match": bool(lstm["match"] and gru["match"]),
+        "gru_speedup_vs_packed": gru["speedup"],
+        "gru_kernel_speedup_vs_packed": gru["kernel_speedup"],
+        "encoder_times_ms": {f"{c}_{k}": v[f"{k}_s"] * 1e3 for c, v in (("lstm", lstm), ("gru", gru))
+                             for k in ("packed", "ours", "raw")},
+        "encoder_batch": {"batch": s["enc_batch"], "max_len": s["enc_max_len"], "emb": s["enc_emb"],
+                          "hidden": s["enc_hidden"], "real_tokens": lstm["tokens"],
+                          "torch_threads": torch.get_num_threads(), "device": device},
+    }

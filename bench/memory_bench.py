@@ -1,0 +1,64 @@
+"""Peak memory of one bi-LSTM forward+backward, ours vs packed (and the raw kernel), each in a fresh process.
+
+Measured as the rise of the process's peak resident set size over its RSS just before the step
+(after imports, model and input are built, and one warm-up step has run): the kernel's
+high-water mark (``VmHWM``) is reset through ``/proc/self/clear_refs`` right before the step and
+read right after it, so the figure is what the step itself adds at its peak (activations, workspaces, gradients). The child runs
+with ``MALLOC_MMAP_THRESHOLD_=65536`` and ``MALLOC_TRIM_THRESHOLD_=0`` so that glibc maps every
+large tensor on its own and unmaps it when freed: RSS then follows the live tensors instead of
+whatever the allocator happened to keep from earlier steps.
+Run as ``python -m bench.memory_bench ours|packed|raw SIZE_JSON``; prints one number (MiB).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Dict
+
+
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _child(which: str, s: Dict) -> float:
+    import torch
+
+    from bench.encoder_bench import make_models, ragged_batch, step_fns
+
+    x, lengths = ragged_batch(s["enc_batch"], s["enc_max_len"], s["enc_emb"])
+    ref, ours = make_models("lstm", s["enc_emb"], s["enc_hidden"])
+    fn = step_fns(ref, ours, x, lengths)[which]
+    fn()  # warm-up: one-off allocations (kernel primitives, thread pools) are not per-step memory
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before = _status_mb("VmRSS")
+    fn()
+    return _status_mb("VmHWM") - before
+
+
+def run(s: Dict) -> Dict[str, float]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    # memory, unlike time, does not suffer from running side by side: start the children together
+    children = {which: subprocess.Popen([sys.executable, "-m", "bench.memory_bench", which, json.dumps(s)],
+                                        cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+                for which in ("ours", "packed", "raw")}
+    out = {}
+    for which, child in children.items():
+        stdout, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"memory child {which!r} failed with exit status {child.returncode}")
+        key = "peak_memory_raw_kernel_mb" if which == "raw" else f"peak_memory_{which}_mb"
+        out[key] = float(stdout.strip().splitlines()[-1])
+    return out
+
+
+if __name__ == "__main__":
+    print(_child(sys.argv[1], json.loads(sys.argv[2])))
