@@ -4,7 +4,8 @@ Each layer and direction is a stock ``keras.layers.LSTM``/``GRU`` in its cuDNN-e
 configuration (default activations, no recurrent dropout, ``unroll=False``, biases, GRU
 ``reset_after=True``), so TensorFlow runs the fused kernel on GPU. The backward direction runs
 the forward RNN on each row reversed *within its own length* (not ``go_backwards``, which would
-start inside the padding), and its outputs are reversed back with the same gather.
+start inside the padding), and its outputs are reversed back with the same gather. The inner
+RNNs run unmasked (see ``call``): that keeps them on cuDNN and away from all-masked rows.
 """
 from __future__ import annotations
 
@@ -55,6 +56,19 @@ def reverse_index(lengths, T):
     t = ops.expand_dims(ops.arange(T, dtype="int32"), 0)
     L = ops.expand_dims(lengths, 1)
     return ops.where(t < L, L - 1 - t, t)
+
+
+def reverse_within_lengths(x, lengths, index):
+    """Each row of x [B,T,F] reversed over its first ``lengths[b]`` steps (its own inverse).
+
+    On TensorFlow ``tf.reverse_sequence`` does exactly this, and its gradient is itself: much
+    cheaper than a gather, whose gradient is a scatter. ``index`` (``reverse_index``) serves the
+    other backends."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    return gather_time(x, index)
 
 
 def gather_time(x, index):
@@ -116,45 +130,51 @@ class RNNEncoder(keras.layers.Layer):
 
     def call(self, x, mask=None, training=None):
         B, T = ops.shape(x)[0], ops.shape(x)[1]
-        D, H = self.num_directions, self.hidden_size
         built_for = int(self.rnns[0][0].cell.kernel.shape[0])
         if x.shape[-1] is not None and int(x.shape[-1]) != built_for:
             raise ValueError(f"x has feature size {int(x.shape[-1])}, but this encoder was built for "
                              f"{built_for} input features")
         if isinstance(T, int) and T == 0:  # no time steps: an RNN can't run, the answer is all zeros
-            zeros = ops.zeros((B, 0, D * H), dtype=self.compute_dtype)
-            return {"sequence": zeros, "final": ops.zeros((B, D * H), dtype=self.compute_dtype)}
-        T_out = T
-        if not isinstance(T, int):
-            # graph mode: T is only known at run time and may be 0, where the inner RNNs fail; give
-            # them one extra all-padding step (masked out, zero input) and cut it off at the end
-            extra = ops.maximum(1 - T, 0)
-            x = ops.pad(x, [[0, 0], [0, extra], [0, 0]])
-            if mask is not None:
-                mask = ops.pad(ops.cast(mask, "bool"), [[0, 0], [0, extra]], constant_values=False)
-            T = T + extra
+            return self._zeros(B, T)
+        if T is not None and not isinstance(T, int) and keras.backend.backend() == "tensorflow":
+            # graph mode: T is known only at run time and may be 0, where the inner RNNs fail
+            import tensorflow as tf
+
+            return tf.cond(T > 0, lambda: self._encode(x, mask, training), lambda: self._zeros(B, T))
+        return self._encode(x, mask, training)
+
+    def _zeros(self, B, T):
+        D, H = self.num_directions, self.hidden_size
+        return {"sequence": ops.zeros((B, T, D * H), dtype=self.compute_dtype),
+                "final": ops.zeros((B, D * H), dtype=self.compute_dtype)}
+
+    def _encode(self, x, mask, training):
+        B, T = ops.shape(x)[0], ops.shape(x)[1]
+        D = self.num_directions
         if mask is None:
-            lengths = ops.full((B,), T_out, dtype="int32")
+            lengths = ops.full((B,), T, dtype="int32")
             valid = ops.ones((B, T), dtype="bool")
         else:
             lengths, valid = mask_to_lengths(mask, T)
-        # Empty-row guard: cuDNN rejects a row whose mask is all False (a tf.Assert that fails
-        # inside tf.function, i.e. in model.fit; eagerly Keras silently drops to the slow loop).
-        # So the inner RNNs see step 0 of an empty row as valid (its input there is zero), and
-        # the outputs of those rows are zeroed below, since `valid` is all False for them.
-        t0 = ops.expand_dims(ops.arange(T, dtype="int32"), 0)
-        run_mask = t0 < ops.expand_dims(ops.maximum(lengths, 1), 1)
+        # The inner RNNs get no mask at all. Every row is right-padded (checked above) and the
+        # backward direction runs on each row reversed *within its length*, so in both directions
+        # the padding comes after a row's real steps and can't change their outputs; what the RNNs
+        # compute over the padding is zeroed below, and `final` is read at the row's own last step.
+        # Without a mask Keras skips its per-step masking (faster than a masked Bidirectional on
+        # CPU) and on a GPU the layer stays on the cuDNN kernel with nothing it could reject: an
+        # all-masked row, which makes cuDNN fail inside tf.function, can't reach it.
         keep = ops.expand_dims(valid, -1)
-        rev = reverse_index(lengths, T) if D == 2 else None
+        rev = reverse_index(lengths, T) if D == 2 and keras.backend.backend() != "tensorflow" else None
         layer_in = ops.where(keep, x, ops.zeros_like(x))  # also clears NaN/inf left in the padding
         outs = []
         for layer, row in enumerate(self.rnns):
             outs = []
             for d, rnn in enumerate(row):
                 if d == 0:
-                    out = rnn(layer_in, mask=run_mask, training=training)
+                    out = rnn(layer_in, mask=None, training=training)
                 else:  # reverse each row within its length, run forwards, reverse back
-                    out = gather_time(rnn(gather_time(layer_in, rev), mask=run_mask, training=training), rev)
+                    out = reverse_within_lengths(rnn(reverse_within_lengths(layer_in, lengths, rev), mask=None,
+                                                     training=training), lengths, rev)
                 outs.append(ops.where(keep, out, ops.zeros_like(out)))
             layer_out = outs[0] if D == 1 else ops.concatenate(outs, axis=-1)
             if self.inter_dropout is not None and layer + 1 < self.num_layers:
@@ -167,8 +187,6 @@ class RNNEncoder(keras.layers.Layer):
         if D == 2:
             final.append(outs[1][:, 0, :])
         final = final[0] if D == 1 else ops.concatenate(final, axis=-1)
-        if T_out is not T:
-            layer_in = layer_in[:, :T_out]
         return {"sequence": layer_in, "final": final}
 
     def compute_mask(self, inputs, mask=None):
