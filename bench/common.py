@@ -14,8 +14,8 @@ SIZES = {
                  lit_train=20000, lit_batches=313, lit_repeats=5, pm_train=20000, pm_epochs=1, pm_val=2000,
                  tf_batches=60, tf_repeats=5),
     "quick": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=5,
-                  lit_train=20000, lit_batches=150, lit_repeats=6, pm_train=4000, pm_epochs=2, pm_val=1000,
-                  tf_batches=40, tf_repeats=3),
+                  lit_train=20000, lit_batches=150, lit_repeats=14, pm_train=4000, pm_epochs=2, pm_val=1000,
+                  tf_batches=40, tf_repeats=10),
     "smoke": dict(enc_batch=8, enc_max_len=20, enc_emb=8, enc_hidden=8, enc_repeats=2,
                   lit_train=1000, lit_batches=3, lit_repeats=1, pm_train=256, pm_epochs=1, pm_val=128,
                   tf_batches=3, tf_repeats=1),
@@ -24,7 +24,8 @@ SIZES = {
 # The default run's data and model (configs/train.yaml, data/synthetic.yaml, encoder/bilstm.yaml,
 # config.py ModelConfig, trainer/default.yaml).
 DEFAULT = dict(seed=42, num_train=20000, num_val=2000, vocab_size=32, max_length=200, batch_size=64,
-               pool_batches=64, embedding_dim=32, hidden_size=64, lr=3e-3, clip=1.0, log_every_n_steps=50)
+               pool_batches=64, embedding_dim=32, hidden_size=64, lr=3e-3, clip=1.0, log_every_n_steps=50,
+               progress_bar_refresh_rate=10)
 
 
 def mode_of(quick: bool, smoke: bool) -> str:

@@ -44,6 +44,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if cfg.trainer.max_epochs < 1:
         raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
+    if cfg.trainer.progress_bar_refresh_rate < 1:
+        raise ConfigError(f"trainer.progress_bar_refresh_rate must be >= 1, got {cfg.trainer.progress_bar_refresh_rate} "
+                          "(trainer.enable_progress_bar=false turns the bar off)")
     if cfg.ckpt_path:
         if cfg.backend.name == "torch" and not os.path.isfile(cfg.ckpt_path):
             raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "

@@ -94,6 +94,7 @@ class TrainerConfig:
     gradient_clip_val: Optional[float] = 1.0
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
+    progress_bar_refresh_rate: int = 10  # torch: redraw the bar every N batches
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
     checkpoint_every_n_steps: Optional[int] = None  # torch: also refresh last.ckpt every N steps

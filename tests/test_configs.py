@@ -87,8 +87,23 @@ def test_wrong_types_fail_naming_the_key(compose_train, override, key):
     (["backend.name=jax"], "backend"),
     (["gpu.memory_limit_mb=512", "gpu.allow_growth=true"], "memory_limit_mb.*allow_growth"),
     (["data.batch_size=0"], "batch_size"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs"),
+    (["trainer.progress_bar_refresh_rate=0"], "progress_bar_refresh_rate.*enable_progress_bar=false"),
     (["ckpt_path=/nonexistent/x.ckpt"], "ckpt_path"),
 ])
 def test_impossible_values_are_refused_with_the_key(compose_train, overrides, match):
     with pytest.raises(ConfigError, match=match):
         check_config(OmegaConf.to_object(compose_train(*overrides)))
+
+
+def test_torch_trainer_redraws_the_bar_as_configured_and_a_callers_bar_wins(compose_train, tmp_path):
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    from encoders.torch.runner import build_trainer
+
+    cfg = OmegaConf.to_object(compose_train("trainer.progress_bar_refresh_rate=7", "trainer.accelerator=cpu"))
+    assert build_trainer(cfg, str(tmp_path)).progress_bar_callback.refresh_rate == 7
+    mine = TQDMProgressBar(refresh_rate=3)
+    assert build_trainer(cfg, str(tmp_path), callbacks=[mine]).progress_bar_callback is mine
+    cfg.trainer.enable_progress_bar = False
+    assert build_trainer(cfg, str(tmp_path)).progress_bar_callback is None

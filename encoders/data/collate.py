@@ -12,6 +12,9 @@ _BOOL_TYPES = frozenset({bool, np.bool_})
 
 def _as_token_array(tokens: Any, index: int) -> np.ndarray:
     """One example's tokens as int64, or a TypeError/ValueError naming the example."""
+    if type(tokens) is np.ndarray and tokens.dtype.kind == "i" and tokens.ndim == 1:
+        # the loaders' own rows: sign is checked once for the whole batch in ``collate``
+        return tokens.astype(np.int64, copy=False)
     if isinstance(tokens, (str, bytes)):
         raise TypeError(f"example {index}: 'tokens' must be a sequence of int ids, got a string {tokens!r:.40}")
     try:
@@ -37,6 +40,24 @@ def _as_token_array(tokens: Any, index: int) -> np.ndarray:
         pos = int(np.argmax(arr < 0))
         raise ValueError(f"example {index}: negative token id {int(arr[pos])} at position {pos}")
     return arr.astype(np.int64, copy=False)
+
+
+def _check_examples(examples: Sequence[Any], seqs: list, labels: list) -> None:
+    """Fill ``seqs``/``labels`` example by example, raising at the first bad one."""
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Mapping):
+            raise TypeError(f"example {i} must be a mapping with 'tokens' and 'label', got {type(ex).__name__}")
+        if "tokens" not in ex:
+            raise ValueError(f"example {i} has no 'tokens' (keys: {sorted(ex)})")
+        seqs.append(_as_token_array(ex["tokens"], i))
+        labels.append(_as_label(ex, i))
+
+
+def _raise_negative(seqs: Sequence[np.ndarray]) -> None:
+    for index, arr in enumerate(seqs):
+        if arr.size and arr.min() < 0:
+            pos = int(np.argmax(arr < 0))
+            raise ValueError(f"example {index}: negative token id {int(arr[pos])} at position {pos}")
 
 
 def _as_label(ex: Mapping[str, Any], index: int) -> Any:
@@ -70,13 +91,11 @@ def collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, sort: bool =
     if isinstance(pad_id, bool) or not isinstance(pad_id, numbers.Integral) or pad_id < 0:
         raise ValueError(f"pad_id must be a non-negative integer, got {pad_id!r}")
     seqs, labels = [], []
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, Mapping):
-            raise TypeError(f"example {i} must be a mapping with 'tokens' and 'label', got {type(ex).__name__}")
-        if "tokens" not in ex:
-            raise ValueError(f"example {i} has no 'tokens' (keys: {sorted(ex)})")
-        seqs.append(_as_token_array(ex["tokens"], i))
-        labels.append(_as_label(ex, i))
+    try:
+        _check_examples(examples, seqs, labels)
+    except (TypeError, ValueError):
+        _raise_negative(seqs)  # an earlier example's negative id is the first problem
+        raise
 
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     order = np.argsort(-lengths, kind="stable") if sort else np.arange(len(seqs))
@@ -84,11 +103,15 @@ def collate(examples: Sequence[Mapping[str, Any]], pad_id: int = 0, sort: bool =
     restore[order] = np.arange(len(order))
 
     T = max(int(lengths.max(initial=0)), 1)
-    tokens = np.full((len(seqs), T), pad_id, dtype=np.int64)
-    for row, i in enumerate(order):
-        tokens[row, : lengths[i]] = seqs[i]
     lengths = lengths[order]
     mask = np.arange(T)[None, :] < lengths[:, None]
+    tokens = np.full((len(seqs), T), pad_id, dtype=np.int64)
+    if len(seqs):
+        # row-major order of the mask's True cells is the sorted rows laid end to end
+        flat = np.concatenate([seqs[i] for i in order])
+        if flat.size and flat.min() < 0:
+            _raise_negative(seqs)
+        tokens[mask] = flat
     return {
         "tokens": tokens,
         "lengths": lengths,

@@ -71,6 +71,16 @@ def reverse_within_lengths(x, lengths, index):
     return gather_time(x, index)
 
 
+def last_step(x, lengths):
+    """``x[b, max(lengths[b] - 1, 0), :]`` for x [B,T,F]."""
+    last = ops.maximum(lengths - 1, 0)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(x, last, axis=1, batch_dims=1)
+    return ops.squeeze(gather_time(x, ops.expand_dims(last, 1)), 1)
+
+
 def gather_time(x, index):
     """``x[b, index[b, t], :]`` for x [B,T,F] and index [B,T'] (the feature axis broadcasts)."""
     return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)
@@ -163,10 +173,13 @@ class RNNEncoder(keras.layers.Layer):
         # Without a mask Keras skips its per-step masking (faster than a masked Bidirectional on
         # CPU) and on a GPU the layer stays on the cuDNN kernel with nothing it could reject: an
         # all-masked row, which makes cuDNN fail inside tf.function, can't reach it.
+        # For the same reason the layers in between need no zeroing: what a layer computes over
+        # the padding only ever reaches the next layer's padding.
         keep = ops.expand_dims(valid, -1)
         rev = reverse_index(lengths, T) if D == 2 and keras.backend.backend() != "tensorflow" else None
-        layer_in = ops.where(keep, x, ops.zeros_like(x))  # also clears NaN/inf left in the padding
-        outs = []
+        # zeroed once on the way in: NaN/inf left in the padding would otherwise turn the zero
+        # gradients that reach padding steps into NaN (0 * inf)
+        layer_in = ops.where(keep, x, ops.zeros_like(x))
         for layer, row in enumerate(self.rnns):
             outs = []
             for d, rnn in enumerate(row):
@@ -175,19 +188,19 @@ class RNNEncoder(keras.layers.Layer):
                 else:  # reverse each row within its length, run forwards, reverse back
                     out = reverse_within_lengths(rnn(reverse_within_lengths(layer_in, lengths, rev), mask=None,
                                                      training=training), lengths, rev)
-                outs.append(ops.where(keep, out, ops.zeros_like(out)))
-            layer_out = outs[0] if D == 1 else ops.concatenate(outs, axis=-1)
+                outs.append(out)
+            layer_in = outs[0] if D == 1 else ops.concatenate(outs, axis=-1)
             if self.inter_dropout is not None and layer + 1 < self.num_layers:
-                layer_out = self.inter_dropout(layer_out, training=training)
-            layer_in = layer_out
-        # final: forward h at length-1, backward h at step 0 (in original order); both are zero on
-        # empty rows because the sequences were zeroed there
-        last = ops.expand_dims(ops.maximum(lengths - 1, 0), 1)
-        final = [ops.squeeze(gather_time(outs[0], last), 1)]
+                layer_in = self.inter_dropout(layer_in, training=training)
+        sequence = ops.where(keep, layer_in, ops.zeros_like(layer_in))
+        # final: forward h at length-1, backward h at step 0 (in original order), read from the
+        # top layer's direction outputs; empty rows are zeroed through `nonempty`
+        final = [last_step(outs[0], lengths)]
         if D == 2:
             final.append(outs[1][:, 0, :])
         final = final[0] if D == 1 else ops.concatenate(final, axis=-1)
-        return {"sequence": layer_in, "final": final}
+        nonempty = ops.expand_dims(lengths > 0, -1)
+        return {"sequence": sequence, "final": ops.where(nonempty, final, ops.zeros_like(final))}
 
     def compute_mask(self, inputs, mask=None):
         # `final` has no time axis: it must not inherit the [B,T] mask (fit would fail in the loss)

@@ -45,11 +45,22 @@ class SequenceClassifier(pl.LightningModule):
         pooled = out.final if self.pool is None else self.pool(out.sequence, lengths)
         return self.head(pooled)
 
+    def _check_labels(self, labels: torch.Tensor) -> None:
+        k = self.hparams.num_classes
+        if labels.numel() and not bool(((labels >= 0) & (labels < k)).all()):
+            bad = labels[(labels < 0) | (labels >= k)][0]
+            raise ValueError(f"label {int(bad)} is outside [0, {k})")
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # checked here, still on the host, so that a GPU step never waits on a device->host copy
+        if isinstance(batch, dict) and isinstance(batch.get("labels"), torch.Tensor):
+            self._check_labels(batch["labels"])
+        return batch
+
     def _loss(self, batch: Dict[str, torch.Tensor]):
         labels = batch["labels"]
-        if labels.numel() and not bool(((labels >= 0) & (labels < self.hparams.num_classes)).all()):
-            bad = labels[(labels < 0) | (labels >= self.hparams.num_classes)][0]
-            raise ValueError(f"label {int(bad)} is outside [0, {self.hparams.num_classes})")
+        if labels.device.type == "cpu":  # batches on an accelerator were checked before the transfer
+            self._check_labels(labels)
         logits = self(batch["tokens"], batch["lengths"])
         return F.cross_entropy(logits, labels), logits, labels
 

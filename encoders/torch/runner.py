@@ -15,7 +15,7 @@ sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.
 
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint  # noqa: E402
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.runtime.torch_gpu import limit_gpu_memory  # noqa: E402
@@ -81,13 +81,17 @@ def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) ->
                         auto_insert_metric_name=False),
         LastCheckpoint(os.path.join(ckpt_dir, "last.ckpt"), t.checkpoint_every_n_steps),
     ]
+    # the default bar redraws after every batch, which costs several percent of a small model's epoch
+    # (a bar among the caller's callbacks wins)
+    bar = [TQDMProgressBar(refresh_rate=t.progress_bar_refresh_rate)] if t.enable_progress_bar and not any(
+        isinstance(c, ProgressBar) for c in callbacks) else []
     kwargs: Dict[str, Any] = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, default_root_dir=run_dir,
         use_distributed_sampler=False,  # BucketBatchSampler shards the global batch itself
-        callbacks=[*checkpoints, GPUMemoryLimit(cfg.gpu.memory_limit_mb), *callbacks],
+        callbacks=[*checkpoints, GPUMemoryLimit(cfg.gpu.memory_limit_mb), *callbacks, *bar],
         plugins=[AtomicCheckpointIO()],
         logger=[CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")],
     )
