@@ -5,7 +5,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 # Sizes per mode. "full" is the default, "quick" must stay under 3 minutes on 2 CPU cores,
 # "smoke" only checks that every part runs (tests/test_bench.py); its figures mean nothing.
@@ -32,9 +32,10 @@ def mode_of(quick: bool, smoke: bool) -> str:
     return "smoke" if smoke else ("quick" if quick else "full")
 
 
-def interleaved(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Dict[str, float]:
-    """Median wall time of each function; each repeat runs every function once, in turn,
-    so that a slow spell of the machine hits all alternatives alike."""
+def interleaved(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Dict[str, List[float]]:
+    """Wall times of each function, one per repeat; each repeat runs every function once, in
+    turn, so that a slow spell of the machine hits all alternatives alike (compare them with
+    ``paired_ratio``)."""
     for _ in range(warmup):
         for f in fns.values():
             f()
@@ -46,7 +47,18 @@ def interleaved(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int 
             t = time.perf_counter()
             fns[k]()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def paired_ratio(num: List[float], den: List[float]) -> float:
+    """Median over repeats of ``num[r] / den[r]``: times taken side by side in one repeat share
+    the machine's state, so their ratio is steadier than a ratio of separate medians."""
+    return statistics.median(n / d for n, d in zip(num, den))
+
+
+def quartiles(values: List[float]) -> List[float]:
+    """[first quartile, median, third quartile]: the run-to-run spread of a figure."""
+    return statistics.quantiles(values, n=4) if len(values) > 1 else list(values) * 3
 
 
 def machine() -> str:

@@ -28,7 +28,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import DEFAULT  # noqa: E402
+from bench.common import DEFAULT, paired_ratio, quartiles  # noqa: E402
 from encoders.data.synthetic import make_synthetic  # noqa: E402
 from encoders.keras.model import build_classifier, compile_classifier  # noqa: E402
 from encoders.keras.pipeline import BucketedBatches  # noqa: E402
@@ -86,16 +86,12 @@ def run(s: Dict) -> Dict:
                 step[k].append(statistics.median(timer.steps))
                 outside[k].append(epoch[k][-1] - sum(timer.steps))
     e = {k: statistics.median(v) for k, v in epoch.items()}
-    # each round's two epochs run back to back: the median of the per-round ratios cancels the
-    # slow drifts of a shared machine that a ratio of separate medians keeps
-    step_ratios = sorted(p / o for p, o in zip(step["plain"], step["ours"]))
     return {
         # the measure is the step time; whole-epoch times also carry fit's occasional
         # 0.5 s stalls outside the steps, which land on either model at random
-        "keras_speed_vs_plain": statistics.median(step_ratios),
-        "keras_speed_vs_plain_quartiles": (statistics.quantiles(step_ratios, n=4) if len(step_ratios) > 1
-                                           else step_ratios * 3),
-        "keras_epoch_speed_vs_plain": statistics.median(p / o for p, o in zip(epoch["plain"], epoch["ours"])),
+        "keras_speed_vs_plain": paired_ratio(step["plain"], step["ours"]),
+        "keras_speed_vs_plain_quartiles": quartiles([p / o for p, o in zip(step["plain"], step["ours"])]),
+        "keras_epoch_speed_vs_plain": paired_ratio(epoch["plain"], epoch["ours"]),
         "tokens_per_second_tf": tokens / e["ours"],
         "tokens_per_second_tf_plain": tokens / e["plain"],
         "tf_epoch_s": {"ours": e["ours"], "plain": e["plain"], "batches": n},

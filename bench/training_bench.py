@@ -26,7 +26,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from bench.common import DEFAULT  # noqa: E402
+from bench.common import DEFAULT, paired_ratio, quartiles  # noqa: E402
 from encoders.data.synthetic import make_synthetic  # noqa: E402
 from encoders.torch.datamodule import SequenceDataModule, TokenDataset, collate_torch  # noqa: E402
 from encoders.torch.module import SequenceClassifier  # noqa: E402
@@ -154,14 +154,12 @@ def lightning_vs_hand(s: Dict) -> Dict:
     mh, ml = statistics.median(hand), statistics.median(lit)
     # each round's two epochs run back to back: the median of the per-round ratios cancels the
     # slow drifts of a shared machine that a ratio of separate medians keeps
-    ratios = sorted((l - h) / h for l, h in zip(lit, hand))
-    paired = statistics.median(ratios)
-    paired_fit = statistics.median((f - h) / h for f, h in zip(fit, hand))
+    paired, paired_fit = paired_ratio(lit, hand) - 1, paired_ratio(fit, hand) - 1
     collate_s = collate_time(train, n)
     return {
         "lightning_overhead": paired,
         # the spread of the per-round figures: the machine's noise, in the same unit
-        "lightning_overhead_quartiles": statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3,
+        "lightning_overhead_quartiles": [q - 1 for q in quartiles([l / h for l, h in zip(lit, hand)])],
         "lightning_fit_overhead": paired_fit,
         "collate_share_of_step": collate_s / statistics.median(step),
         "data_fetch_share_of_step": statistics.median(d / st for d, st in zip(data, step)),
