@@ -68,101 +68,123 @@ class WrongRecipe(nn.Module):
         return self.head(out[:, -1])
 
 
-def hand_epoch(model: nn.Module, loader, n_batches: int) -> Dict[str, float]:
-    """A plain PyTorch epoch as one writes it by hand: same optimizer (AdamW, lr 3e-3), same
-    gradient clipping (norm 1.0, what ``gradient_clip_val`` does), loss and accuracy kept per
-    epoch. Returns wall time, and the time spent fetching+collating batches vs in the step."""
-    opt = torch.optim.AdamW(model.parameters(), lr=DEFAULT["lr"], weight_decay=0.0)
-    model.train()
-    loss_sum, correct, seen, tokens = torch.zeros(()), torch.zeros((), dtype=torch.long), 0, 0
-    data_s = step_s = 0.0
-    start = time.perf_counter()
-    it = iter(loader)
-    for _ in range(n_batches):
+class HandLoop:
+    """A plain PyTorch training loop as one writes it by hand: same optimizer (AdamW, lr 3e-3),
+    same gradient clipping (norm 1.0, what ``gradient_clip_val`` does), loss and accuracy kept
+    per epoch. ``step()`` runs one batch; the time spent fetching+collating batches and in the
+    steps is summed in ``data_s`` and ``step_s``."""
+
+    def __init__(self, model: nn.Module, loader):
+        self.model, self.loader = model, loader
+        self.opt = torch.optim.AdamW(model.parameters(), lr=DEFAULT["lr"], weight_decay=0.0)
+        self.loss_sum, self.correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+        self.seen = self.tokens = 0
+        self.data_s = self.step_s = 0.0
+        self.it = None
+
+    def start_epoch(self) -> None:
+        t = time.perf_counter()
+        self.model.train()
+        self.it = iter(self.loader)
+        self.data_s += time.perf_counter() - t
+
+    def step(self) -> bool:
         t0 = time.perf_counter()
-        batch = next(it, None)
+        batch = next(self.it, None)
         t1 = time.perf_counter()
+        self.data_s += t1 - t0
         if batch is None:
-            break
+            return False
         labels = batch["labels"]
-        logits = model(batch["tokens"], batch["lengths"])
+        logits = self.model(batch["tokens"], batch["lengths"])
         loss = F.cross_entropy(logits, labels)
-        opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), DEFAULT["clip"])
-        opt.step()
-        loss_sum += loss.detach()
-        correct += (logits.detach().argmax(-1) == labels).sum()
-        seen += labels.numel()
-        tokens += int(batch["lengths"].sum())
-        step_s += time.perf_counter() - t1
-        data_s += t1 - t0
-    return {"time": time.perf_counter() - start, "data": data_s, "step": step_s, "tokens": tokens,
-            "loss": float(loss_sum) / max(seen, 1), "acc": int(correct) / max(seen, 1)}
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), DEFAULT["clip"])
+        self.opt.step()
+        self.loss_sum += loss.detach()
+        self.correct += (logits.detach().argmax(-1) == labels).sum()
+        self.seen += labels.numel()
+        self.tokens += int(batch["lengths"].sum())
+        self.step_s += time.perf_counter() - t1
+        return True
 
 
-class EpochTimer(pl.Callback):
-    """Wall time from ``on_train_start`` (before the loader's iterator is made) to the end of the
-    epoch's hooks (epoch-end logging and metric compute included)."""
+def hand_epoch(model: nn.Module, loader, n_batches: int) -> HandLoop:
+    loop = HandLoop(model, loader)
+    loop.start_epoch()
+    for _ in range(n_batches):
+        if not loop.step():
+            break
+    return loop
+
+
+class Lockstep(pl.Callback):
+    """Runs the hand loop *inside* a Lightning fit, one hand step after each Lightning step, on
+    its own copy of the model and its own loader over the same batches.
+
+    Both loops then share every slow or fast spell of the machine at a 10 ms grain, which two
+    epochs run one after the other do not (on a shared 2-core machine epoch times drift by
+    +-15% from one epoch to the next, more than the difference being measured). Lightning's own
+    time is the fit's training time (``on_train_start`` to ``on_train_end``: every per-step and
+    per-epoch hook, logging, the progress bar) minus the time spent in the hand loop."""
+
+    def __init__(self, hand: HandLoop):
+        self.hand = hand
 
     def on_train_start(self, trainer, pl_module):
         self.start = time.perf_counter()
+        self.hand.start_epoch()
 
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.epoch = time.perf_counter() - self.start
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.hand.step()
+
+    def on_train_end(self, trainer, pl_module):
+        self.total = time.perf_counter() - self.start
+        self.lightning = self.total - self.hand.data_s - self.hand.step_s
 
 
-def lightning_epoch(model: SequenceClassifier, dm: SequenceDataModule, n_batches: int, logdir: str) -> Dict:
+def lockstep_epoch(lit_model: SequenceClassifier, hand_model: nn.Module, train, val, n_batches: int,
+                   logdir: str) -> Dict[str, float]:
     """One epoch of ``n_batches`` with a real ``pl.Trainer`` configured as the default run
-    (CSV + TensorBoard loggers, progress bar redrawn every 10 batches, log_every_n_steps 50, clipping 1.0, fp32) except
-    that validation and checkpointing are off (the hand loop has neither)."""
-    timer = EpochTimer()
+    (CSV + TensorBoard loggers, progress bar redrawn every 10 batches, log_every_n_steps 50,
+    clipping 1.0, fp32) except that validation and checkpointing are off (the hand loop has
+    neither), with the hand loop in lockstep."""
+    hand = HandLoop(hand_model, datamodule(train, val).train_dataloader())
+    lock = Lockstep(hand)
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=n_batches, limit_val_batches=0, num_sanity_val_steps=0,
                          accelerator="cpu", devices=1, precision="32-true", gradient_clip_val=DEFAULT["clip"],
                          log_every_n_steps=DEFAULT["log_every_n_steps"], enable_progress_bar=True,
                          enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
                          default_root_dir=logdir,
-                         callbacks=[timer, TQDMProgressBar(refresh_rate=DEFAULT["progress_bar_refresh_rate"])],
+                         callbacks=[lock, TQDMProgressBar(refresh_rate=DEFAULT["progress_bar_refresh_rate"])],
                          logger=[CSVLogger(logdir, name="csv"), TensorBoardLogger(logdir, name="tb")])
-    start = time.perf_counter()
     # the progress bar writes to stdout; send it to stderr so stdout keeps only the report
     with contextlib.redirect_stdout(sys.stderr):
-        trainer.fit(model, datamodule=dm)
-    return {"time": timer.epoch, "fit": time.perf_counter() - start}
+        trainer.fit(lit_model, datamodule=datamodule(train, val))
+    return {"lightning": lock.lightning, "hand": hand.data_s + hand.step_s, "hand_data": hand.data_s,
+            "hand_step": hand.step_s, "tokens": hand.tokens}
 
 
 def lightning_vs_hand(s: Dict) -> Dict:
     n = s["lit_batches"]
     train, val = datasets(s["lit_train"], 64)  # the default 20000 rows, bucketed as in the default run
     init = classifier(0)
-    hand, lit, fit, data, step, tok = [], [], [], [], [], 0
+    rounds = []
     with tempfile.TemporaryDirectory() as logdir:
         for r in range(1 + s["lit_repeats"]):  # round 0 is the warm-up
-            order = ("hand", "lit") if r % 2 == 0 else ("lit", "hand")
-            for which in order:
-                model = copy.deepcopy(init)
-                if which == "hand":
-                    dm = datamodule(train, val)
-                    h = hand_epoch(model, dm.train_dataloader(), n)
-                    if r:
-                        hand.append(h["time"]), data.append(h["data"]), step.append(h["step"])
-                        tok = h["tokens"]
-                else:
-                    res = lightning_epoch(model, datamodule(train, val), n, os.path.join(logdir, str(r)))
-                    if r:
-                        lit.append(res["time"]), fit.append(res["fit"])
-    mh, ml = statistics.median(hand), statistics.median(lit)
-    # each round's two epochs run back to back: the median of the per-round ratios cancels the
-    # slow drifts of a shared machine that a ratio of separate medians keeps
-    paired, paired_fit = paired_ratio(lit, hand) - 1, paired_ratio(fit, hand) - 1
+            res = lockstep_epoch(copy.deepcopy(init), copy.deepcopy(init), train, val, n, os.path.join(logdir, str(r)))
+            if r:
+                rounds.append(res)
+    lit, hand = [r["lightning"] for r in rounds], [r["hand"] for r in rounds]
+    ml, mh, tok = statistics.median(lit), statistics.median(hand), rounds[0]["tokens"]
     collate_s = collate_time(train, n)
     return {
-        "lightning_overhead": paired,
-        # the spread of the per-round figures: the machine's noise, in the same unit
+        "lightning_overhead": paired_ratio(lit, hand) - 1,
+        # the spread over rounds, in the same unit
         "lightning_overhead_quartiles": [q - 1 for q in quartiles([l / h for l, h in zip(lit, hand)])],
-        "lightning_fit_overhead": paired_fit,
-        "collate_share_of_step": collate_s / statistics.median(step),
-        "data_fetch_share_of_step": statistics.median(d / st for d, st in zip(data, step)),
+        "collate_share_of_step": collate_s / statistics.median(r["hand_step"] for r in rounds),
+        "data_fetch_share_of_step": statistics.median(r["hand_data"] / r["hand_step"] for r in rounds),
         "tokens_per_second_torch": tok / ml,
         "tokens_per_second_torch_hand_loop": tok / mh,
         "torch_epoch_s": {"lightning": ml, "hand_loop": mh, "batches": n},
