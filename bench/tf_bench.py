@@ -9,8 +9,9 @@ Both models: token ids -> embedding (mask from padding id 0) -> bi-LSTM, final s
 with the default run's sizes and the same ``compile_classifier`` (AdamW 3e-3, clipnorm 1.0,
 sparse CE, accuracy). Each repeat runs one ``model.fit`` epoch over the same first ``n`` batches
 of the default training data (the ``BucketedBatches`` tf.data pipeline, epoch 0), alternating
-which model goes first, after two warm-up rounds. The speed ratios are medians over rounds of
-each round's ratio (plain / ours) of median step times, and of epoch times.
+which model goes first, after two warm-up rounds (epoch times, tokens/s). Step times are taken in
+lockstep after that (``lockstep_steps``). The speed ratios are medians over rounds of each round's
+ratio, plain / ours.
 """
 from __future__ import annotations
 
@@ -58,6 +59,27 @@ class StepTimer(keras.callbacks.Callback):
         self.steps.append(time.perf_counter() - self.t)
 
 
+def lockstep_steps(models: Dict[str, keras.Model], batches: BucketedBatches, n: int, repeats: int) -> Dict:
+    """Per round, the median time of one compiled train step of each model, the two models
+    stepping in turn over the same ``n`` batches (``train_function`` is what ``fit`` calls once
+    per step). Steps of both models share every slow or fast spell of the machine, which
+    separate epochs (+-15% apart on a shared 2-core machine) do not."""
+    for m in models.values():
+        m.make_train_function()  # already traced by the fit rounds
+    out = {k: [] for k in models}
+    for r in range(repeats):
+        its = {k: iter(batches.dataset().take(n)) for k in models}
+        times = {k: [] for k in models}
+        for i in range(n):
+            for k in (list(models) if (r + i) % 2 == 0 else list(reversed(list(models)))):
+                t = time.perf_counter()
+                models[k].train_function(its[k])
+                times[k].append(time.perf_counter() - t)
+        for k in models:
+            out[k].append(statistics.median(times[k]))
+    return out
+
+
 def run(s: Dict) -> Dict:
     d = DEFAULT
     n = s["tf_batches"]
@@ -70,10 +92,9 @@ def run(s: Dict) -> Dict:
     for m in models.values():
         compile_classifier(m, d["lr"], 0.0, d["clip"])
     epoch = {k: [] for k in models}
-    step = {k: [] for k in models}
     outside = {k: [] for k in models}  # fit time not spent inside train steps (iterator, callbacks, ...)
     warm = 2  # tracing happens in round 0; round 1 still pays one-off costs (seen: +0.5 s)
-    for r in range(warm + s["tf_repeats"]):
+    for r in range(warm + s["tf_epoch_repeats"]):
         order = list(models) if r % 2 == 0 else list(reversed(list(models)))
         for k in order:
             timer = StepTimer()
@@ -83,12 +104,13 @@ def run(s: Dict) -> Dict:
                   file=sys.stderr, flush=True)
             if r >= warm:
                 epoch[k].append(time.perf_counter() - t)
-                step[k].append(statistics.median(timer.steps))
                 outside[k].append(epoch[k][-1] - sum(timer.steps))
+    step = lockstep_steps(models, batches, n, s["tf_repeats"])
     e = {k: statistics.median(v) for k, v in epoch.items()}
     return {
-        # the issue's measure is the step time; whole-epoch times also carry fit's occasional
-        # 0.5 s stalls outside the steps, which land on either model at random
+        # the issue's measure is the step time, taken in lockstep (see lockstep_steps); whole
+        # epochs also carry fit's occasional 0.5 s stalls outside the steps, which land on either
+        # model at random
         "keras_speed_vs_plain": paired_ratio(step["plain"], step["ours"]),
         "keras_speed_vs_plain_quartiles": quartiles([p / o for p, o in zip(step["plain"], step["ours"])]),
         "keras_epoch_speed_vs_plain": paired_ratio(epoch["plain"], epoch["ours"]),
