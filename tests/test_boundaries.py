@@ -96,7 +96,7 @@ def test_torch_encoder_bad_input_shape(x, match):
 
 # -- labels out of range -------------------------------------------------------------------------------
 @pytest.mark.parametrize("labels,bad", [([0, 3], 3), ([-1, 1], -1), ([2, 0], 2)])
-@pytest.mark.parametrize("stage", ["training_step", "validation_step", "on_before_batch_transfer"])
+@pytest.mark.parametrize("stage", ["training_step", "validation_step"])
 def test_torch_classifier_label_out_of_range_names_the_label(labels, bad, stage):
     from encoders.torch import SequenceClassifier
 
