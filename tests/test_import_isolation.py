@@ -11,7 +11,7 @@ CASES = {
     "import encoders, encoders.data, encoders.config, encoders.runtime": ("torch", "tensorflow", "keras"),
     "import encoders.torch, encoders.torch.runner, encoders.runtime.torch_gpu": ("tensorflow", "keras"),
     "import encoders.keras": ("torch", "pytorch_lightning"),
-    "import encoders.app, encoders.data.sources": ("torch", "tensorflow", "keras"),
+    "import encoders.app, encoders.data.sources, encoders.safe, encoders.report": ("torch", "tensorflow", "keras"),
 }
 
 
