@@ -39,8 +39,8 @@ def datasets(n_train: int, n_val: int):
     return TokenDataset(tr["tokens"], tr["label"]), TokenDataset(va["tokens"], va["label"])
 
 
-def datamodule(train: TokenDataset, val: TokenDataset) -> SequenceDataModule:
-    return SequenceDataModule(train, val, batch_size=DEFAULT["batch_size"], seed=DEFAULT["seed"], num_workers=0,
+def datamodule(train: TokenDataset, val: TokenDataset, batch_size: int = DEFAULT["batch_size"]) -> SequenceDataModule:
+    return SequenceDataModule(train, val, batch_size=batch_size, seed=DEFAULT["seed"], num_workers=0,
                               pool_batches=DEFAULT["pool_batches"])
 
 
@@ -145,12 +145,12 @@ class Lockstep(pl.Callback):
 
 
 def lockstep_epoch(lit_model: SequenceClassifier, hand_model: nn.Module, train, val, n_batches: int,
-                   logdir: str) -> Dict[str, float]:
+                   logdir: str, batch_size: int = DEFAULT["batch_size"]) -> Dict[str, float]:
     """One epoch of ``n_batches`` with a real ``pl.Trainer`` configured as the default run
     (CSV + TensorBoard loggers, progress bar redrawn every 10 batches, log_every_n_steps 50,
     clipping 1.0, fp32) except that validation and checkpointing are off (the hand loop has
     neither), with the hand loop in lockstep."""
-    hand = HandLoop(hand_model, datamodule(train, val).train_dataloader())
+    hand = HandLoop(hand_model, datamodule(train, val, batch_size).train_dataloader())
     lock = Lockstep(hand)
     trainer = pl.Trainer(max_epochs=1, limit_train_batches=n_batches, limit_val_batches=0, num_sanity_val_steps=0,
                          accelerator="cpu", devices=1, precision="32-true", gradient_clip_val=DEFAULT["clip"],
@@ -161,7 +161,7 @@ def lockstep_epoch(lit_model: SequenceClassifier, hand_model: nn.Module, train, 
                          logger=[CSVLogger(logdir, name="csv"), TensorBoardLogger(logdir, name="tb")])
     # the progress bar writes to stdout; send it to stderr so stdout keeps only the report
     with contextlib.redirect_stdout(sys.stderr):
-        trainer.fit(lit_model, datamodule=datamodule(train, val))
+        trainer.fit(lit_model, datamodule=datamodule(train, val, batch_size))
     return {"lightning": lock.lightning, "hand": hand.data_s + hand.step_s, "hand_data": hand.data_s,
             "hand_step": hand.step_s, "tokens": hand.tokens}
 
@@ -176,6 +176,16 @@ def lightning_vs_hand(s: Dict) -> Dict:
             res = lockstep_epoch(copy.deepcopy(init), copy.deepcopy(init), train, val, n, os.path.join(logdir, str(r)))
             if r:
                 rounds.append(res)
+        # Lightning's own cost per step, with the compute made negligible: a tiny model (embedding
+        # and hidden size 2) on batches of 4, same Trainer, same lockstep
+        tiny = []
+        for r in range(1 + s["tiny_repeats"]):
+            torch.manual_seed(0)
+            model = SequenceClassifier(vocab_size=DEFAULT["vocab_size"], num_classes=2, embedding_dim=2, hidden_size=2)
+            res = lockstep_epoch(copy.deepcopy(model), model, train, val, s["tiny_batches"],
+                                 os.path.join(logdir, f"tiny{r}"), batch_size=4)
+            if r:
+                tiny.append((res["lightning"] - res["hand"]) / s["tiny_batches"])
     lit, hand = [r["lightning"] for r in rounds], [r["hand"] for r in rounds]
     ml, mh, tok = statistics.median(lit), statistics.median(hand), rounds[0]["tokens"]
     collate_s = collate_time(train, n)
@@ -183,6 +193,8 @@ def lightning_vs_hand(s: Dict) -> Dict:
         "lightning_overhead": paired_ratio(lit, hand) - 1,
         # the spread over rounds, in the same unit
         "lightning_overhead_quartiles": [q - 1 for q in quartiles([l / h for l, h in zip(lit, hand)])],
+        "lightning_ms_per_step_tiny_model": 1e3 * statistics.median(tiny),
+        "step_ms_hand_loop": 1e3 * statistics.median(r["hand"] for r in rounds) / n,
         "collate_share_of_step": collate_s / statistics.median(r["hand_step"] for r in rounds),
         "data_fetch_share_of_step": statistics.median(r["hand_data"] / r["hand_step"] for r in rounds),
         "tokens_per_second_torch": tok / ml,
