@@ -47,3 +47,26 @@ def write_text_csv(path, rows):
         w.writerow(["text", "label"])
         w.writerows(rows)
     return str(path)
+
+
+def kill_train_when(run_dir, overrides, ready, timeout: float = 300):
+    """Start ``train.py`` writing to ``run_dir`` and SIGKILL it as soon as ``ready()`` is true
+    (polled every 50 ms); fail if the run ended on its own before that."""
+    import signal
+    import subprocess
+    import time
+
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "train.py", f"hydra.run.dir={run_dir}", *overrides], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.05)
+        reached = ready()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert reached, f"the run was killed after {timeout} s without reaching the wanted point"
+    assert not (run_dir / "metrics.json").exists()
