@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable, Dict, List
 
@@ -61,6 +63,18 @@ def quartiles(values: List[float]) -> List[float]:
     return statistics.quantiles(values, n=4) if len(values) > 1 else list(values) * 3
 
 
+def run_child(module: str, *args: str, **env: str) -> str:
+    """``python -m MODULE ARGS`` from the repo root in a fresh process (extra environment
+    variables in ``env``); returns the last line it printed to stdout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])), **env)
+    res = subprocess.run([sys.executable, "-m", module, *args], cwd=root, env=full_env, stdout=subprocess.PIPE,
+                         text=True)
+    if res.returncode:
+        raise RuntimeError(f"python -m {module} {' '.join(args)[:80]} failed with exit status {res.returncode}")
+    return res.stdout.strip().splitlines()[-1]
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -79,4 +93,6 @@ def rounded(x, digits: int = 4):
         return round(x, digits)
     if isinstance(x, dict):
         return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, list):
+        return [rounded(v, digits) for v in x]
     return x

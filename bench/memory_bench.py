@@ -12,10 +12,10 @@ Run as ``python -m bench.memory_bench ours|packed|raw SIZE_JSON``; prints one nu
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from typing import Dict
+
+from bench.common import run_child
 
 
 def _status_mb(key: str) -> float:
@@ -43,20 +43,13 @@ def _child(which: str, s: Dict) -> float:
 
 
 def run(s: Dict) -> Dict[str, float]:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-               MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     # one child at a time: side by side, their page-mapping traffic (every large tensor is its own
     # mmap here) made the packed child several times slower on 2 cores
     out = {}
     for which in ("ours", "packed", "raw"):
-        child = subprocess.run([sys.executable, "-m", "bench.memory_bench", which, json.dumps(s)],
-                               cwd=root, env=env, stdout=subprocess.PIPE, text=True)
-        if child.returncode:
-            raise RuntimeError(f"memory child {which!r} failed with exit status {child.returncode}")
-        stdout = child.stdout
         key = "peak_memory_raw_kernel_mb" if which == "raw" else f"peak_memory_{which}_mb"
-        out[key] = float(stdout.strip().splitlines()[-1])
+        out[key] = float(run_child("bench.memory_bench", which, json.dumps(s),
+                                   MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0"))
     return out
 
 

@@ -17,7 +17,7 @@ def default_train_lengths(n: int = DEFAULT["num_train"]) -> np.ndarray:
 
 
 def imdb_like_lengths(n: int = 25000, seed: int = 0) -> np.ndarray:
-    """Long-tailed review lengths like IMDB's (median about 230 tokens, max about 2500):
+    """Long-tailed review lengths like IMDB's (median about 230 tokens, a tail past 2000):
     log-normal with median 230 and sigma 0.58, clipped to [10, 2500]."""
     rng = np.random.default_rng(seed)
     return np.clip(np.rint(rng.lognormal(np.log(230.0), 0.58, n)), 10, 2500).astype(np.int64)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -23,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `python bench/run.py` from the repo root, without PYTHONPATH
     sys.path.insert(0, ROOT)
 
-from bench.common import SIZES, machine, mode_of, rounded  # noqa: E402
+from bench.common import SIZES, machine, mode_of, rounded, run_child  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -31,12 +30,8 @@ def log(msg: str) -> None:
 
 
 def tf_part(s) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    env.setdefault("KERAS_BACKEND", "tensorflow")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    res = subprocess.run([sys.executable, "-m", "bench.tf_bench", json.dumps(s)], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    env = {k: os.environ.get(k, v) for k, v in (("KERAS_BACKEND", "tensorflow"), ("TF_CPP_MIN_LOG_LEVEL", "2"))}
+    return json.loads(run_child("bench.tf_bench", json.dumps(s), **env))
 
 
 def main(argv=None) -> dict:

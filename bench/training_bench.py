@@ -71,7 +71,7 @@ class WrongRecipe(nn.Module):
 class HandLoop:
     """A plain PyTorch training loop as one writes it by hand: same optimizer (AdamW, lr 3e-3),
     same gradient clipping (norm 1.0, what ``gradient_clip_val`` does), loss and accuracy kept
-    per epoch. ``step()`` runs one batch; the time spent fetching+collating batches and in the
+    per epoch (as a real loop does; nothing here reads them). ``step()`` runs one batch; the time spent fetching+collating batches and in the
     steps is summed in ``data_s`` and ``step_s``."""
 
     def __init__(self, model: nn.Module, loader):
