@@ -46,11 +46,22 @@ class SequenceClassifier(pl.LightningModule):
         pooled = out.final if self.pool is None else self.pool(out.sequence, lengths)
         return self.head(pooled)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call, about 44 times per training step;
+        # nn.Module.__setattr__ checks parameters, buffers and submodules each time (1-2 us).
+        # A string is none of those, so it goes straight into __dict__, where nn.Module puts it too.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def _check_labels(self, labels: torch.Tensor) -> None:
         k = self.hparams.num_classes
-        if labels.numel() and not bool(((labels >= 0) & (labels < k)).all()):
-            bad = labels[(labels < 0) | (labels >= k)][0]
-            raise ValueError(f"label {int(bad)} is outside [0, {k})")
+        if labels.numel():
+            lo, hi = torch.aminmax(labels)  # one pass; the offending value is looked up only on error
+            if int(lo) < 0 or int(hi) >= k:
+                bad = labels[(labels < 0) | (labels >= k)][0]
+                raise ValueError(f"label {int(bad)} is outside [0, {k})")
 
     def _loss(self, batch: Dict[str, torch.Tensor]):
         labels = batch["labels"]
