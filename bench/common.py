@@ -13,13 +13,13 @@ from typing import Callable, Dict, List
 # "smoke" only checks that every part runs (tests/test_bench.py); its figures mean nothing.
 SIZES = {
     "full": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=15,
-                 lit_train=20000, lit_batches=313, lit_repeats=5, tiny_batches=300, tiny_repeats=3, pm_train=20000, pm_epochs=1, pm_val=2000,
+                 lit_train=20000, lit_batches=313, lit_repeats=5, tiny_batches=300, tiny_repeats=3, aa_repeats=3, pm_train=20000, pm_epochs=1, pm_val=2000,
                  tf_batches=60, tf_repeats=10, tf_epoch_repeats=5),
     "quick": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=5,
-                  lit_train=20000, lit_batches=150, lit_repeats=8, tiny_batches=200, tiny_repeats=3, pm_train=4000, pm_epochs=2, pm_val=1000,
+                  lit_train=20000, lit_batches=150, lit_repeats=8, tiny_batches=200, tiny_repeats=3, aa_repeats=3, pm_train=4000, pm_epochs=2, pm_val=1000,
                   tf_batches=40, tf_repeats=10, tf_epoch_repeats=3),
     "smoke": dict(enc_batch=8, enc_max_len=20, enc_emb=8, enc_hidden=8, enc_repeats=2,
-                  lit_train=1000, lit_batches=3, lit_repeats=1, tiny_batches=3, tiny_repeats=1, pm_train=256, pm_epochs=1, pm_val=128,
+                  lit_train=1000, lit_batches=3, lit_repeats=1, tiny_batches=3, tiny_repeats=1, aa_repeats=1, pm_train=256, pm_epochs=1, pm_val=128,
                   tf_batches=3, tf_repeats=1, tf_epoch_repeats=1),
 }
 

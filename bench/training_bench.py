@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import types
+import warnings
 from typing import Dict, List
 
 # as encoders/torch/runner.py: keep TensorBoard's writer from importing TensorFlow into this process
@@ -21,8 +22,6 @@ sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.
 
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
-from pytorch_lightning.callbacks import TQDMProgressBar  # noqa: E402
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -30,6 +29,9 @@ from bench.common import DEFAULT, paired_ratio, quartiles  # noqa: E402
 from encoders.data.synthetic import make_synthetic  # noqa: E402
 from encoders.torch.datamodule import SequenceDataModule, TokenDataset, collate_torch  # noqa: E402
 from encoders.torch.module import SequenceClassifier  # noqa: E402
+from encoders.torch.runner import build_trainer  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def datasets(n_train: int, n_val: int):
@@ -109,6 +111,10 @@ class HandLoop:
         self.step_s += time.perf_counter() - t1
         return True
 
+    def save(self, path: str) -> None:
+        """The checkpoint a hand-written loop writes at the end of an epoch."""
+        torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}, path)
+
 
 def hand_epoch(model: nn.Module, loader, n_batches: int) -> HandLoop:
     loop = HandLoop(model, loader)
@@ -119,51 +125,117 @@ def hand_epoch(model: nn.Module, loader, n_batches: int) -> HandLoop:
     return loop
 
 
-class Lockstep(pl.Callback):
-    """Runs the hand loop *inside* a Lightning fit, one hand step after each Lightning step, on
-    its own copy of the model and its own loader over the same batches.
+class Lockstep:
+    """Runs the hand loop one step beside each step of another loop, on its own copy of the model
+    and its own loader over the same batches, and times each hand call from outside (the call
+    and the teardown of its locals included).
 
     Both loops then share every slow or fast spell of the machine at a 10 ms grain, which two
     epochs run one after the other do not (on a shared 2-core machine epoch times drift by
-    +-15% from one epoch to the next, more than the difference being measured). Lightning's own
-    time is the fit's training time (``on_train_start`` to ``on_train_end``: every per-step and
-    per-epoch hook, logging, the progress bar) minus the time spent in the hand loop."""
+    +-15% from one epoch to the next, more than the difference being measured). The hand step
+    runs just before the other loop's step on even steps and just after it on odd ones: a step
+    runs faster right after the other loop's step on the same batch, so with a fixed order two
+    identical hand loops differ by 3-4% (``lockstep_aa_bias`` measures what is left with the
+    alternation, about 0)."""
 
     def __init__(self, hand: HandLoop):
-        self.hand = hand
+        self.hand, self.hand_s = hand, 0.0
+
+    def _timed(self, fn) -> None:
+        t = time.perf_counter()
+        fn()
+        self.hand_s += time.perf_counter() - t
+
+    def start(self) -> None:
+        self._timed(self.hand.start_epoch)
+
+    def before(self, i: int) -> None:
+        if i % 2 == 0:
+            self._timed(self.hand.step)
+
+    def after(self, i: int) -> None:
+        if i % 2:
+            self._timed(self.hand.step)
+
+    def finish(self, ckpt_path: str) -> None:
+        self._timed(lambda: self.hand.save(ckpt_path))
+
+
+class LockstepCallback(pl.Callback):
+    """``Lockstep`` inside a Lightning fit. Lightning's own time is the fit's training time
+    (``on_train_start`` to ``on_train_end``: every per-step and per-epoch hook, logging, the
+    progress bar) minus the time spent in the hand loop."""
+
+    def __init__(self, lock: Lockstep, hand_ckpt: str):
+        self.lock, self.hand_ckpt = lock, hand_ckpt
 
     def on_train_start(self, trainer, pl_module):
         self.start = time.perf_counter()
-        self.hand.start_epoch()
+        self.lock.start()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lock.before(batch_idx)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.hand.step()
+        self.lock.after(batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.lock.finish(self.hand_ckpt)
 
     def on_train_end(self, trainer, pl_module):
         self.total = time.perf_counter() - self.start
-        self.lightning = self.total - self.hand.data_s - self.hand.step_s
+        self.lightning = self.total - self.lock.hand_s
+
+
+def default_run_config(n_batches: int, batch_size: int):
+    """The default run's composed config (configs/train.yaml), cut to one CPU epoch of
+    ``n_batches`` with no validation (the hand loop has none)."""
+    from hydra import compose, initialize_config_dir
+
+    from encoders.app import to_schema
+    from encoders.config import register_configs
+
+    register_configs()
+    overrides = ["trainer.max_epochs=1", f"trainer.limit_train_batches={n_batches}", "trainer.limit_val_batches=0",
+                 "trainer.accelerator=cpu", f"data.batch_size={batch_size}"]
+    with initialize_config_dir(config_dir=os.path.join(ROOT, "configs"), version_base="1.3"):
+        return to_schema(compose("train", overrides=overrides))
 
 
 def lockstep_epoch(lit_model: SequenceClassifier, hand_model: nn.Module, train, val, n_batches: int,
                    logdir: str, batch_size: int = DEFAULT["batch_size"]) -> Dict[str, float]:
-    """One epoch of ``n_batches`` with a real ``pl.Trainer`` configured as the default run
-    (CSV + TensorBoard loggers, progress bar redrawn every 10 batches, log_every_n_steps 50,
-    clipping 1.0, fp32) except that validation and checkpointing are off (the hand loop has
-    neither), with the hand loop in lockstep."""
+    """One epoch of ``n_batches`` with the ``pl.Trainer`` the default run builds
+    (``encoders.torch.runner.build_trainer``: its callbacks, CSV + TensorBoard loggers, progress
+    bar, clipping, checkpoint IO) with validation off, and the hand loop in lockstep. Both write
+    a checkpoint at the end of the epoch, as the default run does."""
     hand = HandLoop(hand_model, datamodule(train, val, batch_size).train_dataloader())
-    lock = Lockstep(hand)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=n_batches, limit_val_batches=0, num_sanity_val_steps=0,
-                         accelerator="cpu", devices=1, precision="32-true", gradient_clip_val=DEFAULT["clip"],
-                         log_every_n_steps=DEFAULT["log_every_n_steps"], enable_progress_bar=True,
-                         enable_checkpointing=False, enable_model_summary=False, use_distributed_sampler=False,
-                         default_root_dir=logdir,
-                         callbacks=[lock, TQDMProgressBar(refresh_rate=DEFAULT["progress_bar_refresh_rate"])],
-                         logger=[CSVLogger(logdir, name="csv"), TensorBoardLogger(logdir, name="tb")])
-    # the progress bar writes to stdout; send it to stderr so stdout keeps only the report
-    with contextlib.redirect_stdout(sys.stderr):
+    lock = LockstepCallback(Lockstep(hand), os.path.join(logdir, "hand.ckpt"))
+    trainer = build_trainer(default_run_config(n_batches, batch_size), logdir, callbacks=[lock])
+    # the progress bar and the model summary write to stdout; send them to stderr so stdout
+    # keeps only the report
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not find the monitored key")  # no validation here
         trainer.fit(lit_model, datamodule=datamodule(train, val, batch_size))
-    return {"lightning": lock.lightning, "hand": hand.data_s + hand.step_s, "hand_data": hand.data_s,
+    return {"lightning": lock.lightning, "hand": lock.lock.hand_s, "hand_data": hand.data_s,
             "hand_step": hand.step_s, "tokens": hand.tokens}
+
+
+def lockstep_aa(model: nn.Module, train, val, n_batches: int) -> float:
+    """The method's own bias: two identical hand loops in the same lockstep arrangement, the
+    first in Lightning's place; (its time - the other's) / the other's, which should be 0."""
+    other = HandLoop(copy.deepcopy(model), datamodule(train, val).train_dataloader())
+    lock = Lockstep(HandLoop(copy.deepcopy(model), datamodule(train, val).train_dataloader()))
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        lock.start()
+        other.start_epoch()
+        for i in range(n_batches):
+            lock.before(i)
+            other.step()
+            lock.after(i)
+        other.save(os.path.join(d, "a.ckpt"))
+        lock.finish(os.path.join(d, "b.ckpt"))
+        return (time.perf_counter() - t - lock.hand_s) / lock.hand_s - 1
 
 
 def lightning_vs_hand(s: Dict) -> Dict:
@@ -186,6 +258,7 @@ def lightning_vs_hand(s: Dict) -> Dict:
                                  os.path.join(logdir, f"tiny{r}"), batch_size=4)
             if r:
                 tiny.append((res["lightning"] - res["hand"]) / s["tiny_batches"])
+        aa = [lockstep_aa(init, train, val, n) for _ in range(s["aa_repeats"])]
     lit, hand = [r["lightning"] for r in rounds], [r["hand"] for r in rounds]
     ml, mh, tok = statistics.median(lit), statistics.median(hand), rounds[0]["tokens"]
     collate_s = collate_time(train, n)
@@ -193,6 +266,7 @@ def lightning_vs_hand(s: Dict) -> Dict:
         "lightning_overhead": paired_ratio(lit, hand) - 1,
         # the spread over rounds, in the same unit
         "lightning_overhead_quartiles": [q - 1 for q in quartiles([l / h for l, h in zip(lit, hand)])],
+        "lockstep_aa_bias": statistics.median(aa),
         "lightning_ms_per_step_tiny_model": 1e3 * statistics.median(tiny),
         "step_ms_hand_loop": 1e3 * statistics.median(r["hand"] for r in rounds) / n,
         "collate_share_of_step": collate_s / statistics.median(r["hand_step"] for r in rounds),
