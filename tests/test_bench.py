@@ -15,7 +15,7 @@ REQUIRED = RATIOS + EFFICIENCIES + [
     "padding_matters", "machine", "torch_version", "tf_version", "quick",
     # the rest of what BENCHMARKS.md publishes
     "padding_efficiency_longtail_random", "gru_kernel_speedup_vs_packed", "peak_memory_raw_kernel_mb",
-    "lightning_overhead_quartiles", "lightning_ms_per_step_tiny_model", "step_ms_hand_loop", "data_fetch_share_of_step",
+    "lightning_overhead_quartiles", "lockstep_aa_bias", "lightning_ms_per_step_tiny_model", "step_ms_hand_loop", "data_fetch_share_of_step",
     "keras_speed_vs_plain_quartiles", "keras_epoch_speed_vs_plain"]
 
 
@@ -35,7 +35,8 @@ def test_bench_smoke_reports_every_figure():
         assert 0 < report[k] <= 1, (k, report[k])
     # bucketing can only remove padding
     assert report["padding_efficiency_bucketed"] >= report["padding_efficiency_random"]
-    assert math.isfinite(report["lightning_overhead"]) and report["lightning_overhead"] > -1
+    for k in ("lightning_overhead", "lockstep_aa_bias"):
+        assert math.isfinite(report[k]) and report[k] > -1, (k, report[k])
     assert math.isfinite(report["collate_share_of_step"]) and report["collate_share_of_step"] > 0
     for k in ("peak_memory_ours_mb", "peak_memory_packed_mb"):
         assert math.isfinite(report[k]) and report[k] >= 0, (k, report[k])
