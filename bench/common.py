@@ -24,10 +24,10 @@ SIZES = {
 }
 
 # The default run's data and model (configs/train.yaml, data/synthetic.yaml, encoder/bilstm.yaml,
-# config.py ModelConfig, trainer/default.yaml).
+# config.py ModelConfig, trainer/default.yaml); the Lightning side builds its Trainer from the
+# composed config itself (training_bench.default_run_config).
 DEFAULT = dict(seed=42, num_train=20000, num_val=2000, vocab_size=32, max_length=200, batch_size=64,
-               pool_batches=64, embedding_dim=32, hidden_size=64, lr=3e-3, clip=1.0, log_every_n_steps=50,
-               progress_bar_refresh_rate=10)
+               pool_batches=64, embedding_dim=32, hidden_size=64, lr=3e-3, clip=1.0)
 
 
 def mode_of(quick: bool, smoke: bool) -> str:
