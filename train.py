@@ -17,14 +17,14 @@ log = logging.getLogger("train")
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from encoders.app import ConfigError, DataError, run
+    from encoders.app import USER_ERROR, EncodersError, run
 
     hc = HydraConfig.get()
     try:
         metrics = run(cfg, hc.runtime.output_dir, hc.runtime.choices.get("encoder"))
-    except (ConfigError, DataError) as e:  # the user's to fix: the message, not a traceback
+    except EncodersError as e:  # the user's to fix: the message, not a traceback
         log.error("%s: %s", type(e).__name__, e)
-        sys.exit(2)
+        sys.exit(USER_ERROR)
     if metrics:
         log.info("val_acc=%.4f val_loss=%.4f", metrics["val_acc"], metrics["val_loss"])
         print(f"run dir: {hc.runtime.output_dir}")

@@ -23,11 +23,20 @@ SIZES = {
                   tf_batches=3, tf_repeats=1, tf_epoch_repeats=1),
 }
 
-# The default run's data and model (configs/train.yaml, data/synthetic.yaml, encoder/bilstm.yaml,
-# config.py ModelConfig, trainer/default.yaml); the Lightning side builds its Trainer from the
-# composed config itself (training_bench.default_run_config).
-DEFAULT = dict(seed=42, num_train=20000, num_val=2000, vocab_size=32, max_length=200, batch_size=64,
-               pool_batches=64, embedding_dim=32, hidden_size=64, lr=3e-3, clip=1.0)
+# The default run's data and model, read from the schema (encoders/config.py), the one place
+# they are stated; the Lightning side builds its Trainer from the composed config itself
+# (training_bench.default_run_config).
+def _default_run() -> Dict[str, object]:
+    from encoders.config import TrainConfig
+
+    c = TrainConfig()
+    return dict(seed=c.seed, num_train=c.data.num_train, num_val=c.data.num_val, vocab_size=c.data.vocab_size,
+                max_length=c.data.max_length, batch_size=c.data.batch_size, pool_batches=c.data.bucket_pool_batches,
+                embedding_dim=c.model.embedding_dim, hidden_size=c.encoder.hidden_size, lr=c.model.lr,
+                clip=c.trainer.gradient_clip_val)
+
+
+DEFAULT = _default_run()
 
 
 def mode_of(quick: bool, smoke: bool) -> str:

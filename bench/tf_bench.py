@@ -30,9 +30,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench.common import DEFAULT, paired_ratio, quartiles  # noqa: E402
+from encoders.config import ClassifierSpec  # noqa: E402
 from encoders.data.synthetic import make_synthetic  # noqa: E402
-from encoders.keras.model import build_classifier, compile_classifier  # noqa: E402
-from encoders.keras.pipeline import BucketedBatches  # noqa: E402
+from encoders.keras.classifier import build_classifier, compile_classifier  # noqa: E402
+from encoders.keras.batches import BucketedBatches  # noqa: E402
 
 
 def plain_classifier() -> keras.Model:
@@ -45,7 +46,8 @@ def plain_classifier() -> keras.Model:
 
 def ours_classifier() -> keras.Model:
     d = DEFAULT
-    return build_classifier(d["vocab_size"], 2, d["embedding_dim"], d["hidden_size"], "lstm", 1, True, 0.0, "last")
+    return build_classifier(ClassifierSpec(vocab_size=d["vocab_size"], num_classes=2, embedding_dim=d["embedding_dim"],
+                                           hidden_size=d["hidden_size"], cell="lstm", bidirectional=True))
 
 
 class StepTimer(keras.callbacks.Callback):

@@ -7,13 +7,13 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from encoders.config import BACKENDS, ConfigError, TrainConfig
-from encoders.data.sources import DataError, load_splits
-from encoders.data.vocab import PAD, UNK, Vocab
-from encoders.runtime import check_gpu_settings
+from encoders.config import PAD, UNK, TrainConfig
+from encoders.data.sources import load_splits
+from encoders.data.vocab import Vocab
+from encoders.errors import ConfigError, DataError, EncodersError
 
 log = logging.getLogger(__name__)
-POOLINGS = ("last", "mean", "max", "attention")
+USER_ERROR = 2  # exit code of a run stopped by an EncodersError: the message says what to change
 
 
 def to_schema(cfg: DictConfig) -> TrainConfig:
@@ -27,33 +27,15 @@ def to_schema(cfg: DictConfig) -> TrainConfig:
 
 
 def check_config(cfg: TrainConfig) -> None:
-    try:
-        cfg.encoder.validate()
-        check_gpu_settings(cfg.gpu.memory_limit_mb, cfg.gpu.allow_growth)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if cfg.backend.name not in BACKENDS:
-        raise ConfigError(f"backend must be one of {BACKENDS}, got {cfg.backend.name!r}")
-    if cfg.model.pooling not in POOLINGS:
-        raise ConfigError(f"model.pooling must be one of {POOLINGS}, got {cfg.model.pooling!r}")
-    if cfg.data.source == "files" and not cfg.data.train_file:
-        raise ConfigError("data=files needs data.train_file=PATH (csv, json/jsonl or parquet)")
-    if cfg.data.source == "hub" and not cfg.data.name:
-        raise ConfigError("data=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
-    if cfg.data.batch_size < 1:
-        raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
-    if cfg.trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs must be >= 1, got {cfg.trainer.max_epochs}")
-    if cfg.trainer.progress_bar_refresh_rate < 1:
-        raise ConfigError(f"trainer.progress_bar_refresh_rate must be >= 1, got {cfg.trainer.progress_bar_refresh_rate} "
-                          "(trainer.enable_progress_bar=false turns the bar off)")
+    """Every value check (``TrainConfig.validate``), then whether ``ckpt_path`` can be resumed."""
+    cfg.validate()
     if cfg.ckpt_path:
-        if cfg.backend.name == "torch" and not os.path.isfile(cfg.ckpt_path):
-            raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "
-                              "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
         if cfg.backend.name == "torch":
+            if not os.path.isfile(cfg.ckpt_path):
+                raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "
+                                  "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
             check_resumable(cfg.ckpt_path)
-        if cfg.backend.name == "tf" and not os.path.isdir(cfg.ckpt_path):
+        elif not os.path.isdir(cfg.ckpt_path):
             raise ConfigError(f"ckpt_path: no such run dir: {cfg.ckpt_path} "
                               "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
 
@@ -63,7 +45,7 @@ def check_resumable(path: str) -> None:
     beside it that do load (e.g. ``best.ckpt``), so the user can resume from one of those."""
     import glob
 
-    from encoders.safe import load_torch_checkpoint
+    from encoders.torch.checkpoint_io import load_torch_checkpoint
 
     try:
         load_torch_checkpoint(path)
@@ -92,16 +74,16 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     vocab.save(os.path.join(run_dir, "vocab.json"))
     encoder_name = encoder_name or schema.encoder.cell
     if backend == "torch":
-        from encoders.runtime.torch_gpu import set_alloc_conf
+        from encoders.torch.runtime import set_alloc_conf
         from encoders.torch.runner import run as run_backend
 
         set_alloc_conf(schema.gpu.alloc_conf)
     else:
-        from encoders.runtime.tf_gpu import limit_gpu_memory
+        from encoders.keras.runtime import limit_gpu_memory
 
         limit_gpu_memory(schema.gpu.memory_limit_mb, schema.gpu.allow_growth)  # before TF touches a GPU
         from encoders.keras.runner import run as run_backend
     return run_backend(schema, splits, run_dir, encoder_name)
 
 
-__all__ = ["run", "to_schema", "check_config", "ConfigError", "DataError"]
+__all__ = ["run", "to_schema", "check_config", "ConfigError", "DataError", "EncodersError", "USER_ERROR"]

@@ -1,20 +1,35 @@
-"""Structured-config schemas for the encoders and the training application.
+"""Structured-config schemas, the classifier spec and the project's enumerations, defined once.
 
-They are plain dataclasses: usable from Python without Hydra, and registered in Hydra's
-ConfigStore (``register_configs``) so that a composed config is type-checked and an unknown
-key or a wrong type fails at start with the key's name.
+The schemas are plain dataclasses: usable from Python without Hydra, and registered in Hydra's
+ConfigStore (``register_configs``) so that a composed config is type-checked and an unknown key
+or a wrong type fails at start with the key's name. Each schema's ``validate()`` holds the checks
+of its values (the one place they live); the data sources, the runners and ``train.py`` call it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Mapping, Optional
 
+from encoders.errors import ConfigError, DataConfigError
+
+# -- enumerations and special ids (every module takes them from here) ------------------------------
 CELLS = ("lstm", "gru")
+POOLINGS = ("last", "mean", "max", "attention")
 BACKENDS = ("torch", "tf")
+SOURCES = ("synthetic", "files", "hub")
+TOKENIZERS = ("char", "whitespace")
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
 
 
-class ConfigError(ValueError):
-    """A config value or combination can't work; the message names the key and what to change."""
+def _one_of(key: str, value: Any, choices, error=ConfigError) -> None:
+    if value not in choices:
+        raise error(f"{key} must be one of {choices}, got {value!r}")
+
+
+def _at_least(key: str, value: Any, low, error=ConfigError) -> None:
+    if value < low:
+        raise error(f"{key} must be >= {low}, got {value}")
 
 
 @dataclass
@@ -28,14 +43,11 @@ class EncoderConfig:
     dropout: float = 0.0  # between stacked layers, as in torch.nn.LSTM
 
     def validate(self) -> "EncoderConfig":
-        if self.cell not in CELLS:
-            raise ValueError(f"encoder.cell must be one of {CELLS}, got {self.cell!r}")
-        if self.hidden_size < 1:
-            raise ValueError(f"encoder.hidden_size must be >= 1, got {self.hidden_size}")
-        if self.num_layers < 1:
-            raise ValueError(f"encoder.num_layers must be >= 1, got {self.num_layers}")
+        _one_of("encoder.cell", self.cell, CELLS)
+        _at_least("encoder.hidden_size", self.hidden_size, 1)
+        _at_least("encoder.num_layers", self.num_layers, 1)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"encoder.dropout must be in [0, 1), got {self.dropout}")
         return self
 
 
@@ -44,19 +56,28 @@ class ModelConfig:
     """The classifier around the encoder: embedding, pooling, head and optimiser."""
 
     embedding_dim: int = 32
-    pooling: str = "last"  # last | mean | max | attention
+    pooling: str = "last"  # one of POOLINGS; "last" is the encoder's `final`
     lr: float = 3e-3
     weight_decay: float = 0.0
+
+    def validate(self) -> "ModelConfig":
+        _at_least("model.embedding_dim", self.embedding_dim, 1)
+        _one_of("model.pooling", self.pooling, POOLINGS)
+        return self
 
 
 @dataclass
 class BackendConfig:
-    name: str = "torch"  # torch | tf
+    name: str = "torch"  # one of BACKENDS
+
+    def validate(self) -> "BackendConfig":
+        _one_of("backend", self.name, BACKENDS)
+        return self
 
 
 @dataclass
 class DataConfig:
-    source: str = "synthetic"  # synthetic | files | hub
+    source: str = "synthetic"  # one of SOURCES
     batch_size: int = 64
     num_workers: int = 0
     # bucketing: how many batches' worth of examples are sorted together by length
@@ -75,11 +96,25 @@ class DataConfig:
     validation_split: str = "validation"
     text_column: str = "text"
     label_column: str = "label"
-    tokenizer: str = "whitespace"  # char | whitespace
+    tokenizer: str = "whitespace"  # one of TOKENIZERS
     lowercase: bool = True
     min_freq: int = 1
     max_vocab_size: Optional[int] = None
     max_tokens: Optional[int] = None  # truncate longer texts (None keeps everything)
+
+    def validate(self) -> "DataConfig":
+        """Checks that need no file; the sources check the files themselves when they read them."""
+        _one_of("data.source", self.source, SOURCES, DataConfigError)
+        _at_least("data.batch_size", self.batch_size, 1, DataConfigError)
+        if self.source == "synthetic" and (self.num_train < 1 or self.num_val < 1):
+            raise DataConfigError(f"data.num_train and data.num_val must be >= 1, got {self.num_train}, {self.num_val}")
+        if self.source == "files" and not self.train_file:
+            raise DataConfigError("data.source=files needs data.train_file=PATH (csv, tsv, json/jsonl or parquet)")
+        if self.source == "hub" and not self.name:
+            raise DataConfigError("data.source=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
+        if self.source != "synthetic":
+            _one_of("data.tokenizer", self.tokenizer, TOKENIZERS, DataConfigError)
+        return self
 
 
 @dataclass
@@ -99,12 +134,27 @@ class TrainerConfig:
     limit_val_batches: Optional[float] = None
     checkpoint_every_n_steps: Optional[int] = None  # torch: also refresh last.ckpt every N steps
 
+    def validate(self) -> "TrainerConfig":
+        _at_least("trainer.max_epochs", self.max_epochs, 1)
+        if self.progress_bar_refresh_rate < 1:
+            raise ConfigError(f"trainer.progress_bar_refresh_rate must be >= 1, got {self.progress_bar_refresh_rate} "
+                              "(trainer.enable_progress_bar=false turns the bar off)")
+        return self
+
 
 @dataclass
 class GPUConfig:
     memory_limit_mb: Optional[int] = None
     allow_growth: bool = False
     alloc_conf: Optional[str] = None  # passed to PYTORCH_ALLOC_CONF
+
+    def validate(self) -> "GPUConfig":
+        if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
+            raise ConfigError(f"gpu.memory_limit_mb must be a positive number of MiB, got {self.memory_limit_mb}")
+        if self.memory_limit_mb is not None and self.allow_growth:
+            raise ConfigError("gpu.memory_limit_mb and gpu.allow_growth=true can't be combined (TensorFlow "
+                              "can't grow and cap the same GPU): set one of them")
+        return self
 
 
 @dataclass
@@ -119,6 +169,57 @@ class TrainConfig:
     ckpt_path: Optional[str] = None
     tags: List[str] = field(default_factory=list)
 
+    def validate(self) -> "TrainConfig":
+        for part in (self.encoder, self.model, self.backend, self.data, self.trainer, self.gpu):
+            part.validate()
+        return self
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """Everything that defines a classifier's shape: embedding -> encoder -> pooling -> head.
+
+    Both backends build from it (``encoders.torch.SequenceClassifier.from_spec``,
+    ``encoders.keras.build_classifier``), the runners make it from the config and the data, and
+    convert reads it back from a checkpoint, so a field added here reaches every one of them.
+    All fields are primitives: a spec is stored in checkpoints and loads with ``weights_only``.
+    """
+
+    vocab_size: int
+    num_classes: int
+    embedding_dim: int = 32
+    hidden_size: int = 64
+    cell: str = "lstm"
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.0
+    pooling: str = "last"
+    padding_idx: int = PAD_ID
+
+    def __post_init__(self):
+        EncoderConfig(self.cell, self.hidden_size, self.num_layers, self.bidirectional, self.dropout).validate()
+        _one_of("pooling", self.pooling, POOLINGS, ValueError)
+        if not 0 <= self.padding_idx < self.vocab_size:
+            raise ValueError(f"padding_idx {self.padding_idx} is outside [0, {self.vocab_size})")
+        _at_least("num_classes", self.num_classes, 1, ValueError)
+
+    @classmethod
+    def from_config(cls, cfg: Any, vocab_size: int, num_classes: int) -> "ClassifierSpec":
+        """The spec of a ``TrainConfig`` (its ``encoder`` and ``model``) for data of this size."""
+        e, m = cfg.encoder, cfg.model
+        return cls(vocab_size=int(vocab_size), num_classes=int(num_classes), embedding_dim=m.embedding_dim,
+                   hidden_size=e.hidden_size, cell=e.cell, num_layers=e.num_layers, bidirectional=e.bidirectional,
+                   dropout=e.dropout, pooling=m.pooling)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ClassifierSpec":
+        """Read back from hyperparameters that may hold more keys (``lr``...): those are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
 
 def register_configs() -> None:
     """Register the schemas in Hydra's ConfigStore (idempotent)."""
@@ -126,4 +227,3 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
-    cs.store(group="encoder", name="encoder_schema", node=EncoderConfig)

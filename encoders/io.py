@@ -1,28 +1,24 @@
-"""Small file helpers: every file the project writes is written atomically."""
+"""The project's file writes: every file it writes goes through here and is written atomically.
+
+A temporary file in the target's own folder is written, fsynced and renamed over the target, so
+a crash or a kill at any moment leaves either the old file or the new one, never a truncated one.
+Files get the permissions the umask gives (as ``open`` would), not ``mkstemp``'s owner-only 0600.
+"""
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``: a crash or a
-    kill at any moment leaves either the old file or the new one, never a truncated one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fsync_dir(folder: str) -> None:
     try:  # make the rename itself durable
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -33,6 +29,35 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_with(path: str, write: Callable[[str], Any]) -> None:
+    """``write(tmp_path)`` writes the file (e.g. ``model.save``, ``fig.savefig``); it then replaces
+    ``path`` in one rename. The temporary name keeps ``path``'s extension, for writers that check it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write_with(path, write)
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Mapping
 
-from encoders.io import write_json
+from encoders.io import atomic_write_with, write_json
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "curves.png"
@@ -63,10 +63,10 @@ def plot_curves(run_dir: str, history: Mapping[str, List[float]]) -> str:
         ax.legend()
     fig.tight_layout()
     path = os.path.join(run_dir, CURVES_FILE)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 

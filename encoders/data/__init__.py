@@ -6,7 +6,11 @@ __all__ = ["collate", "LengthBucketBatcher", "padding_efficiency", "load_splits"
 
 
 def __getattr__(name):  # the sources pull in `datasets`; load it only when asked for
-    if name in ("load_splits", "Splits", "DataError"):
+    if name == "DataError":
+        from encoders.errors import DataError
+
+        return DataError
+    if name in ("load_splits", "Splits"):
         from encoders.data import sources
 
         return getattr(sources, name)

@@ -12,15 +12,12 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from encoders.config import DataConfig
 from encoders.data.synthetic import make_synthetic
-from encoders.data.vocab import TOKENIZERS, Vocab
+from encoders.data.vocab import Vocab
+from encoders.errors import DataError
 
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-SOURCES = ("synthetic", "files", "hub")
-
-
-class DataError(ValueError):
-    """The data can't be used as configured; the message says what to change."""
 
 
 @dataclass
@@ -38,14 +35,11 @@ class Splits:
 
 def load_splits(cfg: Any, seed: int) -> Splits:
     """Load the ``train`` and ``validation`` splits described by a ``DataConfig``."""
+    DataConfig.validate(cfg)
     if cfg.source == "synthetic":
         return _synthetic(cfg, seed)
-    if cfg.source in ("files", "hub"):
-        if cfg.tokenizer not in TOKENIZERS:
-            raise DataError(f"data.tokenizer must be one of {TOKENIZERS}, got {cfg.tokenizer!r}")
-        raw = _files(cfg, seed) if cfg.source == "files" else _hub(cfg)
-        return _tokenize(raw, cfg)
-    raise DataError(f"data.source must be one of {SOURCES}, got {cfg.source!r}")
+    raw = _files(cfg, seed) if cfg.source == "files" else _hub(cfg)
+    return _tokenize(raw, cfg)
 
 
 def _synthetic(cfg: Any, seed: int) -> Splits:
@@ -54,14 +48,10 @@ def _synthetic(cfg: Any, seed: int) -> Splits:
     def split(n: int, which: int):
         return Dataset.from_dict(make_synthetic(n, [seed, which], cfg.vocab_size, cfg.max_length))
 
-    if cfg.num_train < 1 or cfg.num_val < 1:
-        raise DataError(f"data.num_train and data.num_val must be >= 1, got {cfg.num_train}, {cfg.num_val}")
     return Splits(split(cfg.num_train, 0), split(cfg.num_val, 1), num_classes=2, vocab_size=cfg.vocab_size)
 
 
 def _builder_for(path: str, key: str) -> str:
-    if not path:
-        raise DataError(f"data.source=files needs {key}=PATH (csv, json/jsonl or parquet)")
     if not os.path.isfile(path):
         raise DataError(f"{key}: no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -116,8 +106,6 @@ def _files(cfg: Any, seed: int) -> Dict[str, Any]:
 
 
 def _hub(cfg: Any) -> Dict[str, Any]:
-    if not cfg.name:
-        raise DataError("data.source=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
     from datasets import load_dataset
 
     out = {}

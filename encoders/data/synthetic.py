@@ -12,7 +12,6 @@ from typing import Dict, List
 
 import numpy as np
 
-PAD_ID, UNK_ID = 0, 1
 
 
 def synthetic_label(tokens) -> int:

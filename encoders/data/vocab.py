@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional
 
-PAD, UNK = "<pad>", "<unk>"
-TOKENIZERS = ("char", "whitespace")
+from encoders.config import PAD, TOKENIZERS, UNK, UNK_ID
 
 
 def tokenize(text: str, kind: str, lowercase: bool = True) -> List[str]:
@@ -42,7 +40,7 @@ class Vocab:
 
     def encode(self, text: str) -> List[int]:
         get = self.index.get
-        return [get(t, 1) for t in tokenize(text, self.tokenizer, self.lowercase)]
+        return [get(t, UNK_ID) for t in tokenize(text, self.tokenizer, self.lowercase)]
 
     @classmethod
     def build(cls, texts: Iterable[str], tokenizer: str, lowercase: bool = True, min_freq: int = 1,

@@ -1,73 +1,42 @@
-"""Keras token embedding whose pad vectors are exactly zero and whose pad row gets no gradient.
-
-Also holds the two small helpers every layer here uses to check its input: eagerly with numpy
-(the error names the bad value), in graph mode (``tf.function``, ``model.fit``) with a TF
-assertion. Graph-mode checks need the TensorFlow backend; on other backends only eager input is
-checked. Nothing here imports torch.
-"""
+"""Keras token embedding whose pad vectors are exactly zero and whose pad row gets no gradient."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import keras
-import numpy as np
 from keras import ops
 
-
-def concrete_numpy(x) -> Optional[np.ndarray]:
-    """``x`` as numpy when its values are known now (eager), else None (graph or symbolic)."""
-    if x is None or isinstance(x, keras.KerasTensor):
-        return None
-    if isinstance(x, np.ndarray):
-        return x
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        # inside tf.function (model.fit/predict) the values are not known: the graph check runs instead
-        if not tf.executing_eagerly() or not hasattr(x, "numpy"):
-            return None
-        return x.numpy()
-    try:  # jax tracers and torch meta tensors refuse conversion: they are symbolic
-        return np.asarray(ops.convert_to_numpy(x))
-    except Exception:
-        return None
-
-
-def graph_assert(condition, message: str, data: Sequence = (), then=None):
-    """Add a TF assertion ``condition`` (graph mode); return ``then`` made to run after it.
-
-    The control dependency orders the check before the op that would fail less clearly
-    (a gather out of range) or silently (a gather that wraps negative ids).
-    """
-    if keras.backend.backend() != "tensorflow":
-        return then
-    import tensorflow as tf
-
-    check = tf.debugging.Assert(condition, [message, *data], summarize=16)
-    if then is None:
-        return None
-    with tf.control_dependencies([check]):
-        return tf.identity(then)
-
-
-def is_integer_dtype(dtype) -> bool:
-    name = keras.backend.standardize_dtype(dtype)
-    return name.startswith("int") or name.startswith("uint")
+from encoders.config import PAD_ID
+from encoders.keras.checks import check_token_ids
 
 
 @keras.saving.register_keras_serializable(package="encoders")
 class PaddedEmbedding(keras.layers.Layer):
     """``Embedding`` with a hard guarantee: vectors where ``ids == padding_idx`` are exact zeros.
 
-    The looked-up vectors are multiplied by ``ids != padding_idx``, so the guarantee holds
-    whatever the pad row holds (after ``set_weights`` or a weight port too), and the pad row's
-    gradient is exactly zero: it never changes under SGD/Adam (weight decay would still shrink
-    it, but it is zero from ``build`` on). ``compute_mask`` gives ``ids != padding_idx``.
-    Ids outside ``[0, input_dim)`` raise ``ValueError`` naming the id (eager), or fail a TF
-    assertion that says so (graph mode); non-integer ids raise ``TypeError``.
+    Args:
+        input_dim: vocabulary size ``V``; ids must lie in ``[0, V)``.
+        output_dim: ``E``.
+        padding_idx: the pad id (default 0).
+        embeddings_initializer: for the table (the pad row is then set to zero).
+
+    Input:
+        integer ids ``[B, T]`` (any integer dtype), right-padded with ``padding_idx``.
+
+    Output:
+        ``[B, T, E]``, exactly zero where ``ids == padding_idx``; ``compute_mask`` gives
+        ``ids != padding_idx``, so ``RNNEncoder`` and ``MaskedPooling`` downstream see the lengths.
+
+    Padding: the looked-up vectors are multiplied by ``ids != padding_idx``, so the guarantee
+    holds whatever the pad row holds (after ``set_weights`` or a weight port too), and the pad
+    row's gradient is exactly zero: it never changes under SGD/Adam (weight decay would still
+    shrink it, but it is zero from ``build`` on).
+
+    Raises:
+        TypeError: non-integer ids.
+        ValueError: an id outside ``[0, input_dim)``, naming it (eager); in graph mode a TF
+            assertion with the same meaning fails.
     """
 
-    def __init__(self, input_dim: int, output_dim: int, padding_idx: int = 0,
+    def __init__(self, input_dim: int, output_dim: int, padding_idx: int = PAD_ID,
                  embeddings_initializer="uniform", **kwargs):
         super().__init__(**kwargs)
         input_dim, output_dim, padding_idx = int(input_dim), int(output_dim), int(padding_idx)
@@ -81,6 +50,8 @@ class PaddedEmbedding(keras.layers.Layer):
         self.supports_jit = False
 
     def build(self, input_shape=None):
+        if self.built:  # building twice must not add a second table
+            return
         self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim), name="embeddings",
                                           initializer=self.embeddings_initializer, trainable=True)
         # start with a zero pad row, so the weights say what the layer does
@@ -89,30 +60,8 @@ class PaddedEmbedding(keras.layers.Layer):
                                          self.embeddings))
         self.built = True
 
-    def _check_ids(self, ids):
-        if not is_integer_dtype(ids.dtype):
-            raise TypeError(f"PaddedEmbedding expects integer token ids, got dtype "
-                            f"{keras.backend.standardize_dtype(ids.dtype)}")
-        values = concrete_numpy(ids)
-        if values is not None:
-            bad = (values < 0) | (values >= self.input_dim)
-            if bad.any():
-                pos = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise ValueError(f"token id {int(values[pos])} at position {pos} is outside the vocabulary "
-                                 f"[0, {self.input_dim})")
-            return ids
-        ok = ops.logical_and(ids >= 0, ids < self.input_dim)
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            bad_ids = tf.boolean_mask(ids, tf.logical_not(ok))
-            return graph_assert(tf.reduce_all(ok),
-                                f"PaddedEmbedding: token id outside the vocabulary [0, {self.input_dim}); "
-                                f"offending ids:", [bad_ids], then=ids)
-        return ids
-
     def call(self, inputs):
-        ids = self._check_ids(inputs)
+        ids = check_token_ids(inputs, self.input_dim, "PaddedEmbedding")
         out = ops.take(self.embeddings, ids, axis=0)
         keep = ops.cast(ops.not_equal(ids, self.padding_idx), out.dtype)
         return out * ops.expand_dims(keep, -1)

@@ -9,26 +9,36 @@ import keras
 import numpy as np
 from keras import ops
 
-from encoders.keras.rnn import mask_to_lengths
-
-MODES = ("last", "mean", "max", "attention")
+from encoders.config import POOLINGS
+from encoders.keras.masking import last_step, mask_to_lengths
 
 
 @keras.saving.register_keras_serializable(package="encoders")
 class MaskedPooling(keras.layers.Layer):
-    """``call(sequence[B,T,F], mask=None) -> [B,F]``.
+    """Pools a right-padded sequence over its real steps only.
 
-    ``last``: the row at ``length-1`` (for a bidirectional encoder use its ``final`` instead);
-    ``mean``/``max``: over valid steps only; ``attention``: a learned score per step
-    (``Dense(1)``), softmax over valid steps. ``mask`` must be right-padded (it usually arrives
-    from ``RNNEncoder``'s ``sequence``); None means every step is valid. Every mode returns
-    exact zeros for a length-0 row, with finite gradients.
+    Args:
+        mode: ``"mean"`` (default), ``"max"``, ``"last"`` or ``"attention"``.
+
+    Input:
+        sequence ``[B, T, F]`` and its ``mask`` ``[B, T]`` (right-padded; it usually arrives
+        from ``RNNEncoder``'s ``sequence``); None means every step is real.
+
+    Output:
+        ``[B, F]``, with no mask. ``last``: the step at ``length-1`` (for a bidirectional
+        encoder use its ``final`` instead); ``mean``/``max``: over real steps; ``attention``: a
+        learned score per step (``Dense(1)``), softmax over real steps.
+
+    Padding: every mode returns exact zeros for a length-0 row, with finite gradients.
+
+    Raises:
+        ValueError: a mask with holes or left padding (eager; a TF assertion in graph mode).
     """
 
-    def __init__(self, mode: str = "last", **kwargs):
+    def __init__(self, mode: str = "mean", **kwargs):
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"pooling mode must be one of {MODES}, got {mode!r}")
+        if mode not in POOLINGS:
+            raise ValueError(f"pooling mode must be one of {POOLINGS}, got {mode!r}")
         self.mode = mode
         self.supports_jit = False  # graph-mode mask checks are TF asserts, which XLA drops
 
@@ -51,8 +61,7 @@ class MaskedPooling(keras.layers.Layer):
         zeros = ops.zeros_like(sequence)
         seq = ops.where(keep, sequence, zeros)  # padding may hold anything: never let it in
         if self.mode == "last":
-            last = ops.reshape(ops.maximum(lengths - 1, 0), (-1, 1, 1))
-            out = ops.squeeze(ops.take_along_axis(seq, last, axis=1), 1)
+            out = last_step(seq, lengths)
             return ops.where(nonempty, out, ops.zeros_like(out))
         if self.mode == "mean":
             count = ops.cast(ops.maximum(lengths, 1), seq.dtype)

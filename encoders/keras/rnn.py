@@ -10,92 +10,37 @@ RNNs run unmasked (see ``call``): that keeps them on cuDNN and away from all-mas
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
-from encoders.keras.embedding import concrete_numpy, graph_assert
-
-CELLS = ("lstm", "gru")
-RIGHT_PADDED_MESSAGE = ("mask is not right-padded (it has holes or left padding): each row must be True "
-                        "for its first `length` steps and False after")
-
-
-def mask_to_lengths(mask, T):
-    """Lengths [B] (int32) and the valid-step mask [B,T] of a right-padded ``mask``.
-
-    A mask with holes or left padding raises ``ValueError`` (eager, with the offending row) or
-    fails a TF assertion with the same message (graph mode): silently accepting it would make
-    final states wrong.
-    """
-    values = concrete_numpy(mask)
-    if values is not None and (values.ndim != 2 or (isinstance(T, int) and values.shape[1] != T)):
-        raise ValueError(f"mask must have shape [batch, time] with time = {T}, got {tuple(values.shape)}")
-    mask = ops.cast(mask, "bool")
-    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
-    valid = ops.expand_dims(ops.arange(T, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
-    if values is not None:
-        values = values.astype(bool)
-        expected = np.arange(values.shape[1])[None, :] < values.sum(1, keepdims=True)
-        bad = np.flatnonzero((values != expected).any(1))
-        if bad.size:
-            b = int(bad[0])
-            raise ValueError(f"{RIGHT_PADDED_MESSAGE}; row {b} is {values[b].astype(int).tolist()}")
-        return lengths, valid
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        bad_rows = tf.reshape(tf.where(tf.reduce_any(tf.not_equal(mask, valid), axis=1)), [-1])
-        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), RIGHT_PADDED_MESSAGE + "; offending row(s):",
-                               [bad_rows], then=lengths)
-        valid = ops.expand_dims(ops.arange(T, dtype="int32"), 0) < ops.expand_dims(lengths, 1)
-    return lengths, valid
-
-
-def reverse_index(lengths, T):
-    """Index [B,T]: ``len-1-t`` for ``t < len``, else ``t``. It is its own inverse."""
-    t = ops.expand_dims(ops.arange(T, dtype="int32"), 0)
-    L = ops.expand_dims(lengths, 1)
-    return ops.where(t < L, L - 1 - t, t)
-
-
-def reverse_within_lengths(x, lengths, index):
-    """Each row of x [B,T,F] reversed over its first ``lengths[b]`` steps (its own inverse).
-
-    On TensorFlow ``tf.reverse_sequence`` does exactly this, and its gradient is itself: much
-    cheaper than a gather, whose gradient is a scatter. ``index`` (``reverse_index``) serves the
-    other backends."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-    return gather_time(x, index)
-
-
-def last_step(x, lengths):
-    """``x[b, max(lengths[b] - 1, 0), :]`` for x [B,T,F]."""
-    last = ops.maximum(lengths - 1, 0)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.gather(x, last, axis=1, batch_dims=1)
-    return ops.squeeze(gather_time(x, ops.expand_dims(last, 1)), 1)
-
-
-def gather_time(x, index):
-    """``x[b, index[b, t], :]`` for x [B,T,F] and index [B,T'] (the feature axis broadcasts)."""
-    return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)
-
+from encoders.config import CELLS
+from encoders.keras.masking import last_step, mask_to_lengths, reverse_index, reverse_within_lengths
 
 @keras.saving.register_keras_serializable(package="encoders")
 class RNNEncoder(keras.layers.Layer):
-    """``call(x[B,T,I], mask=None) -> {"sequence": [B,T,D*H], "final": [B,D*H]}``.
+    """LSTM/GRU encoder layer for right-padded batches whose outputs equal each row run alone.
 
-    * ``sequence``: top-layer outputs, exactly zero at ``t >= length``;
-    * ``final``: top layer ``[forward h at length-1 ; backward h at step 0]``, zero for empty rows.
+    Args:
+        hidden_size: ``H``, per direction.
+        cell: ``"lstm"`` or ``"gru"``.
+        num_layers: stacked layers.
+        bidirectional: ``D = 2`` directions when True, else ``D = 1``.
+        dropout: between stacked layers while training, as in ``torch.nn.LSTM``.
 
-    ``mask`` (propagated from ``PaddedEmbedding`` or passed) must be right-padded; None means
-    every step is valid. Length-0 rows and all-empty batches are legal and give zeros.
-    ``dropout`` applies between stacked layers when training, as in ``torch.nn.LSTM``.
+    Input:
+        ``x`` ``[B, T, I]`` float and its ``mask`` ``[B, T]`` (propagated from ``PaddedEmbedding``
+        or passed); None means every step is real. The mask must be right-padded.
+
+    Output:
+        ``{"sequence": [B, T, D*H], "final": [B, D*H]}``: ``sequence`` is exactly zero at
+        ``t >= length`` (its mask is the input mask); ``final`` is the top layer's
+        ``[forward h at length-1 ; backward h at step 0]`` (no mask).
+
+    Padding: length-0 rows and all-empty batches (even ``T = 0``) are legal and give zeros.
+    Serializable (``get_config``; registered), so a model using it saves to ``.keras``.
+
+    Raises:
+        ValueError: a feature size other than the one it was built for; a mask with holes or
+            left padding (eager; a TF assertion in graph mode).
     """
 
     def __init__(self, hidden_size: int, cell: str = "lstm", num_layers: int = 1, bidirectional: bool = False,

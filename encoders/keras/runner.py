@@ -10,11 +10,12 @@ from typing import Any, Dict
 import keras
 import tensorflow as tf
 
-from encoders.config import ConfigError
-from encoders.keras.model import build_classifier, compile_classifier
-from encoders.keras.pipeline import BucketedBatches, EpochSetter
+from encoders.config import ClassifierSpec
+from encoders.errors import ConfigError
+from encoders.keras.batches import BucketedBatches, EpochSetter
+from encoders.keras.classifier import build_classifier, compile_classifier
+from encoders.keras.runtime import make_strategy, patch_fit_for_multi_worker, worker_info
 from encoders.report import finish_run
-from encoders.runtime.tf_dist import make_strategy, patch_fit_for_multi_worker, worker_info
 
 log = logging.getLogger(__name__)
 # Keras log names -> the names the torch backend logs (metrics.json and curves use these)
@@ -42,14 +43,13 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
-    d, e, m, t = cfg.data, cfg.encoder, cfg.model, cfg.trainer
+    d, m, t = cfg.data, cfg.model, cfg.trainer
     train = BucketedBatches(splits.train["tokens"], splits.train["label"], d.batch_size, seed=cfg.seed,
                             shuffle=True, pool_batches=d.bucket_pool_batches)
     val = BucketedBatches(splits.validation["tokens"], splits.validation["label"], d.batch_size, seed=cfg.seed,
                           shuffle=False, pool_batches=d.bucket_pool_batches)
     with strategy.scope():
-        model = build_classifier(splits.vocab_size, splits.num_classes, m.embedding_dim, e.hidden_size, e.cell,
-                                 e.num_layers, e.bidirectional, e.dropout, m.pooling)
+        model = build_classifier(ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes))
         compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
 

@@ -1,14 +1,54 @@
-"""Checkpoint files that survive a kill during the write, and that load without running code."""
+"""torch checkpoints: written so that a kill mid-write leaves the previous one, read without running code."""
 from __future__ import annotations
 
 import io
+import os
+import pickle
+import zipfile
 from typing import Any, Dict, Optional
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from encoders.errors import UnsafeLoadError
 from encoders.io import atomic_write_bytes
-from encoders.safe import load_torch_checkpoint
+
+
+def load_torch_checkpoint(path: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, map_location, weights_only=True)`` with errors that name the file.
+
+    * missing file: ``FileNotFoundError``;
+    * a pickle that asks for anything beyond tensors and plain containers (``os.system`` in a
+      ``__reduce__``, a pickled module or class...): ``UnsafeLoadError``; nothing from it runs;
+    * truncated or otherwise unreadable: ``ValueError`` saying so.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such checkpoint file: {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"checkpoint {path} is truncated or corrupt: the file is empty")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if b"PK\x03\x04".startswith(head[:4]) and not zipfile.is_zipfile(path):
+        # torch.save's zip format, cut short before its central directory
+        raise ValueError(f"checkpoint {path} is truncated or corrupt: an incomplete zip archive")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "GLOBAL" in text or "global" in text:
+            detail = next((line.strip() for line in text.splitlines() if "GLOBAL" in line or "global" in line), "")
+            raise UnsafeLoadError(
+                f"checkpoint {path} holds more than weights ({detail}): refusing to execute code from it "
+                f"(torch.load weights_only=True); re-save it with plain tensors and primitive hyperparameters"
+            ) from None
+        detail = next((line.strip() for line in text.splitlines() if "Unsupported" in line), text[:200])
+        raise UnsafeLoadError(
+            f"checkpoint {path} is truncated or corrupt, or holds more than weights ({detail}): refusing to "
+            f"execute code from it (torch.load weights_only=True)") from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200] if str(e) else 'unexpected end of data'})") from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

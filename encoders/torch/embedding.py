@@ -5,30 +5,30 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def check_token_ids(tokens: torch.Tensor, num_embeddings: int) -> None:
-    """Raise TypeError/ValueError naming the problem if ``tokens`` can't index the table."""
-    if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"tokens must be a torch.Tensor of integer ids, got {type(tokens).__name__}")
-    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-        raise TypeError(f"tokens must hold integer ids, got dtype {tokens.dtype}")
-    if tokens.numel() == 0:
-        return
-    lo, hi = torch.aminmax(tokens)
-    if lo < 0 or hi >= num_embeddings:
-        bad_mask = (tokens < 0) | (tokens >= num_embeddings)
-        pos = tuple(int(i) for i in bad_mask.nonzero()[0])
-        raise ValueError(f"token id {int(tokens[pos])} at position {pos} is outside the vocabulary "
-                         f"[0, {num_embeddings})")
+from encoders.torch.checks import check_token_ids
 
 
 class PaddedEmbedding(nn.Module):
     """``nn.Embedding`` with a hard guarantee: rows where ``tokens == padding_idx`` are exact zeros.
 
-    The output is multiplied by the non-pad mask, so the guarantee holds whatever the pad row
-    of ``weight`` contains (after ``load_state_dict`` or ``from_pretrained``-style copies too),
-    and the pad row's gradient is exactly zero. Ids outside ``[0, num_embeddings)`` raise
-    ``ValueError`` naming the id and its position.
+    Args:
+        num_embeddings: vocabulary size ``V``; ids must lie in ``[0, V)``.
+        embedding_dim: ``E``.
+        padding_idx: the pad id (default 0).
+
+    Input:
+        tokens: integer tensor ``[B, T]`` (any integer dtype), right-padded with ``padding_idx``.
+
+    Output:
+        ``[B, T, E]`` float, exactly zero where ``tokens == padding_idx``.
+
+    Padding: the output is multiplied by the non-pad mask, so the guarantee holds whatever the
+    pad row of ``weight`` contains (after ``load_state_dict`` or ``from_pretrained``-style copies
+    too), and the pad row's gradient is exactly zero.
+
+    Raises:
+        TypeError: ``tokens`` is not an integer tensor.
+        ValueError: an id outside ``[0, num_embeddings)`` (the message names it and its position).
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int = 0):

@@ -4,25 +4,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODES = ("last", "mean", "max", "attention")
-
-
-def lengths_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    return torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+from encoders.config import POOLINGS
+from encoders.torch.masking import lengths_to_mask, last_step
 
 
 class MaskedPooling(nn.Module):
-    """``forward(sequence[B,T,F], lengths[B]) -> [B,F]``.
+    """Pools a right-padded sequence over its real steps only.
 
-    ``last``: the row at ``lengths-1`` (for a bidirectional encoder use its ``final`` instead);
-    ``mean``/``max``: over real steps only; ``attention``: a learned score per step, softmax over
-    real steps. Every mode returns exact zeros for a length-0 row.
+    Args:
+        mode: ``"mean"`` (default), ``"max"``, ``"last"`` or ``"attention"``.
+        input_size: feature size ``F``; needed by ``"attention"`` (its scoring layer).
+
+    Input:
+        sequence: ``[B, T, F]``; values at padded steps are ignored.
+        lengths: ``[B]`` int, ``0..T``.
+
+    Output:
+        ``[B, F]``. ``last``: the step at ``lengths-1`` (for a bidirectional encoder use its
+        ``final`` instead, which reads the backward direction at step 0); ``mean``/``max``: over
+        real steps; ``attention``: a learned score per step, softmax over real steps.
+
+    Padding: every mode returns exact zeros for a length-0 row (no NaN, no -3.4e38).
     """
 
     def __init__(self, mode: str = "mean", input_size: int = 0):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"pooling must be one of {MODES}, got {mode!r}")
+        if mode not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {mode!r}")
         if mode == "attention" and input_size < 1:
             raise ValueError("attention pooling needs input_size")
         self.mode = mode
@@ -31,11 +39,10 @@ class MaskedPooling(nn.Module):
     def forward(self, sequence: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         B, T, _ = sequence.shape
         lengths = lengths.to(sequence.device, torch.long)
-        mask = lengths_mask(lengths, T).unsqueeze(-1)  # [B,T,1]
-        nonempty = (lengths > 0).view(B, 1).to(sequence.dtype)
         if self.mode == "last":
-            idx = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, sequence.size(-1))
-            return sequence.gather(1, idx).squeeze(1) * nonempty
+            return last_step(sequence, lengths)
+        mask = lengths_to_mask(lengths, T).unsqueeze(-1)  # [B,T,1]
+        nonempty = (lengths > 0).view(B, 1).to(sequence.dtype)
         if self.mode == "mean":
             total = sequence.masked_fill(~mask, 0.0).sum(1)
             return total / lengths.clamp(min=1).view(B, 1).to(sequence.dtype)

@@ -25,9 +25,12 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from encoders.config import CELLS
+from encoders.torch.masking import check_lengths, last_step, lengths_to_mask, reverse_index, reverse_within_lengths
+
 log = logging.getLogger(__name__)
 
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell in torch's weight layout
 PATHS = ("auto", "padded", "packed")
 # Large enough that sigmoid saturates to exactly 0 or 1 in float32/bf16/fp16, small enough for fp16.
 _SATURATE = 1.0e4
@@ -52,53 +55,46 @@ def _pad_gate_column(cell: str, hidden_size: int) -> torch.Tensor:
     return col
 
 
-def reverse_within_lengths(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """Index [B, T] mapping step t to ``len-1-t`` for real steps and to itself for padding.
-
-    It is its own inverse, so the same gather reverses the input and un-reverses the output.
-    """
-    t = torch.arange(T, device=lengths.device).unsqueeze(0)
-    L = lengths.unsqueeze(1)
-    return torch.where(t < L, L - 1 - t, t)
-
-
-def check_lengths(lengths, batch: int, T: int, device: torch.device) -> torch.Tensor:
-    """``lengths`` as int64 on ``device``; ValueError naming the bad value otherwise."""
-    if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
-    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.dtype.is_complex:
-        raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-    if lengths.dim() != 1 or lengths.numel() != batch:
-        raise ValueError(f"lengths must have one entry per row: expected shape ({batch},), "
-                         f"got {tuple(lengths.shape)}")
-    if batch:
-        lo, hi = torch.aminmax(lengths)
-        if lo < 0 or hi > T:
-            bad = int(((lengths < 0) | (lengths > T)).nonzero()[0])
-            raise ValueError(f"lengths[{bad}] = {int(lengths[bad])} is outside 0..{T} (T = padded length)")
-    return lengths.to(device=device, dtype=torch.long)
-
-
 class RNNEncoder(nn.Module):
-    """LSTM/GRU encoder for right-padded batches.
+    """LSTM/GRU encoder for right-padded batches whose outputs equal each row run alone.
 
-    ``forward(x[B,T,input_size], lengths[B]) -> EncoderOutput(sequence, final, state)``:
+    Args:
+        input_size: feature size ``I`` of the input.
+        hidden_size: ``H``, per direction.
+        cell: ``"lstm"`` or ``"gru"``.
+        num_layers: stacked layers; layer ``k+1`` reads layer ``k``'s ``sequence``.
+        bidirectional: ``D = 2`` directions when True, else ``D = 1``.
+        dropout: dropout between stacked layers while training (as in ``nn.LSTM``).
+        path: ``"auto"`` (packed on CUDA, padded elsewhere), ``"padded"`` or ``"packed"``;
+            both give the same numbers.
 
-    * ``sequence`` [B,T,D*H]: exactly zero at ``t >= lengths[b]``; at real steps equal to the
-      outputs of the same sequence run alone (as ``nn.LSTM`` on a packed batch gives them);
-    * ``final`` [B,D*H]: top layer ``[forward h at lengths-1 ; backward h at step 0]``;
-    * ``state`` ``(h_n, c_n)`` in ``nn.LSTM``'s layout ``(num_layers*D, B, H)``.
+    Input:
+        x: float tensor ``[B, T, input_size]``; what it holds at padded steps is ignored (NaN too).
+        lengths: int tensor ``[B]`` with values in ``0..T``, on any device.
 
-    Length-0 rows and all-empty batches are legal and give zeros (with zero gradients).
-    Parameters carry ``nn.LSTM``/``nn.GRU`` names and shapes (``weight_ih_l0_reverse``...), so
-    weights load from those modules' state dicts. ``lengths`` may live on any device.
+    Output:
+        ``EncoderOutput(sequence, final, state)``:
+
+        * ``sequence`` ``[B, T, D*H]``: exactly zero at ``t >= lengths[b]``; at real steps the
+          outputs of the same sequence run alone (as ``nn.LSTM`` on a packed batch gives them);
+        * ``final`` ``[B, D*H]``: top layer ``[forward h at lengths-1 ; backward h at step 0]``;
+        * ``state`` ``(h_n, c_n)`` in ``nn.LSTM``'s layout ``(num_layers*D, B, H)``, each row's own
+          final states (``c_n`` is None for GRU).
+
+    Padding: length-0 rows and all-empty batches are legal and give zeros (with zero
+    gradients). Parameters carry ``nn.LSTM``/``nn.GRU`` names and shapes
+    (``weight_ih_l0_reverse``...), so weights load from those modules' state dicts.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor, or ``lengths`` is None.
+        ValueError: wrong rank or feature size, lengths outside ``0..T`` or not one per row.
     """
 
     def __init__(self, input_size: int, hidden_size: int, cell: str = "lstm", num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, path: str = "auto"):
         super().__init__()
-        if cell not in GATES:
-            raise ValueError(f"cell must be one of {tuple(GATES)}, got {cell!r}")
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError(f"input_size, hidden_size and num_layers must be >= 1, got "
                              f"{input_size}, {hidden_size}, {num_layers}")
@@ -152,6 +148,9 @@ class RNNEncoder(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise ValueError(f"x must be a [batch, time, features] tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"x must be a floating-point tensor (the embedded tokens), got dtype {x.dtype}; "
+                            f"embed integer ids first (PaddedEmbedding)")
         B, T, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
@@ -184,17 +183,10 @@ class RNNEncoder(nn.Module):
 
     def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         B, T, _ = x.shape
-        mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
+        mask = lengths_to_mask(lengths, T)  # [B, T]
         is_pad = (~mask).unsqueeze(-1).to(x.dtype)
-        # row b's step t <-> step len-1-t, as one index into the [B*T] flattened rows:
-        # index_select there is much faster than gather along time (and its backward too)
-        rev = (reverse_within_lengths(lengths, T) + torch.arange(B, device=x.device).unsqueeze(1) * T).reshape(-1)
-        last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.hidden_size)
+        rev = reverse_index(lengths, T)  # computed once, used to reverse and to reverse back
         keep = mask.unsqueeze(-1)
-        nonempty = (lengths > 0).view(B, 1).to(x.dtype)
-
-        def reverse(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(B * T, -1).index_select(0, rev).view(B, T, -1)
 
         h_n, c_n = [], []
         # torch.where, not multiplication: it also clears NaN/inf a caller left in the padding
@@ -202,14 +194,14 @@ class RNNEncoder(nn.Module):
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
-                inp = layer_in if d == 0 else reverse(layer_in)
+                inp = layer_in if d == 0 else reverse_within_lengths(layer_in, lengths, rev)
                 out, c = self._run_direction(torch.cat([inp, is_pad], dim=-1), self._weights(layer, d))
                 # processing order: the row's own last step holds its final state
-                h_n.append(out.gather(1, last).squeeze(1) * nonempty)
+                h_n.append(last_step(out, lengths))
                 if c is not None:
                     c_n.append(c)
                 if d == 1:
-                    out = reverse(out)
+                    out = reverse_within_lengths(out, lengths, rev)
                 outs.append(out)
             layer_out = torch.where(keep, torch.cat(outs, dim=-1), x.new_zeros(()))
             if layer + 1 < self.num_layers and self.dropout > 0.0:
@@ -227,7 +219,7 @@ class RNNEncoder(nn.Module):
         nonempty = lengths > 0
         # packing rejects length 0: run those rows for one step on zero input, then zero them
         run_len = lengths.clamp(min=1)
-        x = x.masked_fill((torch.arange(T, device=x.device).unsqueeze(0) >= lengths.unsqueeze(1)).unsqueeze(-1), 0.0)
+        x = x.masked_fill(~lengths_to_mask(lengths, T).unsqueeze(-1), 0.0)
         packed = pack_padded_sequence(x, run_len.cpu(), batch_first=True, enforce_sorted=False)
         flat = [w for names in self._param_names for w in (getattr(self, n) for n in names)]
         h0 = x.new_zeros(self.num_layers * self.num_directions, B, self.hidden_size)

@@ -14,26 +14,23 @@ from typing import Any, Dict, Optional, Sequence
 sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
-from encoders.runtime.torch_gpu import limit_gpu_memory  # noqa: E402
-from encoders.torch.checkpoint_io import AtomicCheckpointIO  # noqa: E402
+from encoders.config import ClassifierSpec  # noqa: E402
 from encoders.report import epoch_history_from_csv, finish_run  # noqa: E402
-from encoders.torch.datamodule import SequenceDataModule  # noqa: E402
-from encoders.torch.module import SequenceClassifier  # noqa: E402
+from encoders.torch.batches import SequenceDataModule  # noqa: E402
+from encoders.torch.checkpoint_io import AtomicCheckpointIO, load_torch_checkpoint  # noqa: E402
+from encoders.torch.classifier import SequenceClassifier  # noqa: E402
+from encoders.torch.runtime import limit_gpu_memory  # noqa: E402
 
 log = logging.getLogger(__name__)
 HISTORY_KEYS = ["train/loss", "train/acc", "val/loss", "val/acc"]
 
 
 def build_model(cfg: Any, splits) -> SequenceClassifier:
-    e, m = cfg.encoder, cfg.model
-    return SequenceClassifier(vocab_size=splits.vocab_size, num_classes=splits.num_classes,
-                              embedding_dim=m.embedding_dim, hidden_size=e.hidden_size, cell=e.cell,
-                              num_layers=e.num_layers, bidirectional=e.bidirectional, dropout=e.dropout,
-                              pooling=m.pooling, lr=m.lr, weight_decay=m.weight_decay)
+    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
+    return SequenceClassifier.from_spec(spec, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
 
 
 class GPUMemoryLimit(Callback):
@@ -61,7 +58,9 @@ class LastCheckpoint(Callback):
 
     def _save(self, trainer) -> None:
         if trainer.global_step != self._saved_step and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+            # every rank calls it; rank 0 writes. A full checkpoint (optimizer, loops, callbacks): saying
+            # so is what ModelCheckpoint does too, and keeps Lightning from logging its default
+            trainer.save_checkpoint(self.path, weights_only=False)
             self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, *args) -> None:
@@ -124,7 +123,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     # process's Trainer never ran the loop, so its own counters are not the run's.
     history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
-    last = torch.load(last_path, map_location="cpu", weights_only=True) if os.path.exists(last_path) else {}
+    last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
     return finish_run(run_dir, "torch", encoder_name, history, epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
                       best_path=best_path, last_path=last_path)

@@ -1,0 +1,5 @@
+import sys
+
+from encoders.convert.models import main
+
+sys.exit(main())

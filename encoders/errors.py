@@ -1,0 +1,29 @@
+"""The library's errors. Every one is a ``ValueError``, so code that catches ``ValueError`` at the
+public boundary keeps working; ``train.py`` and ``python -m encoders`` turn an ``EncodersError``
+into one line on stderr and exit code 2 (``encoders.app.USER_ERROR``)."""
+from __future__ import annotations
+
+
+class EncodersError(ValueError):
+    """Something the user can fix; the message names the value, the key or the file."""
+
+
+class ConfigError(EncodersError):
+    """A config value or combination can't work; the message names the key and what to change."""
+
+
+class DataError(EncodersError):
+    """The data can't be used as configured; the message names the file, the row or the column."""
+
+
+class UnsafeLoadError(EncodersError):
+    """A file asks for code to run while it is loaded; it was refused and nothing ran."""
+
+
+class RunDirError(EncodersError):
+    """A run dir lacks what a command needs (its config, vocabulary or checkpoint), or is not one."""
+
+
+class DataConfigError(ConfigError, DataError):
+    """A ``data.*`` setting can't work (no file given, an unknown tokenizer): both kinds at once, so
+    the data sources (used without the app) and ``train.py`` catch it by the name they expect."""

@@ -1,0 +1,87 @@
+"""Lengths <-> masks and reversal within each row's length: the one place Keras code does this.
+
+Everything here takes right-padded batches: row ``b`` holds real steps ``0 .. length-1`` and
+padding after them. A mask that is not right-padded is refused (eagerly with the row, in graph
+mode with a TF assertion), since it would make final states silently wrong.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from encoders.keras.checks import concrete_numpy, graph_assert
+
+RIGHT_PADDED_MESSAGE = ("mask is not right-padded (it has holes or left padding): each row must be True "
+                        "for its first `length` steps and False after")
+
+
+def mask_to_lengths(mask, T):
+    """Lengths [B] (int32) and the valid-step mask [B,T] of a right-padded ``mask``.
+
+    A mask with holes or left padding raises ``ValueError`` (eager, with the offending row) or
+    fails a TF assertion with the same message (graph mode): silently accepting it would make
+    final states wrong.
+    """
+    values = concrete_numpy(mask)
+    if values is not None and (values.ndim != 2 or (isinstance(T, int) and values.shape[1] != T)):
+        raise ValueError(f"mask must have shape [batch, time] with time = {T}, got {tuple(values.shape)}")
+    mask = ops.cast(mask, "bool")
+    lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
+    valid = lengths_to_mask(lengths, T)
+    if values is not None:
+        values = values.astype(bool)
+        expected = np.arange(values.shape[1])[None, :] < values.sum(1, keepdims=True)
+        bad = np.flatnonzero((values != expected).any(1))
+        if bad.size:
+            b = int(bad[0])
+            raise ValueError(f"{RIGHT_PADDED_MESSAGE}; row {b} is {values[b].astype(int).tolist()}")
+        return lengths, valid
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        bad_rows = tf.reshape(tf.where(tf.reduce_any(tf.not_equal(mask, valid), axis=1)), [-1])
+        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), RIGHT_PADDED_MESSAGE + "; offending row(s):",
+                               [bad_rows], then=lengths)
+        valid = lengths_to_mask(lengths, T)
+    return lengths, valid
+
+
+def lengths_to_mask(lengths, T):
+    """``mask[b, t] = t < lengths[b]``: a [B, T] bool tensor."""
+    return ops.expand_dims(ops.arange(T, dtype="int32"), 0) < ops.expand_dims(ops.cast(lengths, "int32"), 1)
+
+
+def reverse_index(lengths, T):
+    """Index [B,T]: ``len-1-t`` for ``t < len``, else ``t``. It is its own inverse."""
+    t = ops.expand_dims(ops.arange(T, dtype="int32"), 0)
+    L = ops.expand_dims(lengths, 1)
+    return ops.where(t < L, L - 1 - t, t)
+
+
+def reverse_within_lengths(x, lengths, index=None):
+    """Each row of x [B,T,F] reversed over its first ``lengths[b]`` steps (its own inverse).
+
+    On TensorFlow ``tf.reverse_sequence`` does exactly this, and its gradient is itself: much
+    cheaper than a gather, whose gradient is a scatter. ``index`` (``reverse_index``) serves the
+    other backends."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+    return gather_time(x, reverse_index(lengths, ops.shape(x)[1]) if index is None else index)
+
+
+def last_step(x, lengths):
+    """``x[b, max(lengths[b] - 1, 0), :]`` for x [B,T,F]."""
+    last = ops.maximum(lengths - 1, 0)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(x, last, axis=1, batch_dims=1)
+    return ops.squeeze(gather_time(x, ops.expand_dims(last, 1)), 1)
+
+
+def gather_time(x, index):
+    """``x[b, index[b, t], :]`` for x [B,T,F] and index [B,T'] (the feature axis broadcasts)."""
+    return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)

@@ -1,0 +1,112 @@
+"""Short real runs through train.py's own entry point (subprocesses, as a user types them)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT, real_text_rows, run_train, write_text_csv
+
+SMALL = ["data.num_train=600", "data.num_val=200", "data.batch_size=32", "trainer.max_epochs=2",
+         "trainer.enable_progress_bar=false"]
+
+
+train = run_train
+
+
+def test_torch_run_writes_every_output_and_resumes(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    proc = train(run, "encoder=bilstm", "backend=torch", *SMALL)
+    assert f"run dir: {run}" in proc.stdout
+    # Lightning logs "`weights_only` was not set" when a checkpoint is saved without saying what it holds
+    assert "weights_only" not in proc.stdout + proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val_acc", "val_loss", "epochs", "backend", "encoder", "best_val_acc", "wall_time_s"):
+        assert key in metrics, key
+    assert metrics["backend"] == "torch" and metrics["encoder"] == "bilstm" and metrics["epochs"] == 2
+    assert 0.0 <= metrics["val_acc"] <= 1.0 and len(metrics["history"]["val/acc"]) == 2
+    for f in ("curves.png", "vocab.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "csv/metrics.csv"):
+        assert (run / f).is_file(), f
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tb"))
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # nothing executable in a checkpoint: it loads with weights_only=True
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["cell"] == "lstm" and ckpt["epoch"] == 1
+
+    # ckpt_path resumes: two more epochs on top of the two done
+    resumed = tmp_path / "resumed"
+    train(resumed, *SMALL[:-2], "trainer.max_epochs=4", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    m2 = json.loads((resumed / "metrics.json").read_text())
+    assert m2["epochs"] == 4 and m2["global_step"] == 2 * metrics["global_step"]
+
+
+def test_files_csv_of_real_text_with_char_tokenizer(tmp_path):
+    rows = real_text_rows(1200)
+    train_csv = write_text_csv(tmp_path / "train.csv", rows[:1000])
+    val_csv = write_text_csv(tmp_path / "val.csv", rows[1000:])
+    run = tmp_path / "run"
+    train(run, "data=files", f"data.train_file={train_csv}", f"data.validation_file={val_csv}",
+          "data.tokenizer=char", "data.batch_size=32", "trainer.max_epochs=3", "encoder=bigru",
+          "trainer.enable_progress_bar=false")
+    metrics = json.loads((run / "metrics.json").read_text())
+    vocab = json.loads((run / "vocab.json").read_text())
+    assert vocab["tokens"][:2] == ["<pad>", "<unk>"] and vocab["tokenizer"] == "char"
+    assert sorted(vocab["labels"]) == ["code", "prose"]
+    assert metrics["val_acc"] > 0.75, metrics  # prose vs code from characters: far above chance
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data=hub", "data.name=no-such/dataset"], "no-such/dataset"),
+    (["data=files", "data.train_file=/nonexistent.csv"], "no such file"),
+    (["data=files"], "data.train_file"),
+    (["gpu.memory_limit_mb=100", "gpu.allow_growth=true"], "allow_growth"),
+])
+def test_user_errors_stop_at_start_with_a_message_not_a_traceback(tmp_path, overrides, message):
+    proc = train(tmp_path / "run", *overrides, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert message in out and "Traceback" not in out
+
+
+def test_unknown_key_fails_at_start_naming_it(tmp_path):
+    proc = train(tmp_path / "run", "encoder.hiden_size=3", check=False)
+    assert proc.returncode != 0 and "hiden_size" in proc.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_multirun_sweeps_encoders(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "train.py", "-m", "encoder=lstm,gru", f"hydra.sweep.dir={tmp_path}",
+                           "data.num_train=200", "data.num_val=50", "trainer.max_epochs=1",
+                           "trainer.enable_progress_bar=false"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    encoders = sorted(json.loads((tmp_path / d / "metrics.json").read_text())["encoder"] for d in ("0", "1"))
+    assert encoders == ["gru", "lstm"]
+
+
+def test_tf_run_writes_the_same_outputs_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = train(run, "encoder=bigru", "backend=tf", *SMALL)
+    assert f"run dir: {run}" in proc.stdout
+    # Lightning logs "`weights_only` was not set" when a checkpoint is saved without saying what it holds
+    assert "weights_only" not in proc.stdout + proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    torch_keys = {"val_acc", "val_loss", "train_loss", "best_val_acc", "epochs", "global_step", "backend",
+                  "encoder", "wall_time_s", "best_checkpoint", "last_checkpoint", "history"}
+    assert set(metrics) == torch_keys
+    assert metrics["backend"] == "tf" and metrics["encoder"] == "bigru" and metrics["epochs"] == 2
+    assert sorted(metrics["history"]) == ["train/acc", "train/loss", "val/acc", "val/loss"]
+    for f in ("curves.png", "vocab.json", "checkpoints/best.keras", "checkpoints/last.keras", "csv/metrics.csv"):
+        assert (run / f).is_file(), f
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tb" / "train"))
+
+    # ckpt_path=RUN_DIR continues from its BackupAndRestore state
+    resumed = tmp_path / "resumed"
+    train(resumed, "encoder=bigru", "backend=tf", *SMALL[:-2], "trainer.max_epochs=3",
+          "trainer.enable_progress_bar=false", f"ckpt_path={run}")
+    m2 = json.loads((resumed / "metrics.json").read_text())
+    assert m2["epochs"] == 3 and m2["global_step"] == metrics["global_step"] * 3 // 2

@@ -1,0 +1,45 @@
+"""bench/run.py runs end to end and reports every figure (tiny sizes; never a speed threshold)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+RATIOS = ["encoder_speedup_vs_packed", "kernel_speedup_vs_packed", "encoder_share_of_limit",
+          "gru_speedup_vs_packed", "keras_speed_vs_plain", "tokens_per_second_torch", "tokens_per_second_tf"]
+EFFICIENCIES = ["padding_efficiency_bucketed", "padding_efficiency_random", "padding_efficiency_longtail_bucketed"]
+REQUIRED = RATIOS + EFFICIENCIES + [
+    "outputs_match", "lightning_overhead", "collate_share_of_step", "peak_memory_ours_mb", "peak_memory_packed_mb",
+    "padding_matters", "machine", "torch_version", "tf_version", "quick",
+    # the rest of what BENCHMARKS.md publishes
+    "padding_efficiency_longtail_random", "gru_kernel_speedup_vs_packed", "peak_memory_raw_kernel_mb",
+    "lightning_overhead_quartiles", "lockstep_aa_bias", "lightning_ms_per_step_tiny_model", "step_ms_hand_loop", "data_fetch_share_of_step",
+    "keras_speed_vs_plain_quartiles", "keras_epoch_speed_vs_plain"]
+
+
+def test_bench_smoke_reports_every_figure():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    res = subprocess.run([sys.executable, "bench/run.py", "--smoke"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    missing = [k for k in REQUIRED if k not in report]
+    assert not missing, f"missing keys {missing} in {report}"
+    assert report["outputs_match"] is True
+    assert report["quick"] is False and isinstance(report["machine"], str) and report["tf_version"]
+    for k in RATIOS:
+        assert math.isfinite(report[k]) and report[k] > 0, (k, report[k])
+    for k in EFFICIENCIES:
+        assert 0 < report[k] <= 1, (k, report[k])
+    # bucketing can only remove padding
+    assert report["padding_efficiency_bucketed"] >= report["padding_efficiency_random"]
+    for k in ("lightning_overhead", "lockstep_aa_bias"):
+        assert math.isfinite(report[k]) and report[k] > -1, (k, report[k])
+    assert math.isfinite(report["collate_share_of_step"]) and report["collate_share_of_step"] > 0
+    for k in ("peak_memory_ours_mb", "peak_memory_packed_mb"):
+        assert math.isfinite(report[k]) and report[k] >= 0, (k, report[k])
+    pm = report["padding_matters"]
+    for k in ("correct_acc", "wrong_recipe_acc"):
+        assert 0 <= pm[k] <= 1, (k, pm)

@@ -1,0 +1,126 @@
+"""Helpers the tests share: the repo root, launching ``train.py`` as a user would, real text."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env(**extra: str) -> Dict[str, str]:
+    """The environment of a child process: this checkout importable, the hub never reached."""
+    return dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", **extra)
+
+
+def train_command(run_dir, overrides: Sequence[str]) -> List[str]:
+    return [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *overrides]
+
+
+def run_train(run_dir, *overrides: str, check: bool = True, timeout: float = 600,
+              extra_env: Dict[str, str] = None) -> subprocess.CompletedProcess:
+    """``python train.py hydra.run.dir=RUN_DIR OVERRIDES...`` from the repo root; with ``check`` a
+    non-zero exit fails the test showing the end of its output."""
+    proc = subprocess.run(train_command(run_dir, overrides), cwd=ROOT, env=env(**(extra_env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def train_metrics(run_dir, *overrides: str, **kwargs) -> Tuple[dict, str]:
+    """Run ``train.py`` (must succeed) and return its ``metrics.json`` and its output."""
+    proc = run_train(run_dir, *overrides, **kwargs)
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        return json.load(f), proc.stdout + proc.stderr
+
+
+def run_module(*args: str, cwd: str = ROOT, stdin: str = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m ARGS...`` (e.g. ``encoders.convert RUN_DIR``) in a child process."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env(), input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def kill_train_when(run_dir, overrides, ready: Callable[[], bool], timeout: float = 300) -> None:
+    """Start ``train.py`` writing to ``run_dir`` and SIGKILL it as soon as ``ready()`` is true
+    (polled every 50 ms); fail if the run ended on its own before that."""
+    proc = subprocess.Popen(train_command(run_dir, overrides), cwd=ROOT, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.05)
+        reached = ready()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert reached, f"the run was killed after {timeout} s without reaching the wanted point"
+    assert not (run_dir / "metrics.json").exists()
+
+
+def real_text_rows(n: int, seed: int = 0):
+    """``n`` (text, label) rows of real text found offline: English prose from the standard
+    library's docstrings ("prose") and lines of its source code ("code")."""
+    import inspect
+    import json as json_mod
+    import random
+    import textwrap
+
+    import argparse, collections, email, logging, pathlib, typing  # noqa: E401  (text sources)
+
+    prose, code = [], []
+    for mod in (argparse, collections, email, json_mod, logging, pathlib, typing, textwrap, random):
+        for _, obj in inspect.getmembers(mod):
+            doc = inspect.getdoc(obj) if callable(obj) else None
+            if doc:
+                prose.extend(p.replace("\n", " ") for p in doc.split("\n\n") if 20 < len(p) < 200 and ">>>" not in p)
+        src = inspect.getsource(mod).splitlines()
+        code.extend(l.strip() for l in src if 20 < len(l.strip()) < 120 and not l.strip().startswith("#"))
+    rng = random.Random(seed)
+    rows = [(t, "prose") for t in sorted(set(prose))] + [(t, "code") for t in sorted(set(code))]
+    rng.shuffle(rows)
+    prose_rows = [r for r in rows if r[1] == "prose"][: n // 2]
+    code_rows = [r for r in rows if r[1] == "code"][: n - len(prose_rows)]
+    out = prose_rows + code_rows
+    rng.shuffle(out)
+    return out
+
+
+def write_text_csv(path, rows, header=("text", "label")):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return str(path)
+
+
+class Payload:
+    """Unpickling this runs ``touch MARKER`` via os.system (the classic pickle attack)."""
+
+    def __init__(self, marker):
+        self.cmd = f"touch {marker}"
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+def _marker(tmp_path):
+    path = tmp_path / "PAYLOAD_RAN"
+    yield path
+    assert not path.exists(), "a payload ran"
+
+
+def _as_fixture():
+    import pytest
+
+    return pytest.fixture(name="marker")(_marker)
+
+
+marker = _as_fixture()  # a fixture: import it into a test module to use it

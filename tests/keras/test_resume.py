@@ -1,0 +1,42 @@
+"""A Keras run killed mid-training resumes through BackupAndRestore to the weights of an
+uninterrupted run."""
+import json
+
+import numpy as np
+
+from tests.helpers import kill_train_when, train_metrics
+
+OVERRIDES = ["backend=tf", "data.num_train=600", "data.num_val=100", "data.batch_size=32", "trainer.max_epochs=3",
+             "trainer.deterministic=true", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
+
+
+def _train(run_dir, *extra):
+    return train_metrics(run_dir, *OVERRIDES, *extra)[0]
+
+
+def _weights(run_dir):
+    import keras
+
+    import encoders.keras  # noqa: F401  (registers our layers for loading)
+
+    model = keras.saving.load_model(run_dir / "checkpoints" / "last.keras", safe_mode=True, compile=False)
+    return model.get_weights()
+
+
+def test_sigkill_then_resume_through_backup_and_restore(tmp_path):
+    full = _train(tmp_path / "full")
+    killed = tmp_path / "killed"
+    meta = killed / "backup" / "training_metadata.json"
+
+    def epoch_2_under_way():  # epoch 1 is backed up
+        try:
+            return json.loads(meta.read_text())["epoch"] >= 1
+        except (OSError, ValueError, KeyError):
+            return False
+
+    kill_train_when(killed, OVERRIDES, epoch_2_under_way)
+
+    resumed = _train(tmp_path / "resumed", f"ckpt_path={killed}")
+    assert resumed["epochs"] == full["epochs"] == 3 and resumed["global_step"] == full["global_step"]
+    for a, b in zip(_weights(tmp_path / "resumed"), _weights(tmp_path / "full")):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
