@@ -187,10 +187,7 @@ class TokenBuffer:
         # row-major order of the mask's True cells is the sorted rows laid end to end
         flat = self.values[_gather_index(starts[order], lengths)]
         if flat.size and flat.min() < 0:
-            pos = int(np.argmax(flat < 0))
-            b = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
-            raise ValueError(f"row {int(idx[order[b]])} (example {int(order[b])} of the batch): negative token id "
-                             f"{int(flat[pos])} at position {pos - int(lengths[:b].sum())}")
+            _raise_negative(flat, lengths, order, idx)
         tokens[mask] = flat
         out = {"tokens": tokens, "lengths": lengths, "mask": mask, "restore": restore.astype(np.int64)}
         if labels is not None:
@@ -209,6 +206,17 @@ def _gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     # where each row begins in the output, minus where it begins in values
     shift = np.cumsum(lengths) - lengths - starts
     return np.arange(total, dtype=np.int64) - np.repeat(shift, lengths)
+
+
+def _raise_negative(flat: np.ndarray, lengths: np.ndarray, order: np.ndarray, idx: np.ndarray) -> None:
+    """Name the first example (in input order) with a negative id, as ``collate`` does."""
+    ends = np.cumsum(lengths)
+    bad = np.flatnonzero(flat < 0)
+    sorted_rows = np.searchsorted(ends, bad, side="right")
+    k = int(np.argmin(order[sorted_rows]))  # earliest in input order; its first bad id
+    b, pos = int(sorted_rows[k]), int(bad[k])
+    raise ValueError(f"row {int(idx[order[b]])} (example {int(order[b])} of the batch): negative token id "
+                     f"{int(flat[pos])} at position {pos - int(ends[b] - lengths[b])}")
 
 
 def _arrow_value_dtype(list_type: Any) -> Any:
