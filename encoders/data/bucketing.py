@@ -1,6 +1,7 @@
 """Length bucketing shared by the torch batch sampler and the tf.data pipeline."""
 from __future__ import annotations
 
+import numbers
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
@@ -26,24 +27,48 @@ class LengthBucketBatcher:
     shuffle the batch order -- except that the batch with the longest row goes first, so an
     out-of-memory error shows at step one. Every index appears exactly once per epoch.
     ``indices`` restricts the batcher to a subset (e.g. one distributed rank's share).
+
+    Token budget (``max_tokens`` set): batches are cut from each length-sorted pool so that
+    rows x longest row (at least 1, as padded) <= ``max_tokens``, and never more than
+    ``batch_size`` rows (``batch_size=None``: no row cap). Pools then hold ``pool_batches``
+    x ``batch_size`` rows, or without a cap ``pool_batches`` x the rows of a budget batch of
+    mean-length rows. The tops are merged as above (each pool's first, longest batch), the
+    batch order is shuffled and the longest batch goes first. A row longer than
+    ``max_tokens`` is a ValueError at construction. ``drop_last`` is not supported with a
+    budget (batches differ in rows by design). The number of batches depends on how the
+    epoch's shuffle fills the pools, so ``len()`` builds the current epoch's batches (cached
+    per epoch and index subset): call ``set_epoch`` before ``len`` for an exact count.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, shuffle: bool = True,
-                 drop_last: bool = False, pool_batches: int = 64, longest_first: bool = True):
-        if batch_size < 1:
+    def __init__(self, lengths: Sequence[int], batch_size: Optional[int], seed: int = 0, shuffle: bool = True,
+                 drop_last: bool = False, pool_batches: int = 64, longest_first: bool = True,
+                 max_tokens: Optional[int] = None):
+        if max_tokens is not None:
+            if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
+                raise ValueError(f"max_tokens must be None or an integer >= 1, got {max_tokens!r}")
+            if drop_last:
+                raise ValueError("drop_last is not supported with max_tokens: token-budget batches "
+                                 "differ in rows by design")
+        if batch_size is None and max_tokens is None:
+            raise ValueError("batch_size may be None only with max_tokens set")
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if pool_batches < 1:
             raise ValueError(f"pool_batches must be >= 1, got {pool_batches}")
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1:
             raise ValueError(f"lengths must be 1-D, got shape {self.lengths.shape}")
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.seed = int(seed)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.pool_batches = int(pool_batches)
         self.longest_first = longest_first
         self.epoch = 0
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
+        self._len_cache: dict = {}
+        if self.max_tokens is not None:
+            _check_budget(self.lengths, self.max_tokens)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -54,6 +79,8 @@ class LengthBucketBatcher:
         rng = np.random.default_rng([self.seed, epoch])
         if self.shuffle:
             idx = idx[rng.permutation(len(idx))]
+        if self.max_tokens is not None:
+            return self._token_batches(idx, rng)
         bs = self.batch_size
         pool = self.pool_batches * bs
         out: List[np.ndarray] = []
@@ -85,9 +112,62 @@ class LengthBucketBatcher:
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.batches())
 
+    def _token_batches(self, idx: np.ndarray, rng: np.random.Generator) -> List[np.ndarray]:
+        """``batches`` under a token budget; ``idx`` is already shuffled."""
+        lengths = self.lengths
+        if self.batch_size is not None:
+            pool = self.pool_batches * self.batch_size
+        else:  # rows of a budget batch of mean-length rows
+            mean = float(lengths[idx].mean()) if len(idx) else 1.0
+            pool = self.pool_batches * max(1, int(self.max_tokens // max(mean, 1.0)))
+        out: List[np.ndarray] = []
+        tops: List[np.ndarray] = []
+        for start in range(0, len(idx), pool):
+            chunk = idx[start:start + pool]
+            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+            cut = self._budget_cut(chunk)
+            tops.append(cut[0])  # the pool's longest rows: merged across pools as in the count mode
+            out.extend(cut[1:])
+        if tops:
+            top = np.concatenate(tops)
+            out[:0] = self._budget_cut(top[np.argsort(-lengths[top], kind="stable")])
+        if self.shuffle:
+            out = [out[i] for i in rng.permutation(len(out))]
+        if self.longest_first and out:
+            first = int(np.argmax([lengths[b].max(initial=0) for b in out]))
+            out.insert(0, out.pop(first))
+        return out
+
+    def _budget_cut(self, rows: np.ndarray) -> List[np.ndarray]:
+        """Cut rows sorted longest first into batches of rows x longest <= max_tokens."""
+        # padded width of a batch starting at each row (its first row is its longest)
+        fit = self.max_tokens // np.maximum(self.lengths[rows], 1)
+        if self.batch_size is not None:
+            fit = np.minimum(fit, self.batch_size)
+        out, i = [], 0
+        while i < len(rows):
+            n = int(fit[i])  # >= 1: no row is longer than max_tokens
+            out.append(rows[i:i + n])
+            i += n
+        return out
+
     def __len__(self) -> int:
+        if self.max_tokens is not None:
+            if self.epoch not in self._len_cache:
+                self._len_cache = {self.epoch: len(self.batches(self.epoch))}
+            return self._len_cache[self.epoch]
         n = len(self.lengths)
         if self.drop_last:
             return n // self.batch_size
         full, rest = divmod(n, self.pool_batches * self.batch_size)
         return full * self.pool_batches + -(-rest // self.batch_size)
+
+
+def _check_budget(lengths: np.ndarray, max_tokens: int) -> None:
+    too_long = np.flatnonzero(lengths > max_tokens)
+    if too_long.size:
+        row = int(too_long[np.argmax(lengths[too_long])])
+        more = f" ({too_long.size} rows are longer; the longest is shown)" if too_long.size > 1 else ""
+        raise ValueError(f"row {row} has {int(lengths[row])} tokens, more than max_tokens={max_tokens}{more}: "
+                         f"no batch can hold it; truncate with data.max_tokens_per_example=N (N <= {max_tokens}) "
+                         f"or raise data.max_tokens to at least {int(lengths[row])}")

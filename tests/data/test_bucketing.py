@@ -192,3 +192,84 @@ def test_bucketing_with_indices_subset_keeps_efficiency(default_lengths):
     batches = b.batches(0, share)
     assert sorted(np.concatenate(batches).tolist()) == share.tolist()
     assert padding_efficiency(default_lengths, batches) >= 0.9
+
+
+# ---- token-budget batches (max_tokens)
+
+@st.composite
+def budget_cases(draw):
+    lengths = draw(st.lists(st.integers(0, 40), min_size=0, max_size=300))
+    max_tokens = draw(st.integers(max([1] + lengths), 400))
+    n = len(lengths)
+    indices = None
+    if n and draw(st.booleans()):
+        indices = draw(st.permutations(sorted(draw(st.sets(st.integers(0, n - 1), max_size=n)))))
+    return dict(lengths=lengths, max_tokens=max_tokens, batch_size=draw(st.one_of(st.none(), st.integers(1, 20))),
+                pool_batches=draw(st.integers(1, 6)), seed=draw(st.integers(0, 2**31 - 1)),
+                epoch=draw(st.integers(0, 50)), shuffle=draw(st.booleans()), longest_first=draw(st.booleans()),
+                indices=indices)
+
+
+def _budget_batcher(case):
+    return LengthBucketBatcher(case["lengths"], case["batch_size"], seed=case["seed"], shuffle=case["shuffle"],
+                               pool_batches=case["pool_batches"], longest_first=case["longest_first"],
+                               max_tokens=case["max_tokens"])
+
+
+@SETTINGS
+@given(budget_cases())
+def test_token_budget_invariants(case):
+    lengths = np.asarray(case["lengths"], dtype=np.int64)
+    b = _budget_batcher(case)
+    batches = b.batches(case["epoch"], case["indices"])
+    expected = list(range(len(lengths))) if case["indices"] is None else list(case["indices"])
+    got = np.concatenate(batches).tolist() if batches else []
+    assert sorted(got) == sorted(expected)  # every index exactly once
+    for x in batches:
+        assert len(x) >= 1
+        assert len(x) * max(int(lengths[x].max()), 1) <= case["max_tokens"]  # padded size within budget
+        if case["batch_size"] is not None:
+            assert len(x) <= case["batch_size"]
+    if case["longest_first"] and batches:
+        assert int(lengths[batches[0]].max()) == max(int(lengths[x].max()) for x in batches)
+    again = _budget_batcher(case).batches(case["epoch"], case["indices"])
+    assert len(again) == len(batches) and all(np.array_equal(x, y) for x, y in zip(batches, again))
+    b.set_epoch(case["epoch"])
+    assert len(b) == len(b.batches())  # exact for the current epoch
+
+
+def test_token_budget_len_is_exact_every_epoch():
+    lengths = np.random.default_rng(5).integers(0, 120, size=3000)
+    b = LengthBucketBatcher(lengths, None, seed=1, pool_batches=2, max_tokens=1000)
+    counts = set()
+    for epoch in range(6):
+        b.set_epoch(epoch)
+        n = len(b)
+        assert n == len(list(b)) == len(b.batches(epoch))
+        counts.add(n)
+    e0, e1 = b.batches(0), b.batches(1)
+    assert {frozenset(x.tolist()) for x in e0} != {frozenset(x.tolist()) for x in e1}  # reshuffled
+
+
+def test_token_budget_packs_short_rows_densely(default_lengths):
+    b = LengthBucketBatcher(default_lengths, None, seed=42, max_tokens=4096)
+    batches = b.batches(0)
+    assert padding_efficiency(default_lengths, batches) >= 0.95  # measured ~0.969
+    used = sum(len(x) * max(int(default_lengths[x].max()), 1) for x in batches)
+    assert used / (len(batches) * 4096) >= 0.9  # batches are close to the budget
+    # a row cap still applies
+    capped = LengthBucketBatcher(default_lengths, 64, seed=42, max_tokens=4096).batches(0)
+    assert max(len(x) for x in capped) <= 64
+
+
+def test_token_budget_errors():
+    lengths = [3, 50, 7, 80, 2]
+    with pytest.raises(ValueError, match=r"row 3 has 80 tokens, more than max_tokens=40 \(2 rows") as e:
+        LengthBucketBatcher(lengths, 8, max_tokens=40)
+    assert "data.max_tokens_per_example=N" in str(e.value) and "raise data.max_tokens" in str(e.value)
+    with pytest.raises(ValueError, match="max_tokens must be"):
+        LengthBucketBatcher(lengths, 8, max_tokens=0)
+    with pytest.raises(ValueError, match="drop_last"):
+        LengthBucketBatcher(lengths, 8, max_tokens=100, drop_last=True)
+    with pytest.raises(ValueError, match="batch_size may be None"):
+        LengthBucketBatcher(lengths, None)
