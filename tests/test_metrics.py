@@ -434,7 +434,8 @@ def test_regression_report_rejects(gold, pred, match):
 
 
 def test_metrics_imports_no_framework():
-    code = "import encoders.metrics, sys; print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
+    code = ("import encoders.metrics, sys\n"
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0, out.stderr[-2000:]
