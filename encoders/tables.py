@@ -171,6 +171,8 @@ def _read_parquet(path: str) -> pd.DataFrame:
     for col in df.columns:
         if df[col].dtype == object:
             df[col] = [v.tolist() if isinstance(v, np.ndarray) else v for v in df[col]]
+    if not isinstance(df.index, pd.RangeIndex):  # an index pandas stored (e.g. an id): keep it as columns
+        df = df.reset_index()
     return df.reset_index(drop=True)
 
 

@@ -277,6 +277,14 @@ def test_unreadable_content_names_file_and_problem(tmp_path, name, data, match):
     assert str(e.value).startswith(f"{path}: ")
 
 
+def test_parquet_index_written_by_pandas_stays_a_column(tmp_path):
+    path = str(tmp_path / "i.parquet")
+    pd.DataFrame({"text": ["a", "b"]}, index=pd.Index(["x1", "x2"], name="id")).to_parquet(path)
+    df = read_table(path)
+    assert df.to_dict("list") == {"id": ["x1", "x2"], "text": ["a", "b"]}
+    assert isinstance(df.index, pd.RangeIndex)
+
+
 def test_parquet_with_zero_columns(tmp_path):
     path = str(tmp_path / "none.parquet")
     pd.DataFrame(index=range(3)).to_parquet(path)
