@@ -1,0 +1,359 @@
+"""Read and write the user's tables for the ``predict`` and ``evaluate`` commands.
+
+Formats go by file extension: ``.csv``, ``.tsv``, ``.json`` (an array of objects, or JSON
+lines), ``.jsonl`` and ``.parquet``; ``-`` is standard input (one text per line) or output.
+
+Reading keeps every CSV/TSV cell the string it is in the file: no value such as ``NA``,
+``null``, ``None``, ``nan``, ``N/A`` or an empty cell is turned into a missing value. Anything
+that cannot be read raises :class:`TableError` (a ``ValueError``) whose message starts with the
+file's name. Writing goes through a temporary file renamed over the target, so a reader never
+sees half a table.
+
+Needs pandas and pyarrow; imports neither torch nor tensorflow.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+from typing import IO, Any, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TableError", "FORMATS", "read_table", "require_columns", "write_table", "texts_of"]
+
+FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+STDIN_NAME = "<stdin>"
+
+
+class TableError(ValueError):
+    """A table that cannot be read, lacks a column, or cannot be written; the message names the file."""
+
+
+def _format_of(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        shown = f"extension {ext!r}" if ext else "no extension"
+        raise TableError(f"{path}: unknown table format ({shown}); expected one of {', '.join(FORMATS)}")
+    return ext[1:]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None) -> pd.DataFrame:
+    """Read one table, choosing the format by the extension of ``path``.
+
+    * ``.csv`` / ``.tsv``: first row is the header; every cell is read as the string written
+      (quoted fields may hold commas, quotes, tabs and newlines, as the ``csv`` module writes
+      them; an empty cell is ``""``). Blank lines are skipped. Duplicate header names are an error.
+    * ``.json``: a JSON array of objects; if the text does not start with ``[`` it is read as
+      JSON lines instead. ``.jsonl``: one JSON object per line, blank lines skipped. Values
+      keep their JSON types (lists stay lists, ``null`` becomes a missing value).
+    * ``.parquet``: read with pyarrow; list cells come back as Python lists.
+    * ``-``: standard input, one text per line, in a single column named ``text_column``. Only
+      the line ending (``\\n`` or ``\\r\\n``) is stripped; an empty line is an empty text; the
+      final newline does not add a row (so empty input gives zero rows); a UTF-8 byte-order
+      mark at the start is dropped.
+
+    Args:
+        path: the file to read, or ``"-"`` for standard input.
+        text_column: the column name given to the lines read from standard input.
+        stdin: the stream that ``"-"`` reads (text or binary); ``sys.stdin`` when None.
+
+    Returns:
+        A ``pandas.DataFrame`` with a default ``RangeIndex``.
+
+    Raises:
+        TableError: the file is missing, is a directory, has an unknown extension, cannot be
+            decoded or parsed, or has no columns.
+    """
+    if path == "-":
+        return _read_lines(sys.stdin if stdin is None else stdin, text_column)
+    if not os.path.exists(path):
+        raise TableError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise TableError(f"{path}: is a directory, not a table file")
+    fmt = _format_of(path)
+    try:
+        if fmt in ("csv", "tsv"):
+            df = _read_delimited(path, "," if fmt == "csv" else "\t")
+        elif fmt == "parquet":
+            df = _read_parquet(path)
+        else:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+            df = _read_json(text, path, lines=fmt == "jsonl" or not text.lstrip().startswith("["))
+    except UnicodeDecodeError as e:
+        raise TableError(f"{path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise TableError(f"{path}: cannot read ({e.strerror or e})") from None
+    if df.shape[1] == 0:
+        raise TableError(f"{path}: the table has no columns")
+    return df
+
+
+def _read_lines(stream: IO, text_column: str) -> pd.DataFrame:
+    data = getattr(stream, "buffer", stream).read()
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TableError(f"{STDIN_NAME}: not UTF-8 text ({e})") from None
+    if data.startswith("\ufeff"):
+        data = data[1:]
+    *lines, last = data.split("\n")  # ``last`` is what follows the final "\n"
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if last:
+        lines.append(last)
+    return pd.DataFrame({text_column: pd.Series(lines, dtype=str)})
+
+
+def _read_delimited(path: str, sep: str) -> pd.DataFrame:
+    kind = "CSV" if sep == "," else "TSV"
+    try:
+        # header=None: pandas would otherwise rename duplicate names ("a.1") and silently turn
+        # a first column into the index when the data rows have one more field than the header
+        raw = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, na_filter=False,
+                          encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{path}: the table has no columns (the file is empty)") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        if isinstance(e, UnicodeDecodeError):
+            raise
+        raise TableError(f"{path}: cannot parse as {kind}: {str(e).strip()}") from None
+    header = raw.iloc[0].tolist()
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise TableError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))} in the header")
+    df = raw.iloc[1:].reset_index(drop=True)
+    df.columns = header
+    return df
+
+
+def _read_json(text: str, path: str, lines: bool) -> pd.DataFrame:
+    if not lines:
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TableError(f"{path}: cannot parse as JSON: {e}") from None
+        for i, rec in enumerate(records, 1):
+            if not isinstance(rec, dict):
+                raise TableError(f"{path}: item {i} of the JSON array is {type(rec).__name__}, not an object")
+        return pd.DataFrame(records)
+    records = []
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit in a string
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TableError(f"{path}: line {lineno} is not valid JSON ({e}); expected one JSON object per "
+                             f"line (or, in a .json file, an array of objects)") from None
+        if not isinstance(rec, dict):
+            raise TableError(f"{path}: line {lineno} is {type(rec).__name__}, not a JSON object")
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def _read_parquet(path: str) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path, engine="pyarrow")
+    except OSError:
+        raise
+    except Exception as e:  # pyarrow's ArrowInvalid & co.
+        raise TableError(f"{path}: cannot read as Parquet: {e}") from None
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = [v.tolist() if isinstance(v, np.ndarray) else v for v in df[col]]
+    if not isinstance(df.index, pd.RangeIndex):  # an index pandas stored (e.g. an id): keep it as columns
+        df = df.reset_index()
+    return df.reset_index(drop=True)
+
+
+def require_columns(df: pd.DataFrame, columns: Union[str, Sequence[str]], path: str) -> None:
+    """Check that ``df`` has every column in ``columns``.
+
+    Args:
+        df: the table read from ``path``.
+        columns: one column name or a list of them.
+        path: the file name to put in the message.
+
+    Raises:
+        TableError: naming the missing column(s), the file and the columns it has.
+    """
+    wanted = [columns] if isinstance(columns, str) else list(columns)
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        has = ", ".join(repr(c) for c in df.columns) or "none"
+        raise TableError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; its columns are: {has}")
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[str]:
+    """One column as a list of Python strings.
+
+    A missing value (``None``/``NaN``, as JSON ``null`` or an absent key or a Parquet null
+    reads) becomes ``""``; ``bytes`` are decoded as UTF-8. Any other value (a number, a list,
+    an object) is an error: texts are never guessed from other types.
+
+    Args:
+        df: the table.
+        column: the column holding the texts.
+        path: the file name to put in error messages (optional).
+
+    Returns:
+        ``list[str]``, one per row, in row order.
+
+    Raises:
+        TableError: the column is missing, or a value is not a string; the message gives the
+            1-based data row (the header, if any, not counted), as a user counts rows in the file.
+    """
+    where = path if path is not None else "table"
+    require_columns(df, [column], where)
+    out = []
+    for row, value in enumerate(df[column].tolist(), 1):
+        if isinstance(value, str):
+            out.append(str(value))
+        elif _is_missing(value):
+            out.append("")
+        elif isinstance(value, bytes):
+            try:
+                out.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise TableError(f"{where}: data row {row}: column {column!r} holds bytes that are not UTF-8") from None
+        else:
+            raise TableError(f"{where}: data row {row}: column {column!r} holds {value!r:.60} "
+                             f"({type(value).__name__}), not a text")
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_table(df: pd.DataFrame, path: Optional[str], stream: Optional[IO[str]] = None) -> None:
+    """Write ``df`` (without its index) in the format named by the extension of ``path``.
+
+    * ``.csv`` / ``.tsv``: header then rows, ``\\n`` line ends, fields quoted only when needed
+      (every field when some text holds a carriage return, which the ``csv`` module would
+      otherwise leave unquoted); list cells are joined with single spaces; missing values are
+      empty cells.
+    * ``.jsonl``: one object per row. ``.json``: an array of objects, one per line. Lists stay
+      lists; missing and non-finite numbers are ``null``; numpy values become plain JSON values.
+      (A table with no rows writes ``[]``/nothing, which keeps no column names.)
+    * ``.parquet``: with pyarrow; list cells become Parquet lists.
+
+    The file is written to a temporary file in the same folder (created if needed) and renamed
+    over ``path``, so ``path`` holds either its old content or the whole new table.
+
+    Args:
+        df: the table to write.
+        path: the output file; None or ``"-"`` writes CSV to ``stream``.
+        stream: text stream for None/``"-"``; ``sys.stdout`` when None.
+
+    Raises:
+        TableError: unknown extension, ``path`` is a directory, duplicate column names, or a
+            table that the format cannot hold or the disk cannot take.
+    """
+    name = path if path not in (None, "-") else "<stdout>"
+    if df.columns.duplicated().any():
+        dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        raise TableError(f"{name}: duplicate column name(s) {dupes}; a written table needs unique names")
+    if path in (None, "-"):
+        (sys.stdout if stream is None else stream).write(_delimited_text(df, ","))
+        return
+    fmt = _format_of(path)
+    if os.path.isdir(path):
+        raise TableError(f"{path}: is a directory, not a table file")
+    try:
+        with _atomic_target(path) as tmp:
+            if fmt == "parquet":
+                try:
+                    df.rename(columns=str).to_parquet(tmp, index=False, engine="pyarrow")
+                except (ValueError, TypeError, NotImplementedError) as e:  # pyarrow's ArrowInvalid/TypeError
+                    raise TableError(f"{path}: cannot write as Parquet: {e}") from None
+            else:
+                if fmt in ("csv", "tsv"):
+                    text = _delimited_text(df, "," if fmt == "csv" else "\t")
+                else:
+                    text = _json_text(df, fmt)
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    f.write(text)
+    except OSError as e:
+        raise TableError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def _atomic_target(path: str) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success fsync it and rename it over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the mode a plain open() would
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _file_mode(path: str) -> int:
+    if os.path.exists(path):
+        return os.stat(path).st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _delimited_text(df: pd.DataFrame, sep: str) -> str:
+    flat = df.copy()
+    for col in flat.columns:
+        if flat[col].dtype == object:
+            flat[col] = [" ".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v
+                         for v in flat[col]]
+    has_cr = any("\r" in str(c) for c in flat.columns) or any(
+        isinstance(v, str) and "\r" in v for col in flat.columns for v in flat[col].tolist())
+    return flat.to_csv(index=False, sep=sep, lineterminator="\n",
+                       quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a JSON-able Python value: lists for arrays/tuples, None for missing or non-finite."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if _is_missing(value) or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)  # timestamps, decimals and the like: their text
+
+
+def _json_text(df: pd.DataFrame, fmt: str) -> str:
+    names = [str(c) for c in df.columns]
+    rows = [json.dumps(dict(zip(names, map(_plain, row))), ensure_ascii=False)
+            for row in df.itertuples(index=False, name=None)]
+    if fmt == "jsonl":
+        return "".join(r + "\n" for r in rows)
+    return "[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n"
