@@ -53,7 +53,7 @@ def _read_text(path: str) -> str:
                         f"re-encode the file as UTF-8") from None
 
 
-def _split_columns(text: str) -> Tuple[pa.Array, np.ndarray, np.ndarray]:
+def split_fields(text: str) -> Tuple[pa.Array, np.ndarray, np.ndarray]:
     """Split text into lines and whitespace-separated fields, with arrow kernels.
 
     # Arguments
@@ -91,7 +91,7 @@ def read_conll(path: str) -> Any:
     """
     from datasets import Dataset
 
-    fields, starts, counts = _split_columns(_read_text(path))
+    fields, starts, counts = split_fields(_read_text(path))
     nonblank = np.flatnonzero(counts)
     first = fields.take(pa.array(starts[nonblank]))
     docstart = np.zeros(len(counts), dtype=bool)
