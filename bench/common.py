@@ -14,13 +14,16 @@ from typing import Callable, Dict, List
 SIZES = {
     "full": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=15,
                  lit_train=20000, lit_batches=313, lit_repeats=5, tiny_batches=300, tiny_repeats=3, aa_repeats=3, pm_train=20000, pm_epochs=1, pm_val=2000,
-                 tf_batches=60, tf_repeats=10, tf_epoch_repeats=5),
+                 tf_batches=60, tf_repeats=10, tf_epoch_repeats=5,
+                 scale_rows=[100_000, 1_000_000], scale_train_steps=300),
     "quick": dict(enc_batch=64, enc_max_len=200, enc_emb=64, enc_hidden=128, enc_repeats=5,
                   lit_train=20000, lit_batches=150, lit_repeats=8, tiny_batches=200, tiny_repeats=3, aa_repeats=3, pm_train=4000, pm_epochs=2, pm_val=1000,
-                  tf_batches=40, tf_repeats=10, tf_epoch_repeats=3),
+                  tf_batches=40, tf_repeats=10, tf_epoch_repeats=3,
+                  scale_rows=[100_000], scale_train_steps=100),
     "smoke": dict(enc_batch=8, enc_max_len=20, enc_emb=8, enc_hidden=8, enc_repeats=2,
                   lit_train=1000, lit_batches=3, lit_repeats=1, tiny_batches=3, tiny_repeats=1, aa_repeats=1, pm_train=256, pm_epochs=1, pm_val=128,
-                  tf_batches=3, tf_repeats=1, tf_epoch_repeats=1),
+                  tf_batches=3, tf_repeats=1, tf_epoch_repeats=1,
+                  scale_rows=[2_000], scale_train_steps=3),
 }
 
 # The default run's data and model, read from the schema (encoders/config.py), the one place
@@ -98,8 +101,9 @@ def machine() -> str:
 
 
 def rounded(x, digits: int = 4):
+    """Floats to ``digits`` significant digits (a small share must not round to 0)."""
     if isinstance(x, float):
-        return round(x, digits)
+        return float(f"{x:.{digits}g}")
     if isinstance(x, dict):
         return {k: rounded(v, digits) for k, v in x.items()}
     if isinstance(x, list):

@@ -7,7 +7,8 @@ Prints progress to stderr and, as the LAST stdout line, one JSON object with eve
 ``--smoke`` only checks that everything runs (tiny sizes, meaningless figures; used by tests).
 
 Order: padding efficiency, torch encoder kernels, peak memory (fresh child processes), the
-Lightning-vs-hand-loop training comparison and ``padding_matters``, then Keras/TensorFlow in a
+Lightning-vs-hand-loop training comparison and ``padding_matters``, data at scale (a generated
+csv to the first batch, previous path vs columnar, cold and warm), then Keras/TensorFlow in a
 child process (so TF's thread pools never share a process with torch's).
 """
 from __future__ import annotations
@@ -48,13 +49,14 @@ def main(argv=None) -> dict:
 
     import torch  # after argparse, so --help is instant
 
-    from bench import encoder_bench, memory_bench, padding_bench, training_bench
+    from bench import encoder_bench, memory_bench, padding_bench, scale_bench, training_bench
 
     out = {"machine": machine(), "torch_version": torch.__version__, "quick": args.quick, "mode": mode}
     parts = [("padding efficiency", lambda: padding_bench.run(mode)),
              ("encoder kernels (bi-LSTM, bi-GRU)", lambda: encoder_bench.run(s, args.encoder_device)),
              ("peak memory", lambda: memory_bench.run(s)),
-             ("Lightning vs hand loop, padding_matters", lambda: training_bench.run(s))]
+             ("Lightning vs hand loop, padding_matters", lambda: training_bench.run(s)),
+             ("data at scale (csv to first batch, training tokens/s)", lambda: scale_bench.run(s))]
     if not args.skip_tf:
         parts.append(("Keras/TensorFlow", lambda: tf_part(s)))
     for name, fn in parts:

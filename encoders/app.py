@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from encoders.config import PAD, UNK, TrainConfig
-from encoders.data.sources import load_splits
+from encoders.data.sources import check_token_budget, load_splits
 from encoders.data.vocab import Vocab
 from encoders.errors import ConfigError, DataError, EncodersError
 
@@ -71,7 +71,8 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     os.makedirs(run_dir, exist_ok=True)
     splits = load_splits(schema.data, schema.seed)
     vocab = splits.vocab or Vocab([PAD, UNK] + [str(i) for i in range(2, splits.vocab_size)])
-    vocab.save(os.path.join(run_dir, "vocab.json"))
+    vocab.save(run_dir)  # vocab.json (and tokenizer.json): what encodes new text as training did
+    check_token_budget(splits, schema.data.max_tokens)
     encoder_name = encoder_name or schema.encoder.cell
     if backend == "torch":
         from encoders.torch.runtime import set_alloc_conf

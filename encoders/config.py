@@ -17,7 +17,7 @@ CELLS = ("lstm", "gru")
 POOLINGS = ("last", "mean", "max", "attention")
 BACKENDS = ("torch", "tf")
 SOURCES = ("synthetic", "files", "hub")
-TOKENIZERS = ("char", "whitespace")
+TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
@@ -90,17 +90,26 @@ class DataConfig:
     # files / hub
     train_file: Optional[str] = None
     validation_file: Optional[str] = None
+    test_file: Optional[str] = None  # evaluated with the best checkpoint after training
     name: Optional[str] = None
     subset: Optional[str] = None
     train_split: str = "train"
     validation_split: str = "validation"
+    test_split: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
     tokenizer: str = "whitespace"  # one of TOKENIZERS
+    tokenizer_file: Optional[str] = None  # an existing tokenizer.json, used as it is (offline)
+    subword_vocab_size: int = 8000  # bpe / wordpiece: the size they are trained to
     lowercase: bool = True
     min_freq: int = 1
     max_vocab_size: Optional[int] = None
-    max_tokens: Optional[int] = None  # truncate longer texts (None keeps everything)
+    # Longer texts keep their first N tokens (how many were cut is logged): one huge row can't
+    # take a batch's memory. null keeps everything.
+    max_tokens_per_example: Optional[int] = 1024
+    # Batches by padded tokens (rows x longest row <= N) instead of data.batch_size rows.
+    max_tokens: Optional[int] = None
+    cache_dir: Optional[str] = None  # tokenized files; default $ENCODERS_CACHE or ~/.cache/padded-encoders
 
     def validate(self) -> "DataConfig":
         """Checks that need no file; the sources check the files themselves when they read them."""
@@ -114,6 +123,10 @@ class DataConfig:
             raise DataConfigError("data.source=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
         if self.source != "synthetic":
             _one_of("data.tokenizer", self.tokenizer, TOKENIZERS, DataConfigError)
+        for key in ("max_tokens_per_example", "max_tokens", "subword_vocab_size"):
+            value = getattr(self, key)
+            if value is not None:
+                _at_least(f"data.{key}", value, 1, DataConfigError)
         return self
 
 

@@ -6,16 +6,16 @@ Files get the permissions the umask gives (as ``open`` would), not ``mkstemp``'s
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_umask_mode_bits()
 
 
 def _fsync_dir(folder: str) -> None:
@@ -66,3 +66,32 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def write_json(path: str, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str) -> Iterator[str]:
+    """Fill the yielded temporary folder; it then becomes ``path`` in one rename (nothing on error).
+
+    If ``path`` appeared meanwhile (another process wrote the same thing), the new copy is dropped.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask_mode_bits())
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+        else:
+            _fsync_dir(parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask_mode_bits() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -11,11 +11,11 @@ CURVES_FILE = "curves.png"
 
 
 def finish_run(run_dir: str, backend: str, encoder: str, history: Mapping[str, List[float]], epochs: int,
-               global_step: int, start: float, best_path: str, last_path: str) -> Dict:
+               global_step: int, start: float, best_path: str, last_path: str, extra: Mapping = None) -> Dict:
     """The run's ``metrics.json`` (same keys for both backends) and ``curves.png``; returns the metrics.
 
     ``history`` holds per-epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``; the
-    reported values are those of the last epoch.
+    reported values are those of the last epoch. ``extra`` adds keys (``test_report``'s).
     """
     import time
 
@@ -33,6 +33,7 @@ def finish_run(run_dir: str, backend: str, encoder: str, history: Mapping[str, L
         "best_checkpoint": best_path,
         "last_checkpoint": last_path,
         "history": dict(history),
+        **dict(extra or {}),
     }
     write_metrics(run_dir, metrics)
     plot_curves(run_dir, history)
@@ -87,3 +88,14 @@ def epoch_history_from_csv(csv_path: str, keys: List[str]) -> Dict[str, List[flo
                 if col:
                     per_epoch[k][epoch] = float(col)
     return {k: [v[e] for e in sorted(v)] for k, v in per_epoch.items()}
+
+
+def test_report(logits, labels, num_classes: int) -> Dict[str, float]:
+    """``test_acc``, ``test_loss`` and ``test_macro_f1`` of a model's test-split logits."""
+    import numpy as np
+
+    from encoders.metrics import classification_report, cross_entropy
+
+    report = classification_report(np.asarray(labels), np.argmax(logits, axis=-1), [str(c) for c in range(num_classes)])
+    return {"test_acc": report["accuracy"], "test_loss": cross_entropy(logits, labels),
+            "test_macro_f1": report["macro_f1"], "test_examples": int(len(labels))}

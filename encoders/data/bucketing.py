@@ -28,16 +28,12 @@ class LengthBucketBatcher:
     out-of-memory error shows at step one. Every index appears exactly once per epoch.
     ``indices`` restricts the batcher to a subset (e.g. one distributed rank's share).
 
-    Token budget (``max_tokens`` set): batches are cut from each length-sorted pool so that
-    rows x longest row (at least 1, as padded) <= ``max_tokens``, and never more than
-    ``batch_size`` rows (``batch_size=None``: no row cap). Pools then hold ``pool_batches``
-    x ``batch_size`` rows, or without a cap ``pool_batches`` x the rows of a budget batch of
-    mean-length rows. The tops are merged as above (each pool's first, longest batch), the
-    batch order is shuffled and the longest batch goes first. A row longer than
-    ``max_tokens`` is a ValueError at construction. ``drop_last`` is not supported with a
-    budget (batches differ in rows by design). The number of batches depends on how the
-    epoch's shuffle fills the pools, so ``len()`` builds the current epoch's batches (cached
-    per epoch and index subset): call ``set_epoch`` before ``len`` for an exact count.
+    Token budget (``max_tokens`` set): all rows are sorted by length together (ties in the
+    epoch's shuffled order) and cut so that rows x longest row (at least 1, as padded) <=
+    ``max_tokens``, and never more than ``batch_size`` rows (``batch_size=None``: no row cap);
+    the batch order is shuffled and the longest batch goes first. The number of batches is the
+    same every epoch. A row longer than ``max_tokens`` is a ValueError at construction.
+    ``drop_last`` is not supported with a budget (batches differ in rows by design).
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: Optional[int], seed: int = 0, shuffle: bool = True,
@@ -113,24 +109,15 @@ class LengthBucketBatcher:
         return iter(self.batches())
 
     def _token_batches(self, idx: np.ndarray, rng: np.random.Generator) -> List[np.ndarray]:
-        """``batches`` under a token budget; ``idx`` is already shuffled."""
+        """``batches`` under a token budget; ``idx`` is already shuffled.
+
+        All rows are sorted by length together (equal lengths in the shuffled order) and cut
+        greedily; the batch order is then shuffled. The cut depends only on the multiset of
+        lengths, so every epoch has the same number of batches (the loops read ``len()`` once)
+        while which rows share a batch and the order of batches change with the epoch.
+        """
         lengths = self.lengths
-        if self.batch_size is not None:
-            pool = self.pool_batches * self.batch_size
-        else:  # rows of a budget batch of mean-length rows
-            mean = float(lengths[idx].mean()) if len(idx) else 1.0
-            pool = self.pool_batches * max(1, int(self.max_tokens // max(mean, 1.0)))
-        out: List[np.ndarray] = []
-        tops: List[np.ndarray] = []
-        for start in range(0, len(idx), pool):
-            chunk = idx[start:start + pool]
-            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            cut = self._budget_cut(chunk)
-            tops.append(cut[0])  # the pool's longest rows: merged across pools as in the count mode
-            out.extend(cut[1:])
-        if tops:
-            top = np.concatenate(tops)
-            out[:0] = self._budget_cut(top[np.argsort(-lengths[top], kind="stable")])
+        out = self._budget_cut(idx[np.argsort(-lengths[idx], kind="stable")])
         if self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
         if self.longest_first and out:

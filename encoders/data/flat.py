@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 from itertools import chain
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -132,6 +132,27 @@ class TokenBuffer:
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         return cls(values, offsets)
+
+    def take(self, indices: Sequence[int]) -> "TokenBuffer":
+        """Rows ``indices`` (in that order) as a new, compact buffer (copies their values)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        starts = self.offsets[idx]
+        lengths = self.offsets[idx + 1] - starts
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return TokenBuffer(self.values[_gather_index(starts, lengths)], offsets)
+
+    def length_batches(self, batch_size: int, pad_id: int = 0) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+        """``(indices, padded)`` over every row once, longest rows first, ``batch_size`` rows at a
+        time (little padding): for inference, whose results go back to ``indices``."""
+        order = np.argsort(-self.lengths, kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield idx, self.pad(idx, pad_id=pad_id, sort=False)
+
+    def to_lists(self):
+        """Every row as a Python list (for looking at small data; training never needs it)."""
+        return [self.row(i).tolist() for i in range(len(self))]
 
     def truncate(self, max_tokens: int) -> Tuple["TokenBuffer", int]:
         """Keep the first ``max_tokens`` ids of every row.

@@ -1,57 +1,129 @@
 """Data sources, all through Hugging Face ``datasets``: synthetic, local files, the hub.
 
-Every source ends as two ``datasets.Dataset`` splits with the columns ``tokens`` (list of int
-ids, 0 = pad, 1 = unk) and ``label`` (int class id), plus what the model needs to know.
-Errors in the data (missing file or column, null labels, ...) are raised here, before training.
+Every source ends as ``Splits``: a ``Split`` per split holding its token ids as one flat buffer
+(``TokenBuffer``: values + offsets, no Python object per example), its labels as one int64
+array and each example's row in its file (for messages), plus what the model needs to know.
+Errors in the data (a missing file or column, null labels, ...) are raised here, before training,
+naming the file and the row.
+
+Files are read with ``datasets.load_dataset`` (Arrow, memory-mapped); text columns are text:
+csv cells are read as strings, so ``NA``, ``null`` or ``None`` stay words and only an empty
+cell is an empty text. The tokenized splits of local files are cached (``encoders.data.cache``):
+a second run on the same files with the same settings reads them back memory-mapped.
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from encoders.config import DataConfig
-from encoders.data.synthetic import make_synthetic
-from encoders.data.vocab import Vocab
+from encoders.data.flat import TokenBuffer
 from encoders.errors import DataError
 
+log = logging.getLogger(__name__)
 FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# what pandas reads as missing by default: kept for label cells only (a text "NA" is the word NA)
+LABEL_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+            "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+HOLD_OUT = 0.1  # share of the training file held out for validation when no validation file is given
+_CHUNK = 20_000  # texts tokenized at a time: memory stays flat however many rows a file has
+
+
+@dataclass
+class Split:
+    """One split: token ids (``tokens``), class ids (``labels``) and each example's file row (``rows``)."""
+
+    tokens: TokenBuffer
+    labels: np.ndarray
+    rows: np.ndarray = None
+
+    def __post_init__(self):
+        if self.rows is None:
+            self.rows = np.arange(len(self.tokens), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    column_names = ("tokens", "label")
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.tokens.lengths
+
+    def __getitem__(self, column: str) -> list:
+        """A column as Python lists (``"tokens"``, ``"label"``), to look at; training never calls this."""
+        if column == "tokens":
+            return [self.tokens.row(i).tolist() for i in range(len(self))]
+        if column == "label":
+            return self.labels.tolist()
+        raise KeyError(f"a split has the columns 'tokens' and 'label', not {column!r}")
+
+    def take(self, indices: np.ndarray) -> "Split":
+        return Split(self.tokens.take(indices), self.labels[indices], self.rows[indices])
 
 
 @dataclass
 class Splits:
-    train: Any  # datasets.Dataset with columns tokens, label
-    validation: Any
+    train: Split
+    validation: Split
     num_classes: int
     vocab_size: int
-    vocab: Optional[Vocab] = None  # None for pre-tokenised (synthetic) data
+    vocab: Any = None  # Vocab / SubwordVocab; None for pre-tokenised (synthetic) data
+    test: Optional[Split] = None
+    truncated: Dict[str, int] = field(default_factory=dict)  # rows cut to data.max_tokens_per_example
 
     def lengths(self, split: str) -> np.ndarray:
-        ds = getattr(self, split)
-        return np.fromiter((len(t) for t in ds["tokens"]), dtype=np.int64, count=len(ds))
+        return getattr(self, split).lengths
 
 
 def load_splits(cfg: Any, seed: int) -> Splits:
-    """Load the ``train`` and ``validation`` splits described by a ``DataConfig``."""
+    """Load the splits described by a ``DataConfig`` (``test`` only when a test file/split is set)."""
     DataConfig.validate(cfg)
     if cfg.source == "synthetic":
         return _synthetic(cfg, seed)
-    raw = _files(cfg, seed) if cfg.source == "files" else _hub(cfg)
-    return _tokenize(raw, cfg)
+    if cfg.source == "files":
+        from encoders.data.cache import cached
+
+        return cached(cfg, seed, lambda: _tokenize(_files(cfg), cfg, seed))
+    return _tokenize(_hub(cfg), cfg, seed)
 
 
 def _synthetic(cfg: Any, seed: int) -> Splits:
-    from datasets import Dataset
+    from encoders.data.synthetic import synthetic_split
 
-    def split(n: int, which: int):
-        return Dataset.from_dict(make_synthetic(n, [seed, which], cfg.vocab_size, cfg.max_length))
+    def split(n: int, which: int) -> Split:
+        return Split(*synthetic_split(n, [seed, which], cfg.vocab_size, cfg.max_length))
 
     return Splits(split(cfg.num_train, 0), split(cfg.num_val, 1), num_classes=2, vocab_size=cfg.vocab_size)
 
 
+# -- reading ---------------------------------------------------------------------------------------
+@dataclass
+class Raw:
+    """A split as read: a ``datasets.Dataset`` and where it came from (for messages)."""
+
+    ds: Any
+    key: str  # data.train_file, data.validation_split=..., ...
+    path: str = ""
+    builder: str = ""
+
+    def where(self, row: int) -> str:
+        """`` (data.train_file=t.csv, line 5)``: the file and the place a user finds the row at."""
+        if not self.path:
+            return f" ({self.key})"
+        line = f", line {row + 2}" if self.builder == "csv" else (
+            f", line {row + 1}" if self.path.lower().endswith(".jsonl") else f", record {row}")
+        return f" ({self.key}={self.path}{line})"
+
+
 def _builder_for(path: str, key: str) -> str:
+    if os.path.isdir(path):
+        raise DataError(f"{key}: {path} is a directory; give a file (csv, tsv, json, jsonl or parquet)")
     if not os.path.isfile(path):
         raise DataError(f"{key}: no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -78,123 +150,265 @@ def _has_no_rows(path: str, builder: str) -> bool:
         return False
 
 
-def _files(cfg: Any, seed: int) -> Dict[str, Any]:
+def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None) -> Raw:
+    """One local file as a ``datasets.Dataset``. csv cells are read as written: ``text_columns`` as
+    strings (numbers too; an empty cell is an empty text), ``NA``/``nan``/empty in the
+    ``label_column`` as missing."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files never need the network
     from datasets import load_dataset
 
+    builder = _builder_for(path, key)
+    kwargs: Dict[str, Any] = {}
+    if builder == "csv":
+        # Text is text: no "NA"/"null"/"None" -> missing; an empty cell is still missing (an empty
+        # text, or a null label that is then named). Text columns are strings even if they hold numbers.
+        kwargs = dict(keep_default_na=False, na_values={label_column: LABEL_NA} if label_column else None,
+                      converters={c: str for c in text_columns})
+        if path.lower().endswith(".tsv"):
+            kwargs["delimiter"] = "\t"
+    try:
+        ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", **kwargs)
+    except Exception as e:  # parser errors from pyarrow/pandas: say which file
+        if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
+            raise DataError(f"{key}={path} has no rows") from e
+        raise DataError(f"{key}: could not read {path} as {builder}: {e}") from e
+    return Raw(ds, key, path, builder)
+
+
+def _files(cfg: Any) -> Dict[str, Raw]:
     out = {}
     for split, key, path in (("train", "data.train_file", cfg.train_file),
-                             ("validation", "data.validation_file", cfg.validation_file)):
-        if split == "validation" and not path:
-            continue
-        builder = _builder_for(path, key)
-        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
-        try:
-            out[split] = load_dataset(builder, data_files={split: os.path.abspath(path)}, split=split, **kwargs)
-        except Exception as e:  # parser errors from pyarrow/pandas: say which file
-            if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
-                raise DataError(f"{split} split is empty: {key}={path} has no rows") from e
-            raise DataError(f"{key}: could not read {path} as {builder}: {e}") from e
-    if "validation" not in out:
-        # no validation file: hold out 10% of the training file, seeded
-        if len(out["train"]) < 2:
-            raise DataError(f"data.train_file={cfg.train_file} has {len(out['train'])} row(s): too few to "
-                            f"hold out a validation split; add rows or set data.validation_file")
-        parts = out["train"].train_test_split(test_size=0.1, seed=seed)
-        out = {"train": parts["train"], "validation": parts["test"]}
+                             ("validation", "data.validation_file", cfg.validation_file),
+                             ("test", "data.test_file", cfg.test_file)):
+        if path:
+            try:
+                out[split] = read_file(path, key, [cfg.text_column], cfg.label_column)
+            except DataError as e:
+                if "has no rows" in str(e):
+                    raise DataError(f"{split} split is empty: {e}") from None
+                raise
     return out
 
 
-def _hub(cfg: Any) -> Dict[str, Any]:
+def _hub(cfg: Any) -> Dict[str, Raw]:
     from datasets import load_dataset
 
     out = {}
-    for split in (cfg.train_split, cfg.validation_split):
+    for split, name in (("train", cfg.train_split), ("validation", cfg.validation_split), ("test", cfg.test_split)):
+        if name is None:
+            continue
         try:
-            out[split] = load_dataset(cfg.name, cfg.subset, split=split)
+            ds = load_dataset(cfg.name, cfg.subset, split=name)
         except Exception as e:
             offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
             hint = ("HF_HUB_OFFLINE is set" if offline else
                     "is the network reachable? Offline, use data=files with local files")
-            raise DataError(f"could not load hub dataset {cfg.name!r} split {split!r} ({hint}): "
+            raise DataError(f"could not load hub dataset {cfg.name!r} split {name!r} ({hint}): "
                             f"{type(e).__name__}: {e}") from e
-    return {"train": out[cfg.train_split], "validation": out[cfg.validation_split]}
+        out[split] = Raw(ds, f"data.{split}_split={name}")
+    return out
 
 
-def _label_names(train: Any, column: str) -> Optional[List[str]]:
-    """Names for string labels (sorted, so ids are reproducible); None when labels are ints."""
-    feature = train.features[column]
-    if hasattr(feature, "names"):  # ClassLabel: already ints
-        return None
-    values = train[column]
-    if any(isinstance(v, str) for v in values):
-        return sorted({str(v) for v in values if v is not None})
-    return None
+# -- labels ----------------------------------------------------------------------------------------
+def _label_problem(raw: Raw, split: str, row: int, problem: str) -> DataError:
+    return DataError(f"{split} row {row}: {problem}{raw.where(row)}")
 
 
-def _tokenize(raw: Dict[str, Any], cfg: Any) -> Splits:
+def _label_values(raw: Raw, split: str, column: str):
+    """("names", strings array) for text labels, else ("ids", int64 array), checking every row."""
+    import pyarrow as pa
+
+    col = raw.ds.data.column(column)
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise _label_problem(raw, split, row, "label is null")
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "names", col
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        values = np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    elif pa.types.is_floating(t):
+        floats = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = ~np.isfinite(floats) | (floats != np.round(floats))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = float(floats[row])
+            if math.isnan(value):
+                raise _label_problem(raw, split, row, "label is null")
+            raise _label_problem(raw, split, row, f"label {value!r} is not an integer class id")
+        values = floats.astype(np.int64)
+    else:  # lists, structs: show the first value as the user wrote it
+        raise _label_problem(raw, split, 0, f"label {col[0].as_py()!r} is not an integer class id")
+    if values.size and values.min() < 0:
+        row = int(np.argmax(values < 0))
+        raise _label_problem(raw, split, row, f"label {int(values[row])} is negative")
+    return "ids", values
+
+
+def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.ndarray]):
+    """Class ids for every split, the label names ([] for integer labels) and the class count.
+
+    ``train_rows[split]`` marks the rows that are training data (all of the train file, or
+    its rows not held out): names and classes come from those rows only.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kinds = {split: _label_values(raw, split, column) for split, raw in raws.items()}
+    if len({k for k, _ in kinds.values()}) > 1:
+        raise DataError(f"label column {column!r} holds names in one file and numbers in another "
+                        f"({', '.join(f'{s}: {k}' for s, (k, _) in kinds.items())}); use the same kind in every split")
+    kind = kinds["train"][0]
+    ids: Dict[str, np.ndarray] = {}
+    if kind == "names":
+        train_col = kinds["train"][1]
+        mask = pa.array(train_rows["train"])
+        names = sorted(pc.unique(train_col.filter(mask)).to_pylist())
+        value_set = pa.array(names, type=pa.string())
+        for split, (_, col) in kinds.items():
+            found = pc.index_in(col.cast(pa.string()), value_set=value_set)
+            arr = np.asarray(found.to_numpy(zero_copy_only=False))
+            missing = np.flatnonzero(np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(len(arr), bool))
+            if missing.size:
+                row = int(missing[0])
+                shown = "validation" if split == "train" else split  # a held-out row of the train file
+                raise _label_problem(raws[split], shown, row,
+                                     f"label {col[row].as_py()!r} never occurs in the training split")
+            ids[split] = arr.astype(np.int64)
+        return ids, names, len(names)
+    for split, (_, values) in kinds.items():
+        ids[split] = values
+    train_labels = set(np.unique(ids["train"][train_rows["train"]]).tolist())
+    num_classes = max(train_labels) + 1 if train_labels else 0
+    absent = next((c for c in range(num_classes) if c not in train_labels), None)
+    if absent is not None:
+        raise DataError(f"integer labels must be the class ids 0..K-1, but class {absent} never occurs in the "
+                        f"training split (labels seen: {sorted(train_labels)[:20]}); renumber the labels")
+    for split, values in ids.items():
+        rows = ~train_rows[split] if split == "train" else np.ones(len(values), bool)
+        unseen = np.flatnonzero(rows & (values >= num_classes))
+        if unseen.size:
+            shown = "validation" if split == "train" else split
+            raise DataError(f"{shown} label {int(values[unseen[0]])} never occurs in the training split "
+                            f"(training labels are 0..{num_classes - 1}){raws[split].where(int(unseen[0]))}")
+    return ids, [], num_classes
+
+
+# -- texts -----------------------------------------------------------------------------------------
+def text_chunks(raw: Raw, column: str, split: str):
+    """The text column as lists of Python strings, ``_CHUNK`` at a time (null -> "", numbers -> text)."""
+    import pyarrow as pa
+
+    col = raw.ds.data.column(column)
+    t = col.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        if pa.types.is_nested(t) or pa.types.is_binary(t):
+            raise DataError(f"{split} split: text column {column!r} holds {t}, not text{raw.where(0)}")
+        col = col.cast(pa.string())
+    for start in range(0, len(col), _CHUNK):
+        yield [x if x is not None else "" for x in col.slice(start, _CHUNK).to_pylist()]
+
+
+def _hold_out(n: int, seed: int) -> np.ndarray:
+    """Rows of the training file held out for validation: a seeded 10% (at least one row)."""
+    if n < 2:
+        raise DataError(f"data.train_file has {n} row(s): too few to hold out a validation split; "
+                        f"add rows or set data.validation_file")
+    held = np.random.default_rng(seed).permutation(n)[: max(1, math.ceil(HOLD_OUT * n))]
+    out = np.zeros(n, dtype=bool)
+    out[held] = True
+    return out
+
+
+def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int) -> Splits:
     text_col, label_col = cfg.text_column, cfg.label_column
-    for split, ds in raw.items():
-        missing = [c for c in (text_col, label_col) if c not in ds.column_names]
+    for split, raw in raws.items():
+        missing = [c for c in (text_col, label_col) if c not in raw.ds.column_names]
         if missing:
-            raise DataError(f"{split} split has no column(s) {missing} (columns: {ds.column_names}); "
+            raise DataError(f"{split} split has no column(s) {missing} (columns: {raw.ds.column_names}); "
                             f"set data.text_column / data.label_column")
-        if len(ds) == 0:
+        if len(raw.ds) == 0:
             raise DataError(f"{split} split is empty")
-
-    names = _label_names(raw["train"], label_col)
-    vocab = Vocab.build(raw["train"][text_col], cfg.tokenizer, cfg.lowercase, cfg.min_freq, cfg.max_vocab_size)
-    vocab.labels = names or []
-    label_ids = {n: i for i, n in enumerate(names)} if names else None
-    max_tokens = cfg.max_tokens
-
-    def to_label(value: Any, split: str, row: int) -> int:
-        if value is None:
-            raise DataError(f"{split} row {row}: label is null")
-        if label_ids is not None:
-            if str(value) not in label_ids:
-                raise DataError(f"{split} row {row}: label {value!r} never occurs in the training split")
-            return label_ids[str(value)]
-        if isinstance(value, float) and not value.is_integer():
-            raise DataError(f"{split} row {row}: label {value!r} is not an integer class id")
-        try:
-            label = int(value)
-        except (TypeError, ValueError):
-            raise DataError(f"{split} row {row}: label {value!r} is not an integer class id") from None
-        if label < 0:
-            raise DataError(f"{split} row {row}: label {label} is negative")
-        return label
-
-    def encode(batch: Dict[str, List], indices: List[int], split: str) -> Dict[str, List]:
-        tokens = [vocab.encode(t) for t in batch[text_col]]
-        if max_tokens:
-            tokens = [t[:max_tokens] for t in tokens]
-        labels = [to_label(v, split, i) for v, i in zip(batch[label_col], indices)]
-        return {"tokens": tokens, "label": labels}
-
-    from datasets import Features, Value
-    try:
-        from datasets import List as ListFeature  # datasets >= 4
-    except ImportError:  # datasets 3
-        from datasets import Sequence as ListFeature
-    # explicit features: without them map() keeps the input column's type for an output column of
-    # the same name, so string labels ("pos") came back as the strings "0"/"1", float labels as floats
-    features = Features({"tokens": ListFeature(Value("int64")), "label": Value("int64")})
-    out = {}
-    for split, ds in raw.items():
-        out[split] = ds.map(encode, batched=True, with_indices=True, fn_kwargs={"split": split},
-                            remove_columns=ds.column_names, features=features, desc=f"tokenize {split}")
-    train_labels = set(out["train"]["label"])
-    num_classes = len(names) if names else max(train_labels) + 1
-    if not names:  # integer labels are class ids: 0..K-1, each of them in the training split
-        absent = next((c for c in range(num_classes) if c not in train_labels), None)
-        if absent is not None:
-            raise DataError(f"integer labels must be the class ids 0..K-1, but class {absent} never occurs in "
-                            f"the training split (labels seen: {sorted(train_labels)[:20]}); renumber the labels")
-    unseen = sorted(set(out["validation"]["label"]) - train_labels)
-    if unseen:
-        raise DataError(f"validation label {unseen[0]} never occurs in the training split "
-                        f"(training labels are 0..{num_classes - 1})")
+    held = None if "validation" in raws else _hold_out(len(raws["train"].ds), seed)
+    train_rows = {s: np.ones(len(r.ds), bool) for s, r in raws.items()}
+    if held is not None:
+        train_rows["train"] = ~held
+    label_ids, names, num_classes = _encode_labels(raws, label_col, train_rows)
     if num_classes < 2:
         raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
-    return Splits(out["train"], out["validation"], num_classes=num_classes, vocab_size=len(vocab), vocab=vocab)
+
+    vocab, buffers = _build_vocab(cfg, raws, held)
+    vocab.labels = names
+    out: Dict[str, Split] = {}
+    truncated: Dict[str, int] = {}
+    for split, buf in buffers.items():
+        if cfg.max_tokens_per_example:
+            buf, truncated[split] = buf.truncate(cfg.max_tokens_per_example)
+        source = "train" if held is not None and split == "validation" else split
+        rows = np.arange(len(label_ids[source])) if held is None or source != "train" else np.flatnonzero(
+            held if split == "validation" else ~held)
+        out[split] = Split(buf, label_ids[source][rows], rows)
+    if not out["train"].tokens.offsets[-1] > out["train"].tokens.offsets[0]:
+        raise DataError(f"text column {text_col!r} is empty in every training row{raws['train'].where(0)}: "
+                        f"check data.text_column")
+    if any(truncated.values()):
+        log.info("data.max_tokens_per_example=%d cut %s rows", cfg.max_tokens_per_example,
+                 ", ".join(f"{n} {s}" for s, n in truncated.items() if n))
+    return Splits(out["train"], out["validation"], num_classes=num_classes, vocab_size=len(vocab), vocab=vocab,
+                  test=out.get("test"), truncated=truncated)
+
+
+def _routed_chunks(raws: Dict[str, Raw], column: str, held: Optional[np.ndarray]):
+    """``(split, texts)`` for every split; rows of the training file that are held out go to "validation"."""
+    for split, raw in raws.items():
+        start = 0
+        for chunk in text_chunks(raw, column, split):
+            if split == "train" and held is not None:
+                mask = held[start:start + len(chunk)]
+                yield "train", [t for t, h in zip(chunk, mask) if not h]
+                yield "validation", [t for t, h in zip(chunk, mask) if h]
+            else:
+                yield split, chunk
+            start += len(chunk)
+
+
+def _build_vocab(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray]):
+    """The run's vocabulary (from the training rows) and every split's token ids."""
+    from encoders.data.vocab import SubwordVocab, Vocab
+
+    if cfg.tokenizer in ("whitespace", "char") and not cfg.tokenizer_file:
+        return Vocab.build_and_encode(_routed_chunks(raws, cfg.text_column, held), ("train",), cfg.tokenizer,
+                                      cfg.lowercase, cfg.min_freq, cfg.max_vocab_size)
+    from encoders.data.tokenizers import load_tokenizer_file, train_tokenizer
+
+    if cfg.tokenizer_file:
+        tok, kind = load_tokenizer_file(cfg.tokenizer_file), "file"
+    else:
+        training_texts = (t for split, chunk in _routed_chunks({"train": raws["train"]}, cfg.text_column, held)
+                          if split == "train" for t in chunk)
+        tok = train_tokenizer(training_texts, cfg.tokenizer, cfg.lowercase, cfg.min_freq, cfg.max_vocab_size,
+                              cfg.subword_vocab_size)
+        kind = cfg.tokenizer
+    try:
+        vocab = SubwordVocab(tok, kind)
+    except ValueError as e:
+        raise DataError(f"data.tokenizer_file={cfg.tokenizer_file}: {e}") from None
+    parts: Dict[str, List[TokenBuffer]] = {}
+    for split, chunk in _routed_chunks(raws, cfg.text_column, held):
+        parts.setdefault(split, []).append(vocab.encode_many(chunk))
+    return vocab, {split: TokenBuffer.concat(p) for split, p in parts.items()}
+
+
+def check_token_budget(splits: Splits, max_tokens: Optional[int], key: str = "data.max_tokens") -> None:
+    """A token budget smaller than the longest example can't make a batch of it: say which and what to do."""
+    if not max_tokens:
+        return
+    for name in ("train", "validation", "test"):
+        split = getattr(splits, name)
+        if split is None or not len(split):
+            continue
+        longest = int(np.argmax(split.lengths))
+        n = int(split.lengths[longest])
+        if n > max_tokens:
+            raise DataError(f"{key}={max_tokens} is smaller than {name} example {int(split.rows[longest])}, which has "
+                            f"{n} tokens: truncate with data.max_tokens_per_example={max_tokens} or raise {key}")

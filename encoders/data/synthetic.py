@@ -30,8 +30,10 @@ def synthetic_lengths(n: int, rng: np.random.Generator, max_length: int) -> np.n
     return lengths
 
 
-def make_synthetic(n: int, seed: int, vocab_size: int = 32, max_length: int = 200) -> Dict[str, List]:
-    """Columns ``tokens`` (ids in ``[2, vocab_size)``; 0 is pad, 1 unk) and ``label``."""
+def synthetic_split(n: int, seed, vocab_size: int = 32, max_length: int = 200):
+    """``(TokenBuffer, labels int64)`` of ``n`` rows: ids in ``[2, vocab_size)`` (0 is pad, 1 unk)."""
+    from encoders.data.flat import TokenBuffer
+
     if vocab_size < 4:
         raise ValueError(f"data.vocab_size must be >= 4 for the synthetic data, got {vocab_size}")
     if max_length < 2:
@@ -39,5 +41,16 @@ def make_synthetic(n: int, seed: int, vocab_size: int = 32, max_length: int = 20
     rng = np.random.default_rng(seed)
     lengths = synthetic_lengths(n, rng, max_length)
     flat = rng.integers(2, vocab_size, size=int(lengths.sum()))
-    tokens = np.split(flat, np.cumsum(lengths)[:-1]) if n else []
-    return {"tokens": [t.tolist() for t in tokens], "label": [synthetic_label(t) for t in tokens]}
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    nonempty = lengths > 0
+    first = flat[np.minimum(offsets[:-1], max(flat.size - 1, 0))] if flat.size else np.zeros(n, np.int64)
+    last = flat[np.maximum(offsets[1:] - 1, 0)] if flat.size else np.zeros(n, np.int64)
+    labels = (nonempty & (first > last)).astype(np.int64)  # synthetic_label, for every row at once
+    return TokenBuffer(flat, offsets), labels
+
+
+def make_synthetic(n: int, seed, vocab_size: int = 32, max_length: int = 200) -> Dict[str, List]:
+    """Columns ``tokens`` and ``label`` as Python lists (``synthetic_split``'s rows)."""
+    tokens, labels = synthetic_split(n, seed, vocab_size, max_length)
+    return {"tokens": tokens.to_lists(), "label": labels.tolist()}

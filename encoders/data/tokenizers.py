@@ -24,14 +24,15 @@ from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from encoders.data.flat import TokenBuffer
-from encoders.data.vocab import PAD, UNK
+from encoders.config import PAD, UNK
+from encoders.errors import DataError
 
 KINDS = ("whitespace", "char", "bpe", "wordpiece")
 PAD_TOKENS = (PAD, "[PAD]")  # what load_tokenizer_file accepts as the pad token, in this order
 _CHUNK = 1000  # texts per batch handed to the library
 
 
-class TokenizerFileError(ValueError):
+class TokenizerFileError(DataError):
     """A ``tokenizer.json`` that can't be used; the message names the file and the reason."""
 
 

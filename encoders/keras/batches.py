@@ -1,14 +1,14 @@
 """tf.data input: the same length buckets and the same ``collate`` as the torch data module."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from encoders.data.bucketing import LengthBucketBatcher
-from encoders.data.collate import collate
+from encoders.data.flat import TokenBuffer
 
 
 class BucketedBatches:
@@ -19,22 +19,28 @@ class BucketedBatches:
     ``set_epoch`` on the torch side.
     """
 
-    def __init__(self, tokens: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int, seed: int = 0,
-                 shuffle: bool = True, pool_batches: int = 64, pad_id: int = 0):
-        self.tokens = [np.asarray(t, dtype=np.int64) for t in tokens]
-        self.labels = [int(y) for y in labels]
-        lengths = [len(t) for t in self.tokens]
-        self.batcher = LengthBucketBatcher(lengths, batch_size, seed=seed, shuffle=shuffle,
-                                           pool_batches=pool_batches)
+    def __init__(self, tokens, labels: Sequence[int], batch_size: int, seed: int = 0,
+                 shuffle: bool = True, pool_batches: int = 64, pad_id: int = 0, max_tokens: Optional[int] = None):
+        # tokens: a TokenBuffer (what the data sources give) or a sequence of id sequences
+        self.tokens = tokens if isinstance(tokens, TokenBuffer) else TokenBuffer.from_lists(tokens)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        # with a token budget, batch_size is not a row count: batches are cut by padded tokens
+        self.batcher = LengthBucketBatcher(self.tokens.lengths, None if max_tokens else batch_size, seed=seed,
+                                           shuffle=shuffle, pool_batches=pool_batches, max_tokens=max_tokens)
         self.pad_id = pad_id
         self.epoch = 0
 
+    @classmethod
+    def from_split(cls, split, batch_size: int, **kwargs) -> "BucketedBatches":
+        return cls(split.tokens, split.labels, batch_size, **kwargs)
+
     def __len__(self) -> int:
+        self.batcher.set_epoch(self.epoch)  # a token budget's batch count depends on the epoch
         return len(self.batcher)
 
     def batches(self):
         for idx in self.batcher.batches(self.epoch):
-            b = collate([{"tokens": self.tokens[i], "label": self.labels[i]} for i in idx], pad_id=self.pad_id)
+            b = self.tokens.pad(idx, pad_id=self.pad_id, labels=self.labels)
             yield b["tokens"], b["labels"]
 
     def dataset(self) -> tf.data.Dataset:

@@ -15,7 +15,7 @@ from encoders.errors import ConfigError
 from encoders.keras.batches import BucketedBatches, EpochSetter
 from encoders.keras.classifier import build_classifier, compile_classifier
 from encoders.keras.runtime import make_strategy, patch_fit_for_multi_worker, worker_info
-from encoders.report import finish_run
+from encoders.report import finish_run, test_report
 
 log = logging.getLogger(__name__)
 # Keras log names -> the names the torch backend logs (metrics.json and curves use these)
@@ -44,10 +44,10 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     d, m, t = cfg.data, cfg.model, cfg.trainer
-    train = BucketedBatches(splits.train["tokens"], splits.train["label"], d.batch_size, seed=cfg.seed,
-                            shuffle=True, pool_batches=d.bucket_pool_batches)
-    val = BucketedBatches(splits.validation["tokens"], splits.validation["label"], d.batch_size, seed=cfg.seed,
-                          shuffle=False, pool_batches=d.bucket_pool_batches)
+    train = BucketedBatches.from_split(splits.train, d.batch_size, seed=cfg.seed, shuffle=True,
+                                       pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
+    val = BucketedBatches.from_split(splits.validation, d.batch_size, seed=cfg.seed, shuffle=False,
+                                     pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
     with strategy.scope():
         model = build_classifier(ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes))
         compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
@@ -80,9 +80,25 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         return {}
     history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
     # epochs from fit's own list: a resumed fit starts at the restored epoch
+    extra = test_split_report(best_path, splits.test, d.batch_size) if splits.test is not None else {}
     return finish_run(run_dir, "tf", encoder_name, history, epochs=fit.epoch[-1] + 1 if fit.epoch else 0,
                       global_step=int(model.optimizer.iterations.numpy()), start=start,
-                      best_path=best_path, last_path=last_path)
+                      best_path=best_path, last_path=last_path, extra=extra)
+
+
+def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
+    """The test figures of the model chosen on validation (``best.keras``)."""
+    import numpy as np
+
+    from encoders.keras.checkpoint_io import load_keras_model
+    from encoders.keras.classifier import spec_of
+
+    model = load_keras_model(best_path, compile=False)
+    spec = spec_of(model)
+    logits = np.zeros((len(test), spec.num_classes), dtype=np.float32)
+    for idx, b in test.tokens.length_batches(batch_size, spec.padding_idx):
+        logits[idx] = np.asarray(model(b["tokens"], training=False))
+    return test_report(logits, test.labels, spec.num_classes)
 
 
 def _limit(limit: float, n: int) -> float:

@@ -10,27 +10,36 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Sequent
 
 from encoders.data.bucketing import LengthBucketBatcher
 from encoders.data.collate import collate
+from encoders.data.flat import TokenBuffer
 
 
 class TokenDataset(Dataset):
-    """In-memory ``{"tokens", "label"}`` examples (token lists kept as int64 arrays)."""
+    """``{"tokens", "label"}`` examples kept columnar: one ``TokenBuffer`` and one labels array.
 
-    def __init__(self, tokens: Sequence[Sequence[int]], labels: Sequence[int]):
-        if len(tokens) != len(labels):
-            raise ValueError(f"{len(tokens)} token rows but {len(labels)} labels")
-        self.tokens = [np.asarray(t, dtype=np.int64) for t in tokens]
-        self.labels = [int(y) for y in labels]
-        self.lengths = np.fromiter((len(t) for t in self.tokens), dtype=np.int64, count=len(self.tokens))
+    ``tokens`` is a ``TokenBuffer`` (what the data sources give) or a sequence of id sequences;
+    ``__getitems__`` pads a whole batch at once from the flat buffer (the ``DataLoader`` calls it
+    with the batch sampler's indices), so no Python object is made per example.
+    """
+
+    def __init__(self, tokens, labels: Sequence[int]):
+        self.tokens = tokens if isinstance(tokens, TokenBuffer) else TokenBuffer.from_lists(tokens)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if len(self.tokens) != len(self.labels):
+            raise ValueError(f"{len(self.tokens)} token rows but {len(self.labels)} labels")
+        self.lengths = self.tokens.lengths
 
     @classmethod
-    def from_hf(cls, ds) -> "TokenDataset":
-        return cls(ds["tokens"], ds["label"])
+    def from_split(cls, split) -> "TokenDataset":
+        return cls(split.tokens, split.labels)
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.labels)
 
     def __getitem__(self, i: int) -> Dict:
-        return {"tokens": self.tokens[i], "label": self.labels[i]}
+        return {"tokens": self.tokens.row(i), "label": int(self.labels[i])}
+
+    def __getitems__(self, indices: List[int]) -> Dict[str, np.ndarray]:
+        return self.tokens.pad(indices, labels=self.labels)
 
 
 class _EpochForwarder(Sampler):
@@ -63,19 +72,22 @@ class BucketBatchSampler(BatchSampler):
     """
 
     def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool, lengths: Sequence[int],
-                 seed: int = 0, shuffle: bool = True, pool_batches: int = 64, num_replicas: int = 1, rank: int = 0):
-        super().__init__(_EpochForwarder(sampler, self), batch_size, drop_last)
+                 seed: int = 0, shuffle: bool = True, pool_batches: int = 64, num_replicas: int = 1, rank: int = 0,
+                 max_tokens: Optional[int] = None):
+        super().__init__(_EpochForwarder(sampler, self), batch_size or 1, drop_last)
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
-        if batch_size < num_replicas:
+        if max_tokens is None and batch_size < num_replicas:
             raise ValueError(f"data.batch_size={batch_size} is the global batch and must be >= the number of "
                              f"processes ({num_replicas})")
         if 0 < len(sampler) < num_replicas:
             raise ValueError(f"{len(sampler)} examples can't give each of {num_replicas} processes a row")
         self.lengths = np.asarray(lengths)
         self.num_replicas, self.rank = num_replicas, rank
-        self.batcher = LengthBucketBatcher(self.lengths, batch_size, seed=seed, shuffle=shuffle,
-                                           drop_last=drop_last, pool_batches=pool_batches)
+        # with a token budget, batch_size is not a row count: batches are cut by padded tokens
+        self.batcher = LengthBucketBatcher(self.lengths, None if max_tokens else batch_size, seed=seed,
+                                           shuffle=shuffle, drop_last=drop_last, pool_batches=pool_batches,
+                                           max_tokens=max_tokens)
         self.epoch = 0
         self._cache: Optional[tuple] = None
         self._skip: Optional[tuple] = None  # (epoch, batches already trained) of a resumed run
@@ -91,8 +103,10 @@ class BucketBatchSampler(BatchSampler):
         if self._cache is None or self._cache[0] != self.epoch:
             indices = np.fromiter(iter(self.sampler), dtype=np.int64)
             batches = self.batcher.batches(self.epoch, indices)
+            # every rank needs a row each step: a batch with fewer rows than ranks (the remainder
+            # batch, or a token-budget batch of a few very long rows) joins its neighbour
             small = [i for i, b in enumerate(batches) if len(b) < self.num_replicas]
-            for i in reversed(small):  # at most one, the remainder batch
+            for i in reversed(small):
                 if len(batches) > 1:
                     b = batches.pop(i)
                     j = i - 1 if i > 0 else 0
@@ -113,12 +127,20 @@ class BucketBatchSampler(BatchSampler):
 
 
 def collate_torch(examples, pad_id: int = 0) -> Dict[str, torch.Tensor]:
-    out = collate(examples, pad_id=pad_id)
-    return {k: torch.from_numpy(v) for k, v in out.items() if k != "mask"}
+    """A padded batch as tensors: from ``TokenDataset.__getitems__`` (already padded numpy) or from a
+    list of ``{"tokens", "label"}`` examples (padded here with ``encoders.data.collate``)."""
+    out = examples if isinstance(examples, dict) else collate(examples, pad_id=pad_id)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items() if k != "mask"}
 
 
 class SequenceDataModule(pl.LightningDataModule):
-    """Train/validation loaders from two ``datasets`` splits with columns ``tokens`` and ``label``.
+    """Train/validation (and test) loaders of length-bucketed, right-padded batches.
+
+    Args:
+        train, validation, test: ``encoders.data.sources.Split``s (or ``TokenDataset``s).
+        batch_size: rows per step (global); with ``max_tokens`` batches are cut by padded tokens
+            (rows x longest row) instead.
+        seed: seeds the buckets (reshuffled every epoch).
 
     ``batch_size`` is the global batch, split over the ranks of a distributed run; the Trainer
     must run with ``use_distributed_sampler=False`` (our sampler shards itself).
@@ -129,12 +151,12 @@ class SequenceDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, train, validation, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
-                 pool_batches: int = 64, pad_id: int = 0):
+                 pool_batches: int = 64, pad_id: int = 0, max_tokens: Optional[int] = None, test=None):
         super().__init__()
-        self.train_ds = train if isinstance(train, TokenDataset) else TokenDataset.from_hf(train)
-        self.val_ds = validation if isinstance(validation, TokenDataset) else TokenDataset.from_hf(validation)
+        as_ds = lambda d: d if isinstance(d, TokenDataset) or d is None else TokenDataset.from_split(d)  # noqa: E731
+        self.train_ds, self.val_ds, self.test_ds = as_ds(train), as_ds(validation), as_ds(test)
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
-        self.pool_batches, self.pad_id = pool_batches, pad_id
+        self.pool_batches, self.pad_id, self.max_tokens = pool_batches, pad_id, max_tokens
         self._resume: Optional[Dict[str, int]] = None
 
     def state_dict(self) -> Dict[str, int]:
@@ -153,7 +175,8 @@ class SequenceDataModule(pl.LightningDataModule):
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = BucketBatchSampler(SequentialSampler(ds), self.batch_size, False, ds.lengths, seed=self.seed,
-                                     shuffle=shuffle, pool_batches=self.pool_batches, num_replicas=world, rank=rank)
+                                     shuffle=shuffle, pool_batches=self.pool_batches, num_replicas=world, rank=rank,
+                                     max_tokens=self.max_tokens)
         if shuffle and self._resume:
             sampler.resume_at(self._resume["epoch"], self._resume["batches_done"])
         return DataLoader(ds, batch_sampler=sampler, collate_fn=_Collate(self.pad_id),
@@ -164,6 +187,11 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_ds, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_ds is None:
+            raise ValueError("this data module has no test split (data.test_file / data.test_split)")
+        return self._loader(self.test_ds, shuffle=False)
 
 
 class _Collate:

@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, 
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
-from encoders.report import epoch_history_from_csv, finish_run  # noqa: E402
+from encoders.report import epoch_history_from_csv, finish_run, test_report  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO, load_torch_checkpoint  # noqa: E402
 from encoders.torch.classifier import SequenceClassifier  # noqa: E402
@@ -110,7 +110,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     pl.seed_everything(cfg.seed, workers=True)
     d = cfg.data
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
-                            num_workers=d.num_workers, pool_batches=d.bucket_pool_batches)
+                            num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
     model = build_model(cfg, splits)
     trainer = build_trainer(cfg, run_dir, callbacks)
     with warnings.catch_warnings():
@@ -124,6 +124,23 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
+    extra = test_split_report(model, best_path, splits.test, d.batch_size) if splits.test is not None else {}
     return finish_run(run_dir, "torch", encoder_name, history, epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
-                      best_path=best_path, last_path=last_path)
+                      best_path=best_path, last_path=last_path, extra=extra)
+
+
+def test_split_report(model: SequenceClassifier, best_path: str, test, batch_size: int) -> Dict[str, float]:
+    """The test figures of the checkpoint chosen on validation (``best.ckpt``), on this process."""
+    import numpy as np
+    import torch
+
+    model.load_state_dict(load_torch_checkpoint(best_path)["state_dict"])
+    model.eval()
+    device = next(model.parameters()).device
+    logits = np.zeros((len(test), model.hparams.num_classes), dtype=np.float32)
+    with torch.no_grad():
+        for idx, b in test.tokens.length_batches(batch_size, model.hparams.padding_idx):
+            out = model(torch.from_numpy(b["tokens"]).to(device), torch.from_numpy(b["lengths"]))
+            logits[idx] = out.float().cpu().numpy()
+    return test_report(logits, test.labels, model.hparams.num_classes)

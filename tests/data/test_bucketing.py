@@ -273,3 +273,11 @@ def test_token_budget_errors():
         LengthBucketBatcher(lengths, 8, max_tokens=100, drop_last=True)
     with pytest.raises(ValueError, match="batch_size may be None"):
         LengthBucketBatcher(lengths, None)
+
+
+def test_token_budget_gives_the_same_number_of_batches_every_epoch():
+    lengths = np.random.default_rng(4).integers(0, 90, 3000)
+    b = LengthBucketBatcher(lengths, None, seed=1, max_tokens=700)
+    counts = {len(b.batches(epoch)) for epoch in range(6)}
+    assert len(counts) == 1
+    assert b.batches(0)[0].tolist() != b.batches(1)[0].tolist() or b.batches(0)[1].tolist() != b.batches(1)[1].tolist()

@@ -38,7 +38,7 @@ VAL = pd.DataFrame({"text": ["good"], "label": [1]})
 def test_directory_instead_of_a_file_names_the_path(tmp_path):
     folder = tmp_path / "data_dir"
     folder.mkdir()
-    with pytest.raises(DataError, match=r"data\.train_file: no such file: .*data_dir"):
+    with pytest.raises(DataError, match=r"data\.train_file: .*data_dir is a directory; give a file"):
         load_splits(files_cfg(folder), 0)
 
 

@@ -121,7 +121,7 @@ def test_files_string_labels(tmp_path, ext):
     assert s.validation["tokens"][:] == [[ids["good"], 1], [], [ids["bad"]]]
     assert s.validation["label"][:] == [1, 0, 0]
     # labels are stored as int64 ids (not the strings "0"/"1") and collate accepts the rows
-    assert str(s.train.features["label"].dtype) == "int64"
+    assert s.train.labels.dtype == np.int64
     assert all(type(x) is int for x in s.train["label"][:])
     rows = [{"tokens": t, "label": l} for t, l in zip(s.validation["tokens"][:], s.validation["label"][:])]
     batch = collate(rows)
@@ -139,7 +139,7 @@ def test_files_int_labels(tmp_path, ext):
     assert s.train["label"][:] == [0, 2, 1, 2, 0]
     assert s.validation["label"][:] == [2, 1]
     assert s.validation["tokens"][:][0] == [s.vocab.index["a"], 1]
-    assert str(s.train.features["label"].dtype) == "int64"
+    assert s.train.labels.dtype == np.int64
 
 
 def test_files_integral_float_labels_become_ints(tmp_path):
@@ -178,7 +178,7 @@ def test_custom_columns_and_max_tokens(tmp_path):
     train = pd.DataFrame({"review": ["x y z w", "y", "z z"], "stars": [1, 0, 1], "extra": [9, 9, 9]})
     val = pd.DataFrame({"review": ["w w w w w"], "stars": [0], "extra": [9]})
     cfg = files_cfg(write(train, tmp_path / "t.jsonl"), write(val, tmp_path / "v.jsonl"),
-                    text_column="review", label_column="stars", max_tokens=3)
+                    text_column="review", label_column="stars", max_tokens_per_example=3)
     s = load_splits(cfg, 0)
     assert sorted(s.train.column_names) == ["label", "tokens"]
     assert sorted(s.validation.column_names) == ["label", "tokens"]
@@ -243,7 +243,7 @@ def test_unknown_extension(tmp_path):
 
 def test_unknown_tokenizer(tmp_path):
     with pytest.raises(DataError, match="data.tokenizer must be one of"):
-        load_splits(files_cfg(write(TRAIN, tmp_path / "t.csv"), tokenizer="bpe"), 0)
+        load_splits(files_cfg(write(TRAIN, tmp_path / "t.csv"), tokenizer="sentencepiece"), 0)
 
 
 def test_missing_column(tmp_path):

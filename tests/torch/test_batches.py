@@ -32,3 +32,39 @@ def test_trainer_reshuffles_buckets_every_epoch_and_covers_every_example():
         assert sorted(order) == [i + 2 for i in range(300)], "each example exactly once per epoch"
     assert orders[0] != orders[1] != orders[2], "the seeded bucket order must change between epochs"
     assert torch.is_tensor(trainer.model.head.weight)
+
+
+def test_token_budget_batches_cover_every_example_within_the_budget():
+    rng = np.random.default_rng(1)
+    tokens = [[i + 2] + rng.integers(2, 50, rng.integers(0, 40)).tolist() for i in range(300)]
+    ds = TokenDataset(tokens, [i % 2 for i in range(300)])
+    dm = SequenceDataModule(ds, ds, batch_size=16, seed=3, pool_batches=4, max_tokens=120)
+    rec = Record()
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, use_distributed_sampler=False, callbacks=[rec],
+                         limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(SequenceClassifier(vocab_size=400, num_classes=2, embedding_dim=4, hidden_size=4), datamodule=dm)
+    for e in range(2):
+        assert sorted(row for batch in rec.epochs[e] for row in batch) == [i + 2 for i in range(300)]
+    shapes = [len(b) for e in rec.epochs for b in rec.epochs[e]]
+    assert max(shapes) > 16, "a budget of short rows holds more rows than data.batch_size"
+
+
+def test_token_budget_shards_give_every_rank_the_same_steps_and_each_example_once():
+    from torch.utils.data import SequentialSampler
+
+    from encoders.torch.batches import BucketBatchSampler
+
+    lengths = np.random.default_rng(2).integers(0, 60, 500)
+    for epoch in range(3):
+        per_rank = []
+        for rank in range(3):
+            s = BucketBatchSampler(SequentialSampler(range(500)), 32, False, lengths, seed=5, num_replicas=3,
+                                   rank=rank, max_tokens=400)
+            s.set_epoch(epoch)
+            per_rank.append(list(s))
+            assert len(s) == len(per_rank[-1])
+        assert len({len(p) for p in per_rank}) == 1
+        assert all(len(b) >= 1 for p in per_rank for b in p), "every rank gets a row every step"
+        seen = sorted(i for p in per_rank for b in p for i in b)
+        assert seen == list(range(500))

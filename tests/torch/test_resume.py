@@ -75,6 +75,20 @@ def test_exception_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninte
     _assert_same_weights(_weights(tmp_path / "b"), uninterrupted)
 
 
+def test_token_budget_run_resumes_mid_epoch_to_the_same_weights(tmp_path):
+    """Token-budget batches (data.max_tokens) resume exactly too: the skipped batches are the
+    same seeded ones."""
+    budget = ("data.max_tokens=900",)
+    cfg = _cfg(*budget)
+    splits = load_splits(cfg.data, cfg.seed)
+    runner.run(cfg, splits, str(tmp_path / "full"), "bilstm")
+    with pytest.raises(RuntimeError, match="planted crash at step 30"):
+        runner.run(cfg, splits, str(tmp_path / "a"), "bilstm", callbacks=[Crash(30)])
+    resumed = _cfg(*budget, f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}")
+    runner.run(resumed, splits, str(tmp_path / "b"), "bilstm")
+    _assert_same_weights(_weights(tmp_path / "b"), _weights(tmp_path / "full"))
+
+
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninterrupted):
     env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
     killed = tmp_path / "killed"
