@@ -110,3 +110,45 @@ def test_tf_run_writes_the_same_outputs_and_resumes(tmp_path):
           "trainer.enable_progress_bar=false", f"ckpt_path={run}")
     m2 = json.loads((resumed / "metrics.json").read_text())
     assert m2["epochs"] == 3 and m2["global_step"] == metrics["global_step"] * 3 // 2
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_a_test_file_is_scored_with_the_best_checkpoint(tmp_path, backend):
+    """data.test_file: metrics.json gains test_acc/test_loss/test_macro_f1, and test_acc is the
+    accuracy of best.* (chosen on validation) on the test rows, recomputed here by hand."""
+    import numpy as np
+
+    rows = real_text_rows(700)
+    paths = [write_text_csv(tmp_path / f"{n}.csv", r) for n, r in
+             (("train", rows[:500]), ("val", rows[500:600]), ("test", rows[600:]))]
+    run = tmp_path / "run"
+    train(run, f"backend={backend}", "data=files", f"data.train_file={paths[0]}", f"data.validation_file={paths[1]}",
+          f"data.test_file={paths[2]}", "data.tokenizer=char", "data.batch_size=32", "trainer.max_epochs=2",
+          "trainer.enable_progress_bar=false")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_examples"] == 100 and 0.5 < metrics["test_acc"] <= 1.0
+    assert 0 <= metrics["test_macro_f1"] <= 1 and metrics["test_loss"] > 0
+    # the same figure from the saved vocabulary and the best checkpoint
+    from encoders.data.vocab import load_vocab
+
+    vocab = load_vocab(str(run))
+    texts, gold = [t for t, _ in rows[600:]], [vocab.labels.index(y) for _, y in rows[600:]]
+    buf = vocab.encode_many(texts)
+    batch = buf.pad(np.arange(len(texts)), sort=False)
+    if backend == "torch":
+        import torch
+
+        from encoders.torch.checkpoint_io import load_torch_checkpoint
+        from encoders.torch.classifier import SequenceClassifier
+
+        ckpt = load_torch_checkpoint(run / "checkpoints" / "best.ckpt")
+        model = SequenceClassifier(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+        model.eval()
+        with torch.no_grad():
+            logits = model(torch.from_numpy(batch["tokens"]), torch.from_numpy(batch["lengths"])).numpy()
+    else:
+        from encoders.keras.checkpoint_io import load_keras_model
+
+        logits = np.asarray(load_keras_model(str(run / "checkpoints" / "best.keras"), compile=False)(batch["tokens"]))
+    assert abs(float(np.mean(logits.argmax(-1) == np.array(gold))) - metrics["test_acc"]) < 1e-9
