@@ -2,7 +2,8 @@
 
 A temporary file in the target's own folder is written, fsynced and renamed over the target, so
 a crash or a kill at any moment leaves either the old file or the new one, never a truncated one.
-Files get the permissions the umask gives (as ``open`` would), not ``mkstemp``'s owner-only 0600.
+Files get the permissions ``open`` would give (the umask's; a replaced file keeps its own), not
+``mkstemp``'s owner-only 0600.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def atomic_write_with(path: str, write: Callable[[str], Any]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
+        # the mode a plain open() would give: the umask's, or that of the file being replaced
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -13,17 +13,18 @@ Needs pandas and pyarrow; imports neither torch nor tensorflow.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import os
 import sys
-import tempfile
-from typing import IO, Any, Iterator, List, Optional, Sequence, Union
+from typing import IO, Any, List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
+
+from encoders.errors import DataError
+from encoders.io import atomic_write_with
 
 __all__ = ["TableError", "FORMATS", "read_table", "require_columns", "write_table", "texts_of"]
 
@@ -31,7 +32,7 @@ FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 STDIN_NAME = "<stdin>"
 
 
-class TableError(ValueError):
+class TableError(DataError):
     """A table that cannot be read, lacks a column, or cannot be written; the message names the file."""
 
 
@@ -273,52 +274,21 @@ def write_table(df: pd.DataFrame, path: Optional[str], stream: Optional[IO[str]]
     fmt = _format_of(path)
     if os.path.isdir(path):
         raise TableError(f"{path}: is a directory, not a table file")
+    def write(tmp: str) -> None:
+        if fmt == "parquet":
+            try:
+                df.rename(columns=str).to_parquet(tmp, index=False, engine="pyarrow")
+            except (ValueError, TypeError, NotImplementedError) as e:  # pyarrow's ArrowInvalid/TypeError
+                raise TableError(f"{path}: cannot write as Parquet: {e}") from None
+            return
+        text = _delimited_text(df, "," if fmt == "csv" else "\t") if fmt in ("csv", "tsv") else _json_text(df, fmt)
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
     try:
-        with _atomic_target(path) as tmp:
-            if fmt == "parquet":
-                try:
-                    df.rename(columns=str).to_parquet(tmp, index=False, engine="pyarrow")
-                except (ValueError, TypeError, NotImplementedError) as e:  # pyarrow's ArrowInvalid/TypeError
-                    raise TableError(f"{path}: cannot write as Parquet: {e}") from None
-            else:
-                if fmt in ("csv", "tsv"):
-                    text = _delimited_text(df, "," if fmt == "csv" else "\t")
-                else:
-                    text = _json_text(df, fmt)
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
-                    f.write(text)
+        atomic_write_with(path, write)
     except OSError as e:
         raise TableError(f"{path}: cannot write ({e.strerror or e})") from None
-
-
-@contextlib.contextmanager
-def _atomic_target(path: str) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success fsync it and rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    os.close(fd)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the mode a plain open() would
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _file_mode(path: str) -> int:
-    if os.path.exists(path):
-        return os.stat(path).st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _delimited_text(df: pd.DataFrame, sep: str) -> str:

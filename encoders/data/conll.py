@@ -8,7 +8,6 @@ there is no Python loop per line or per token.
 from __future__ import annotations
 
 import codecs
-import os
 from typing import Any, Sequence, Tuple
 
 import numpy as np
@@ -19,6 +18,25 @@ from encoders.data.sources import DataError
 
 DOCSTART = "-DOCSTART-"
 _NONE = object()
+
+
+def open_bytes(path: str, gunzip: bool = False):
+    """``path`` opened for reading bytes (through gzip when ``gunzip`` and it starts with gzip's
+    magic bytes); a ``DataError`` naming the file when it is missing, a directory or unreadable."""
+    import gzip
+
+    try:
+        if gunzip:
+            with open(path, "rb") as raw:
+                if raw.read(2) == b"\x1f\x8b":
+                    return gzip.open(path, "rb")
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a file") from None
+    except OSError as e:
+        raise DataError(f"{path}: could not read: {e.strerror or e}") from e
 
 
 def _read_text(path: str) -> str:
@@ -34,15 +52,11 @@ def _read_text(path: str) -> str:
         DataError: the file is missing, is a directory, can't be read, or is not UTF-8 (the
             message names the 1-based line of the first bad byte).
     """
-    try:
-        with open(path, "rb") as f:
+    with open_bytes(path) as f:
+        try:
             raw = f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a file") from None
-    except OSError as e:
-        raise DataError(f"{path}: could not read: {e.strerror or e}") from e
+        except OSError as e:
+            raise DataError(f"{path}: could not read: {e.strerror or e}") from e
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
     try:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from encoders.data.conll import split_fields
+from encoders.data.conll import open_bytes, split_fields
 from encoders.data.sources import DataError
 from encoders.data.vocab import PAD, UNK
 
@@ -28,16 +28,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def _line_blocks(path: str, block_bytes: int = BLOCK_BYTES) -> Iterator[Tuple[int, str]]:
     """Yield ``(number of the block's first line, text)`` for blocks of whole lines of a
     UTF-8 file, gunzipped when it starts with the gzip magic bytes."""
-    try:
-        with open(path, "rb") as raw:
-            gzipped = raw.read(2) == _GZIP_MAGIC
-        f = gzip.open(path, "rb") if gzipped else open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a file") from None
-    except OSError as e:
-        raise DataError(f"{path}: could not read: {e.strerror or e}") from e
+    f = open_bytes(path, gunzip=True)
+    gzipped = isinstance(f, gzip.GzipFile)
     line, rest, first = 1, b"", True
     with f:
         while True:

@@ -130,6 +130,7 @@ CASES = {
     "import encoders.torch, encoders.torch.runner, encoders.torch.runtime": ("tensorflow", "keras"),
     "import encoders.keras, encoders.keras.runner": ("torch", "pytorch_lightning"),
     "import encoders.app, encoders.data.sources, encoders.report, encoders.convert": ("torch", "tensorflow", "keras"),
+    "import encoders.metrics, encoders.tables, encoders.data.conll, encoders.data.vectors": ("torch", "tensorflow", "keras"),
 }
 
 

@@ -166,7 +166,9 @@ def test_unreadable_file(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied", path)
 
     path = write(tmp_path, GLOVE)
-    monkeypatch.setattr(vectors_mod, "open", denied, raising=False)  # as root, chmod 0 would not stop a read
+    import encoders.data.conll as files_mod  # where data files are opened (open_bytes)
+
+    monkeypatch.setattr(files_mod, "open", denied, raising=False)  # as root, chmod 0 would not stop a read
     with pytest.raises(DataError, match=r"vectors\.txt: could not read: Permission denied"):
         load_vectors(path, TOKENS)
 
