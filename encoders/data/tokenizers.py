@@ -167,34 +167,25 @@ def _bare(kind: str, model: Any, lowercase: bool) -> Any:
     return tok
 
 
+def word_level_tokenizer(vocab) -> Any:
+    """The ``tokenizers`` form of a word-level ``Vocab`` (``whitespace``/``char``): the same ids for
+    every text, so a server that runs the library encodes text exactly as training did."""
+    from tokenizers import models
+
+    ids = {PAD: 0, UNK: 1}
+    for i, token in enumerate(vocab.tokens[2:], start=2):
+        # the literal words "<pad>"/"<unk>" keep their special ids; their slot stays (unused)
+        # so every other id and the vocabulary size equal the Vocab's
+        ids[f"{token} (duplicate of id {ids[token]})" if token in ids else token] = i
+    return _bare(vocab.tokenizer, models.WordLevel(ids, unk_token=UNK), vocab.lowercase)
+
+
 def _train_word_level(texts: Iterable[Optional[str]], kind: str, lowercase: bool, min_freq: int,
                       max_size: Optional[int]) -> Any:
-    from tokenizers import models, trainers
+    from encoders.data.vocab import Vocab
 
-    texts = texts if isinstance(texts, (list, tuple)) else list(texts)
-    # 1. the distinct tokens, found by the library's batched normalizer + pre-tokenizer
-    #    (the trainer's own order is not relied on; counts are taken in step 2)
-    finder = _bare(kind, models.WordLevel({}, unk_token=None), lowercase)
-    finder.train_from_iterator(_chunks(texts), trainers.WordLevelTrainer(
-        vocab_size=sys.maxsize, min_frequency=min_freq, special_tokens=[], show_progress=False))
-    found = sorted(finder.get_vocab(), key=finder.token_to_id)
-    # 2. exact counts: encode with every found token in the vocabulary, count the ids
-    unknown = " unknown "  # contains a space: no pre-token can ever equal it
-    counter = _bare(kind, models.WordLevel({t: i for i, t in enumerate(found + [unknown])},
-                                           unk_token=unknown), lowercase)
-    values, _ = encode_batch(counter, texts)
-    counts = np.bincount(values, minlength=len(found) + 1)[:len(found)]
-    # 3. Vocab.build's order: count >= min_freq, most frequent first, ties by token
-    count = dict(zip(found, counts.tolist()))
-    kept = sorted((t for t in found if count[t] >= min_freq), key=lambda t: (-count[t], t))
-    if max_size is not None:
-        kept = kept[: max(0, max_size - 2)]
-    vocab = {PAD: 0, UNK: 1}
-    for i, token in enumerate(kept, start=2):
-        # the literal words "<pad>"/"<unk>" keep their special ids; their slot stays (unused)
-        # so every other id and the vocabulary size equal Vocab.build's
-        vocab[f"{token} (duplicate of id {vocab[token]})" if token in vocab else token] = i
-    return _bare(kind, models.WordLevel(vocab, unk_token=UNK), lowercase)
+    texts = (_checked(t, i) for i, t in enumerate(texts))
+    return word_level_tokenizer(Vocab.build(texts, kind, lowercase, min_freq, max_size))
 
 
 def _train_subword(texts: Iterable[Optional[str]], kind: str, lowercase: bool, min_freq: int,
