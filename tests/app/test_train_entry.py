@@ -77,6 +77,43 @@ def test_unknown_key_fails_at_start_naming_it(tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_key_added_with_plus_is_refused_not_ignored(tmp_path):
+    # Hydra's own message for `encoder.hiden_size=3` suggests `+encoder.hiden_size=3`, which used to
+    # train with the default hidden size
+    proc = train(tmp_path / "run", "+encoder.hiden_size=3", *SMALL, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert "unknown key encoder.hiden_size" in out and "has cell, hidden_size" in out
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+CONFIG_ERRORS = [  # (overrides, what the one line must say)
+    (["encoder=nope"], "encoder=nope: no such encoder config; choose one of bigru, bilstm, gru, lstm"),
+    (["data.batch_size=abc"], "data.batch_size=abc"),
+    (["encoder.hiden_size=3"], "Key 'hiden_size' not in 'EncoderConfig'"),
+    (["seed=-1"], "seed must be in 0..4294967295"),
+    ([f"seed={2**33}"], "seed must be in 0..4294967295"),
+    (["trainer.devices=two"], "trainer.devices must be a number of devices"),
+]
+if not __import__("torch").cuda.is_available():
+    CONFIG_ERRORS.append((["trainer.accelerator=gpu"], "trainer.accelerator=gpu but torch sees no GPU"))
+
+
+@pytest.mark.parametrize("overrides,message", CONFIG_ERRORS, ids=lambda v: v[0] if isinstance(v, list) else "")
+def test_config_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
+    proc = train(tmp_path / "run", *overrides, *SMALL, check=False)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr  # Hydra's log goes to stdout, its own errors went to stderr
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "ConfigError: " in lines[0], out[-2000:]
+    assert "_schema" not in out  # no schema offered as a choice
+
+
+def test_hydra_full_error_still_gives_hydras_traceback(tmp_path):
+    proc = train(tmp_path / "run", "encoder=nope", check=False, extra_env={"HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "MissingConfigException" in proc.stderr
+
+
 def test_multirun_sweeps_encoders(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "train.py", "-m", "encoder=lstm,gru", f"hydra.sweep.dir={tmp_path}",
