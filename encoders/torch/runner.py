@@ -20,7 +20,8 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from encoders.config import ClassifierSpec  # noqa: E402
 from encoders.report import epoch_history_from_csv, finish_run  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
-from encoders.torch.checkpoint_io import AtomicCheckpointIO, load_torch_checkpoint  # noqa: E402
+from encoders.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
+from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
 from encoders.torch.classifier import SequenceClassifier  # noqa: E402
 from encoders.torch.runtime import limit_gpu_memory  # noqa: E402
 
@@ -31,6 +32,16 @@ HISTORY_KEYS = ["train/loss", "train/acc", "val/loss", "val/acc"]
 def build_model(cfg: Any, splits) -> SequenceClassifier:
     spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
     return SequenceClassifier.from_spec(spec, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+
+
+class VocabFingerprint(Callback):
+    """Stores the run's ``vocab_fingerprint`` in every checkpoint, so a resume can check its data."""
+
+    def __init__(self, fingerprint: str):
+        self.fingerprint = fingerprint
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint[VOCAB_KEY] = self.fingerprint
 
 
 class GPUMemoryLimit(Callback):
@@ -112,7 +123,10 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
                             num_workers=d.num_workers, pool_batches=d.bucket_pool_batches)
     model = build_model(cfg, splits)
-    trainer = build_trainer(cfg, run_dir, callbacks)
+    vocab = vocab_fingerprint(run_dir)  # app.run saved vocab.json there
+    if cfg.ckpt_path:  # the same model on the same data, before anything is restored
+        check_resume(cfg.ckpt_path, model.spec, vocab)
+    trainer = build_trainer(cfg, run_dir, [*callbacks, *([VocabFingerprint(vocab)] if vocab else [])])
     with warnings.catch_warnings():
         # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")

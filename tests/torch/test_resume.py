@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from pytorch_lightning.callbacks import Callback
 
-from tests.helpers import ROOT, kill_train_when
+from tests.helpers import ROOT, kill_train_when, refused_resumes, run_train, two_text_files
 from encoders.app import to_schema
 from encoders.config import register_configs
 from encoders.data.sources import load_splits
@@ -161,3 +161,34 @@ def test_truncated_checkpoint_is_named_with_the_ones_that_load(tmp_path):
     assert f"{ckpts / 'last.ckpt'} is truncated or corrupt" in msg
     assert f"resume with ckpt_path={ckpts / 'best.ckpt'}" in msg
     check_config(_cfg(f"ckpt_path={ckpts / 'best.ckpt'}"))  # the intact one is accepted
+
+
+def test_resume_with_another_model_or_data_or_a_weights_only_checkpoint_is_refused(tmp_path):
+    from encoders.convert.models import save_torch_classifier
+    from encoders.torch import SequenceClassifier
+
+    a, b = two_text_files(tmp_path)
+    args = ["data=files", f"data.train_file={a}", "data.batch_size=32", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", "encoder=gru"]
+    run_train(tmp_path / "first", *args)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    converted, plain = tmp_path / "converted.ckpt", tmp_path / "plain.ckpt"
+    model = SequenceClassifier(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    save_torch_classifier(model, str(converted))  # what python -m encoders.convert writes
+    torch.save(ckpt["state_dict"], plain)
+
+    out = refused_resumes(args, tmp_path, {
+        "hidden": ["encoder.hidden_size=32", f"ckpt_path={last}"],
+        "pooling": ["model.pooling=mean", f"ckpt_path={last}"],
+        "data": [f"data.train_file={b}", f"ckpt_path={last}"],
+        "converted": [f"ckpt_path={converted}"],
+        "plain": [f"ckpt_path={plain}"],
+    })
+    assert "encoder.hidden_size 64 -> 32" in out["hidden"] and "start a fresh run (drop ckpt_path)" in out["hidden"]
+    assert "model.pooling 'last' -> 'mean'" in out["pooling"]
+    assert "the vocabulary (vocab.json" in out["data"] and "vocabulary size" in out["data"]
+    for name in ("converted", "plain"):
+        assert "is not a training checkpoint" in out[name] and "optimizer_states" in out[name]
+    run_train(tmp_path / "same", *args, "trainer.max_epochs=2", f"ckpt_path={last}")  # the same run continues
