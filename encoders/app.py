@@ -64,13 +64,22 @@ def check_config(cfg: TrainConfig) -> None:
 
         check_accelerator(cfg.trainer.accelerator)
     if cfg.ckpt_path:
+        path = cfg.ckpt_path
         if cfg.backend.name == "torch":
-            if not os.path.isfile(cfg.ckpt_path):
-                raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "
+            if os.path.isdir(path):
+                inside = [p for p in (os.path.join(path, "checkpoints", "last.ckpt"), os.path.join(path, "last.ckpt"))
+                          if os.path.isfile(p)]
+                raise ConfigError(f"ckpt_path: {path} is a directory; torch resumes from a checkpoint file: "
+                                  f"ckpt_path={inside[0] if inside else 'RUN_DIR/checkpoints/last.ckpt'}")
+            if not os.path.isfile(path):
+                raise ConfigError(f"ckpt_path: no such checkpoint file: {path} "
                                   "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
-            check_resumable(cfg.ckpt_path)
-        elif not os.path.isdir(cfg.ckpt_path):
-            raise ConfigError(f"ckpt_path: no such run dir: {cfg.ckpt_path} "
+            check_resumable(path)
+        elif os.path.isfile(path):
+            raise ConfigError(f"ckpt_path: {path} is a file; tf resumes from the run dir it belongs to: "
+                              "ckpt_path=RUN_DIR (the folder with backup/)")
+        elif not os.path.isdir(path):
+            raise ConfigError(f"ckpt_path: no such run dir: {path} "
                               "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
 
 

@@ -109,6 +109,16 @@ def test_config_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message
     assert "_schema" not in out  # no schema offered as a choice
 
 
+def test_torch_ckpt_path_to_a_directory_names_the_checkpoint_in_it(tmp_path):
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints" / "last.ckpt").write_bytes(b"")  # the check reads no checkpoint
+    proc = train(tmp_path / "run", f"ckpt_path={old}", *SMALL, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert f"{old} is a directory; torch resumes from a checkpoint file: ckpt_path={old}/checkpoints/last.ckpt" in out
+
+
 def test_hydra_full_error_still_gives_hydras_traceback(tmp_path):
     proc = train(tmp_path / "run", "encoder=nope", check=False, extra_env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "MissingConfigException" in proc.stderr
