@@ -50,7 +50,13 @@ def uninterrupted(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("full"))
     metrics = runner.run(cfg, load_splits(cfg.data, cfg.seed), run_dir, "bilstm")
     assert metrics["global_step"] == 3 * STEPS_PER_EPOCH
-    return _weights(run_dir)
+    return {"weights": _weights(run_dir), "history": metrics["history"]}
+
+
+def _assert_same_history(resumed, full):
+    """metrics.json of a resumed run: every epoch, each with the train loss/acc over all its batches."""
+    assert all(len(v) == 3 for v in full.values()), full
+    assert resumed == full
 
 
 class Crash(Callback):
@@ -62,7 +68,7 @@ class Crash(Callback):
             raise RuntimeError(f"planted crash at step {self.at_step}")
 
 
-def test_exception_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninterrupted):
+def test_exception_mid_epoch_then_resume_gives_the_same_weights_and_history(tmp_path, uninterrupted):
     cfg = _cfg()
     splits = load_splits(cfg.data, cfg.seed)
     with pytest.raises(RuntimeError, match="planted crash at step 27"):
@@ -72,7 +78,8 @@ def test_exception_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninte
     resumed = _cfg(f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}")
     metrics = runner.run(resumed, splits, str(tmp_path / "b"), "bilstm")
     assert metrics["global_step"] == 3 * STEPS_PER_EPOCH and metrics["epochs"] == 3
-    _assert_same_weights(_weights(tmp_path / "b"), uninterrupted)
+    _assert_same_weights(_weights(tmp_path / "b"), uninterrupted["weights"])
+    _assert_same_history(metrics["history"], uninterrupted["history"])
 
 
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninterrupted):
@@ -93,7 +100,8 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninterr
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert metrics["global_step"] == 3 * STEPS_PER_EPOCH
-    _assert_same_weights(_weights(resumed), uninterrupted)
+    _assert_same_weights(_weights(resumed), uninterrupted["weights"])
+    _assert_same_history(metrics["history"], uninterrupted["history"])
 
 
 WRITER = """
