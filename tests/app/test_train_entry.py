@@ -124,6 +124,25 @@ def test_hydra_full_error_still_gives_hydras_traceback(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "MissingConfigException" in proc.stderr
 
 
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_every_file_of_a_run_gets_the_umasks_permissions(tmp_path, backend):
+    """Under umask 022 every file is group/other-readable (0644), checkpoints included: atomic
+    writes go through temp files, which are owner-only (0600) unless given the umask's mode."""
+    from tests.helpers import env, train_command
+
+    run = tmp_path / "run"
+    cmd = ["sh", "-c", 'umask 022; exec "$0" "$@"',
+           *train_command(run, [f"backend={backend}", "data.num_train=200", "data.num_val=50", "trainer.max_epochs=1",
+                                "trainer.enable_progress_bar=false"])]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = [p for p in run.rglob("*") if p.is_file()]
+    ext = ".ckpt" if backend == "torch" else ".keras"
+    assert {"metrics.json", "vocab.json", "curves.png", "best" + ext, "last" + ext} <= {p.name for p in files}
+    unreadable = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o044 != 0o044}
+    assert not unreadable, unreadable
+
+
 def test_multirun_sweeps_encoders(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "train.py", "-m", "encoder=lstm,gru", f"hydra.sweep.dir={tmp_path}",
