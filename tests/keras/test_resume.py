@@ -15,12 +15,9 @@ def _train(run_dir, *extra):
 
 
 def _weights(run_dir):
-    import keras
+    from encoders.keras.checkpoint_io import load_keras_model  # safe_mode, our layers registered
 
-    import encoders.keras  # noqa: F401  (registers our layers for loading)
-
-    model = keras.saving.load_model(run_dir / "checkpoints" / "last.keras", safe_mode=True, compile=False)
-    return model.get_weights()
+    return load_keras_model(str(run_dir / "checkpoints" / "last.keras"), compile=False).get_weights()
 
 
 def test_sigkill_then_resume_through_backup_and_restore(tmp_path):
