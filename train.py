@@ -32,4 +32,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    from encoders.app import hydra_errors_as_one_line
+
+    hydra_errors_as_one_line(main)  # Hydra's own config errors too: one line, exit code 2

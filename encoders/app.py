@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Optional
+import sys
+from dataclasses import fields, is_dataclass
+from typing import Any, Callable, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,26 +19,67 @@ USER_ERROR = 2  # exit code of a run stopped by an EncodersError: the message sa
 
 
 def to_schema(cfg: DictConfig) -> TrainConfig:
-    """The composed config as a typed ``TrainConfig``; a mandatory value left at ``???`` is named."""
+    """The composed config as a typed ``TrainConfig``; a mandatory value left at ``???`` is named,
+    and so is a key the schema lacks (see ``unknown_keys``)."""
     if not isinstance(cfg, DictConfig):
         return cfg
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line, e.g. {missing[0]}=...")
+    unknown = unknown_keys(cfg)
+    if unknown:
+        key, known = unknown[0]
+        raise ConfigError(f"unknown key {', '.join(k for k, _ in unknown)}: not in the schema, so it would be "
+                          f"ignored (a key added with '+' too); {key.rpartition('.')[0] or 'the config'} has "
+                          f"{', '.join(known)}")
     return OmegaConf.to_object(cfg)
+
+
+def unknown_keys(cfg: DictConfig, prefix: str = "") -> List[tuple]:
+    """``(full key, the node's known keys)`` for each key of ``cfg`` that its schema dataclass lacks.
+
+    Hydra type-checks ``KEY=VALUE`` against the schema, but ``+KEY=VALUE`` (which its own error
+    message suggests for a typo) opens the node and adds the key, and ``OmegaConf.to_object`` then
+    drops it without a word: the run would silently use the default.
+    """
+    schema = OmegaConf.get_type(cfg)
+    known = [f.name for f in fields(schema)] if is_dataclass(schema) else None
+    found = []
+    for key in cfg.keys():
+        full = f"{prefix}{key}"
+        if known is not None and key not in known:
+            found.append((full, known))
+            continue
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
+            found.extend(unknown_keys(child, full + "."))
+    return found
 
 
 def check_config(cfg: TrainConfig) -> None:
     """Every value check (``TrainConfig.validate``), then whether ``ckpt_path`` can be resumed."""
     cfg.validate()
+    if cfg.backend.name == "torch":
+        from encoders.torch.runtime import check_accelerator
+
+        check_accelerator(cfg.trainer.accelerator)
     if cfg.ckpt_path:
+        path = cfg.ckpt_path
         if cfg.backend.name == "torch":
-            if not os.path.isfile(cfg.ckpt_path):
-                raise ConfigError(f"ckpt_path: no such checkpoint file: {cfg.ckpt_path} "
+            if os.path.isdir(path):
+                inside = [p for p in (os.path.join(path, "checkpoints", "last.ckpt"), os.path.join(path, "last.ckpt"))
+                          if os.path.isfile(p)]
+                raise ConfigError(f"ckpt_path: {path} is a directory; torch resumes from a checkpoint file: "
+                                  f"ckpt_path={inside[0] if inside else 'RUN_DIR/checkpoints/last.ckpt'}")
+            if not os.path.isfile(path):
+                raise ConfigError(f"ckpt_path: no such checkpoint file: {path} "
                                   "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
-            check_resumable(cfg.ckpt_path)
-        elif not os.path.isdir(cfg.ckpt_path):
-            raise ConfigError(f"ckpt_path: no such run dir: {cfg.ckpt_path} "
+            check_resumable(path)
+        elif os.path.isfile(path):
+            raise ConfigError(f"ckpt_path: {path} is a file; tf resumes from the run dir it belongs to: "
+                              "ckpt_path=RUN_DIR (the folder with backup/)")
+        elif not os.path.isdir(path):
+            raise ConfigError(f"ckpt_path: no such run dir: {path} "
                               "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
 
 
@@ -63,6 +106,35 @@ def check_resumable(path: str) -> None:
         raise ConfigError(f"ckpt_path: {e}. {hint}") from None
 
 
+def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
+    """Call a ``@hydra.main`` function so that Hydra's own config errors (no such group option as
+    in ``encoder=nope``, a key the schema lacks, a value of the wrong type) end the run as an
+    ``EncodersError`` does: one line on stderr and exit code ``USER_ERROR``.
+
+    ``HYDRA_FULL_ERROR=1`` is Hydra's switch to raise its errors instead of printing them; it is
+    turned on here to catch them. A user who sets it gets Hydra's full traceback, as before.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return hydra_main()
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return hydra_main()
+    except (HydraException, OmegaConfBaseException) as e:
+        if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options:
+            group, _, name = e.missing_cfg_file.rpartition("/")
+            message = f"{group}={name}: no such {group} config; choose one of {', '.join(sorted(e.options))}"
+        else:  # Hydra's first line names the override, its cause's first line says what is wrong with it
+            lines = [str(x).strip().splitlines()[0] for x in (e, e.__cause__) if x is not None and str(x).strip()]
+            message = ": ".join(line.rstrip(".") for line in lines)
+        print(f"ConfigError: {message}", file=sys.stderr)
+        sys.exit(USER_ERROR)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
     """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
     schema = to_schema(cfg)
@@ -87,4 +159,4 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     return run_backend(schema, splits, run_dir, encoder_name)
 
 
-__all__ = ["run", "to_schema", "check_config", "ConfigError", "DataError", "EncodersError", "USER_ERROR"]
+__all__ = ["run", "to_schema", "check_config", "hydra_errors_as_one_line", "ConfigError", "DataError", "EncodersError", "USER_ERROR"]

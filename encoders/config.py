@@ -20,6 +20,7 @@ SOURCES = ("synthetic", "files", "hub")
 TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
+SEED_MAX = 2**32 - 1
 
 
 def _one_of(key: str, value: Any, choices, error=ConfigError) -> None:
@@ -149,10 +150,28 @@ class TrainerConfig:
 
     def validate(self) -> "TrainerConfig":
         _at_least("trainer.max_epochs", self.max_epochs, 1)
+        if not _is_devices(self.devices):
+            raise ConfigError(f"trainer.devices must be a number of devices >= 1, -1 or 'auto' (every device), or a "
+                              f"list of device indices such as [0,1], got {self.devices!r}")
         if self.progress_bar_refresh_rate < 1:
             raise ConfigError(f"trainer.progress_bar_refresh_rate must be >= 1, got {self.progress_bar_refresh_rate} "
                               "(trainer.enable_progress_bar=false turns the bar off)")
         return self
+
+
+def _is_devices(devices: Any) -> bool:
+    """What both backends take as ``trainer.devices`` (Lightning also takes "0,1"; a bool is no count)."""
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):
+        text = devices.strip()
+        return text == "auto" or text == "-1" or bool(text) and all(p.strip().isdigit() for p in text.split(","))
+    try:
+        return len(devices) > 0 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    except TypeError:
+        return False
 
 
 @dataclass
@@ -185,6 +204,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         for part in (self.encoder, self.model, self.backend, self.data, self.trainer, self.gpu):
             part.validate()
+        if not 0 <= self.seed <= SEED_MAX:  # numpy's range, which every seeded generator here must take
+            raise ConfigError(f"seed must be in 0..{SEED_MAX} (numpy's seed range), got {self.seed}")
         return self
 
 

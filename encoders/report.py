@@ -71,25 +71,6 @@ def plot_curves(run_dir: str, history: Mapping[str, List[float]]) -> str:
     return path
 
 
-def epoch_history_from_csv(csv_path: str, keys: List[str]) -> Dict[str, List[float]]:
-    """Per-epoch values of ``keys`` from a Lightning ``CSVLogger`` file (one value per epoch)."""
-    import csv
-
-    per_epoch: Dict[str, Dict[int, float]] = {k: {} for k in keys}
-    if not os.path.exists(csv_path):
-        return {k: [] for k in keys}
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            if not row.get("epoch"):
-                continue
-            epoch = int(float(row["epoch"]))
-            for k in keys:
-                col = row.get(k) or row.get(k + "_epoch")
-                if col:
-                    per_epoch[k][epoch] = float(col)
-    return {k: [v[e] for e in sorted(v)] for k, v in per_epoch.items()}
-
-
 def test_report(logits, labels, num_classes: int) -> Dict[str, float]:
     """``test_acc``, ``test_loss`` and ``test_macro_f1`` of a model's test-split logits."""
     import numpy as np

@@ -124,3 +124,24 @@ def _as_fixture():
 
 
 marker = _as_fixture()  # a fixture: import it into a test module to use it
+
+
+def refused_resumes(train_args: Sequence[str], tmp_path, changes: Dict[str, Sequence[str]],
+                    **kwargs) -> Dict[str, str]:
+    """``train.py TRAIN_ARGS`` plus each of ``changes`` (name -> extra overrides, with a ``ckpt_path=...``)
+    must stop with exit code 2 and no traceback. Returns name -> the run's output."""
+    out = {}
+    for name, extra in changes.items():
+        proc = run_train(tmp_path / f"resume-{name}", *train_args, *extra, check=False, **kwargs)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 2 and "Traceback" not in text, f"{name}: {proc.returncode}\n{text[-3000:]}"
+        assert not (tmp_path / f"resume-{name}" / "metrics.json").exists()
+        out[name] = text
+    return out
+
+
+def two_text_files(folder, rows: int = 240) -> Tuple[str, str]:
+    """Two csv files of real text with different vocabularies (prose and code lines, as labels)."""
+    a = write_text_csv(os.path.join(folder, "a.csv"), real_text_rows(rows, seed=0))
+    b = write_text_csv(os.path.join(folder, "b.csv"), real_text_rows(2 * rows, seed=1)[rows:])
+    return a, b

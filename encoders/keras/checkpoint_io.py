@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import keras
 
-from encoders.errors import UnsafeLoadError
+from encoders.config import ClassifierSpec
+from encoders.errors import ConfigError, UnsafeLoadError
+from encoders.resume import check_same_run, vocab_fingerprint
 
 _KERAS_MODULES = ("keras", "encoders")
 _KERAS_BANNED_PARTS = frozenset({"utils", "saving", "config", "export", "legacy", "callbacks"})
@@ -70,3 +72,16 @@ def load_keras_model(path: str, compile: bool = True):
     except (TypeError, KeyError, OSError) as e:
         raise ValueError(f"could not load Keras model {path} (truncated or corrupt?): "
                          f"{type(e).__name__}: {str(e)[:500]}") from None
+
+
+def check_resume(run_dir: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
+    """Refuse (``ConfigError``) to resume the run in ``run_dir`` unless its model
+    (``checkpoints/last.keras``) has this ``spec`` and its ``vocab.json`` this fingerprint."""
+    from encoders.keras.classifier import spec_of
+
+    last = os.path.join(run_dir, "checkpoints", "last.keras")
+    if not os.path.isfile(last):
+        raise ConfigError(f"ckpt_path={run_dir} has no checkpoints/last.keras to check the model against: resume a "
+                          "run dir written by train.py, or start a fresh run (drop ckpt_path)")
+    old = spec_of(load_keras_model(last, compile=False))
+    check_same_run(run_dir, old.to_dict(), vocab_fingerprint(run_dir), spec, vocab)

@@ -39,6 +39,7 @@ class RNNEncoder(keras.layers.Layer):
     Serializable (``get_config``; registered), so a model using it saves to ``.keras``.
 
     Raises:
+        TypeError: ``x`` is not floating-point (integer ids must be embedded first).
         ValueError: a feature size other than the one it was built for; a mask with holes or
             left padding (eager; a TF assertion in graph mode).
     """
@@ -84,6 +85,9 @@ class RNNEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, x, mask=None, training=None):
+        if not keras.backend.is_float_dtype(x.dtype):
+            raise TypeError(f"x must be a floating-point tensor (the embedded tokens), got dtype "
+                            f"{keras.backend.standardize_dtype(x.dtype)}; embed integer ids first (PaddedEmbedding)")
         B, T = ops.shape(x)[0], ops.shape(x)[1]
         built_for = int(self.rnns[0][0].cell.kernel.shape[0])
         if x.shape[-1] is not None and int(x.shape[-1]) != built_for:

@@ -13,9 +13,11 @@ import tensorflow as tf
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
 from encoders.keras.batches import BucketedBatches, EpochSetter
+from encoders.keras.checkpoint_io import check_resume
 from encoders.keras.classifier import build_classifier, compile_classifier
 from encoders.keras.runtime import make_strategy, patch_fit_for_multi_worker, worker_info
 from encoders.report import finish_run, test_report
+from encoders.resume import vocab_fingerprint
 
 log = logging.getLogger(__name__)
 # Keras log names -> the names the torch backend logs (metrics.json and curves use these)
@@ -48,8 +50,11 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
                                        pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
     val = BucketedBatches.from_split(splits.validation, d.batch_size, seed=cfg.seed, shuffle=False,
                                      pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
+    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
+    if cfg.ckpt_path:  # the same model on the same data, before anything is restored
+        check_resume(cfg.ckpt_path, spec, vocab_fingerprint(run_dir))
     with strategy.scope():
-        model = build_classifier(ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes))
+        model = build_classifier(spec)
         compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
 

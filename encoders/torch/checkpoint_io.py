@@ -10,8 +10,10 @@ from typing import Any, Dict, Optional
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from encoders.errors import UnsafeLoadError
+from encoders.config import ClassifierSpec
+from encoders.errors import ConfigError, UnsafeLoadError
 from encoders.io import atomic_write_bytes
+from encoders.resume import VOCAB_KEY, check_same_run
 
 
 def load_torch_checkpoint(path: str, map_location: Any = "cpu") -> Any:
@@ -49,6 +51,25 @@ def load_torch_checkpoint(path: str, map_location: Any = "cpu") -> Any:
     except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200] if str(e) else 'unexpected end of data'})") from None
+
+
+TRAINING_KEYS = ("hyper_parameters", "state_dict", "optimizer_states", "loops")
+
+
+def check_resume(ckpt_path: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
+    """Refuse (``ConfigError``) to resume from ``ckpt_path`` unless it is a full training checkpoint
+    of the same model (``spec``) on the same vocabulary (``encoders.resume.vocab_fingerprint``).
+
+    A plain state dict or the ``.ckpt`` that ``python -m encoders.convert`` writes holds weights
+    but no optimizer state or loop progress: it can't be continued, only trained from.
+    """
+    ckpt = load_torch_checkpoint(ckpt_path)
+    missing = [k for k in TRAINING_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ConfigError(f"ckpt_path={ckpt_path} is not a training checkpoint of train.py (it has no "
+                          f"{', '.join(missing)}: weights only, e.g. written by python -m encoders.convert): resume "
+                          "from RUN_DIR/checkpoints/last.ckpt, or start a fresh run (drop ckpt_path)")
+    check_same_run(ckpt_path, ckpt["hyper_parameters"], ckpt.get(VOCAB_KEY), spec, vocab)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -53,6 +53,7 @@ class SequenceClassifier(pl.LightningModule):
         self.val_loss = MeanMetric()
         self._train_sums: Optional[torch.Tensor] = None  # loss*n, correct of this epoch
         self._train_n = 0
+        self._resumed_sums: Optional[list] = None  # [loss*n, correct, n] from a checkpoint
 
     @classmethod
     def from_spec(cls, spec: ClassifierSpec, lr: float = 3e-3, weight_decay: float = 0.0,
@@ -111,7 +112,24 @@ class SequenceClassifier(pl.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = None
+        self._train_sums, self._train_n = None, 0
+
+    # A checkpoint taken mid-epoch carries the epoch's running sums, summed over ranks: Lightning
+    # resumes that epoch without calling on_train_epoch_start, so the epoch's train/loss and
+    # train/acc still cover all of its batches, not only those after the resume.
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        if self._train_sums is not None and self._trainer is not None:  # every rank saves, so all reduce
+            sums = torch.cat([self._train_sums, self._train_sums.new_tensor([self._train_n])])
+            checkpoint["train_sums"] = self.trainer.strategy.reduce(sums, reduce_op="sum").cpu().tolist()
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        self._resumed_sums = checkpoint.get("train_sums")
+
+    def on_train_start(self) -> None:
+        saved, self._resumed_sums = self._resumed_sums, None
+        if saved is not None and self.global_rank == 0:  # rank 0 carries every rank's share
+            self._train_sums = torch.tensor(saved[:2], dtype=torch.float32, device=self.device)
+            self._train_n = int(saved[2])
 
     def on_train_epoch_end(self) -> None:
         if self._train_sums is None:

@@ -70,6 +70,9 @@ class RNNEncoder(nn.Module):
 
     Input:
         x: float tensor ``[B, T, input_size]``; what it holds at padded steps is ignored (NaN too).
+            Another float dtype than the parameters' (float64, float16, bfloat16) is cast to the
+            parameters' dtype, as a Keras layer casts to its compute dtype (under ``torch.autocast``
+            autocast decides); ``encoder.double()`` runs in float64.
         lengths: int tensor ``[B]`` with values in ``0..T``, on any device.
 
     Output:
@@ -151,6 +154,9 @@ class RNNEncoder(nn.Module):
         if not x.dtype.is_floating_point:
             raise TypeError(f"x must be a floating-point tensor (the embedded tokens), got dtype {x.dtype}; "
                             f"embed integer ids first (PaddedEmbedding)")
+        weight = self.weight_ih_l0
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(weight.dtype)  # as Keras layers do: the layer computes in its parameters' dtype
         B, T, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")

@@ -7,20 +7,21 @@ import sys
 import time
 import types
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 # TensorBoard's writer imports tensorflow when it is installed, and TF grabs GPU memory in a torch
 # run. Registering `tensorboard.compat.notf` is TensorBoard's own switch for its TF-free stub.
 sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 import pytorch_lightning as pl  # noqa: E402
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
+from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
-from encoders.report import epoch_history_from_csv, finish_run, test_report  # noqa: E402
+from encoders.report import finish_run, test_report  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
-from encoders.torch.checkpoint_io import AtomicCheckpointIO, load_torch_checkpoint  # noqa: E402
+from encoders.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
+from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
 from encoders.torch.classifier import SequenceClassifier  # noqa: E402
 from encoders.torch.runtime import limit_gpu_memory  # noqa: E402
 
@@ -31,6 +32,16 @@ HISTORY_KEYS = ["train/loss", "train/acc", "val/loss", "val/acc"]
 def build_model(cfg: Any, splits) -> SequenceClassifier:
     spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
     return SequenceClassifier.from_spec(spec, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+
+
+class VocabFingerprint(Callback):
+    """Stores the run's ``vocab_fingerprint`` in every checkpoint, so a resume can check its data."""
+
+    def __init__(self, fingerprint: str):
+        self.fingerprint = fingerprint
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint[VOCAB_KEY] = self.fingerprint
 
 
 class GPUMemoryLimit(Callback):
@@ -44,9 +55,14 @@ class GPUMemoryLimit(Callback):
         limit_gpu_memory(self.memory_limit_mb, device.index if device.type == "cuda" else None)
 
 
-class LastCheckpoint(Callback):
+class LastCheckpoint(Checkpoint):
     """Keeps ``checkpoints/last.ckpt`` current: after every epoch (its validation included) and,
     with ``every_n_steps``, every N optimizer steps, so a killed run loses at most N steps.
+
+    It also keeps the run's per-epoch ``history`` (``HISTORY_KEYS``) in its state, which Lightning
+    stores in every checkpoint and restores on resume: a resumed run's ``metrics.json`` and
+    ``curves.png`` cover the whole run, wherever its checkpoint was moved. (A ``Checkpoint``, so
+    Lightning calls its ``on_train_epoch_end`` after the module's, which logs ``train/loss``.)
 
     (``ModelCheckpoint(save_last=True)`` refreshes ``last`` only when it also saved a top-k
     checkpoint, i.e. only in epochs where the monitored metric improved.)
@@ -55,6 +71,13 @@ class LastCheckpoint(Callback):
     def __init__(self, path: str, every_n_steps: Optional[int] = None):
         self.path, self.every_n_steps = path, every_n_steps
         self._saved_step = -1
+        self.history: List[Dict[str, float]] = []  # one row per finished epoch, with its "epoch"
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"history": [dict(row) for row in self.history]}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.history = [dict(row) for row in state_dict.get("history", [])]
 
     def _save(self, trainer) -> None:
         if trainer.global_step != self._saved_step and not trainer.sanity_checking:
@@ -68,8 +91,18 @@ class LastCheckpoint(Callback):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        metrics = trainer.callback_metrics
+        row = {k: float(metrics[k]) for k in HISTORY_KEYS if k in metrics}
+        self.history = [r for r in self.history if r["epoch"] < trainer.current_epoch] + [
+            {"epoch": trainer.current_epoch, **row}]
         self._saved_step = -1  # the epoch-end state (next epoch, batch 0) differs from a mid-epoch one
         self._save(trainer)
+
+
+def history_of(checkpoint: Dict[str, Any]) -> Dict[str, List[float]]:
+    """Per-epoch ``HISTORY_KEYS`` from a checkpoint's ``LastCheckpoint`` state (``finish_run``'s form)."""
+    rows = checkpoint.get("callbacks", {}).get(LastCheckpoint.__qualname__, {}).get("history", [])
+    return {k: [row[k] for row in rows if k in row] for k in HISTORY_KEYS}
 
 
 def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
@@ -112,20 +145,22 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
                             num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
     model = build_model(cfg, splits)
-    trainer = build_trainer(cfg, run_dir, callbacks)
+    vocab = vocab_fingerprint(run_dir)  # app.run saved vocab.json there
+    if cfg.ckpt_path:  # the same model on the same data, before anything is restored
+        check_resume(cfg.ckpt_path, model.spec, vocab)
+    trainer = build_trainer(cfg, run_dir, [*callbacks, *([VocabFingerprint(vocab)] if vocab else [])])
     with warnings.catch_warnings():
         # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
         trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
     if not trainer.is_global_zero:
         return {}
-    # Read back what rank 0 wrote (the CSV log and the last checkpoint): with ddp_spawn this
-    # process's Trainer never ran the loop, so its own counters are not the run's.
-    history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
+    # Read back what rank 0 wrote (the last checkpoint, with the history of the whole run, resumes
+    # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
     extra = test_split_report(model, best_path, splits.test, d.batch_size) if splits.test is not None else {}
-    return finish_run(run_dir, "torch", encoder_name, history, epochs=last.get("epoch", -1) + 1,
+    return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
                       best_path=best_path, last_path=last_path, extra=extra)
 

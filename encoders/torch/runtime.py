@@ -7,6 +7,8 @@ from typing import Optional
 
 import torch
 
+from encoders.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -31,3 +33,12 @@ def limit_gpu_memory(memory_limit_mb: Optional[int], device: Optional[int] = Non
     msg = f"cuda:{device}: memory capped at {memory_limit_mb} MiB ({fraction:.3f} of {total / 2**20:.0f} MiB)"
     log.info(msg)
     return msg
+
+
+def check_accelerator(accelerator: str) -> None:
+    """``trainer.accelerator=gpu`` (or ``cuda``) with no GPU torch can use: a ``ConfigError`` saying
+    what to set, before Lightning fails with its own message (as the tf backend's ``make_strategy``)."""
+    if accelerator == "cuda" and not torch.cuda.is_available() or accelerator == "gpu" and not (
+            torch.cuda.is_available() or torch.backends.mps.is_available()):
+        raise ConfigError(f"trainer.accelerator={accelerator} but torch sees no GPU: use trainer.accelerator=cpu "
+                          "or auto")

@@ -77,6 +77,72 @@ def test_unknown_key_fails_at_start_naming_it(tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_key_added_with_plus_is_refused_not_ignored(tmp_path):
+    # Hydra's own message for `encoder.hiden_size=3` suggests `+encoder.hiden_size=3`, which used to
+    # train with the default hidden size
+    proc = train(tmp_path / "run", "+encoder.hiden_size=3", *SMALL, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert "unknown key encoder.hiden_size" in out and "has cell, hidden_size" in out
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+CONFIG_ERRORS = [  # (overrides, what the one line must say)
+    (["encoder=nope"], "encoder=nope: no such encoder config; choose one of bigru, bilstm, gru, lstm"),
+    (["data.batch_size=abc"], "data.batch_size=abc"),
+    (["encoder.hiden_size=3"], "Key 'hiden_size' not in 'EncoderConfig'"),
+    (["seed=-1"], "seed must be in 0..4294967295"),
+    ([f"seed={2**33}"], "seed must be in 0..4294967295"),
+    (["trainer.devices=two"], "trainer.devices must be a number of devices"),
+]
+if not __import__("torch").cuda.is_available():
+    CONFIG_ERRORS.append((["trainer.accelerator=gpu"], "trainer.accelerator=gpu but torch sees no GPU"))
+
+
+@pytest.mark.parametrize("overrides,message", CONFIG_ERRORS, ids=lambda v: v[0] if isinstance(v, list) else "")
+def test_config_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
+    proc = train(tmp_path / "run", *overrides, *SMALL, check=False)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr  # Hydra's log goes to stdout, its own errors went to stderr
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "ConfigError: " in lines[0], out[-2000:]
+    assert "_schema" not in out  # no schema offered as a choice
+
+
+def test_torch_ckpt_path_to_a_directory_names_the_checkpoint_in_it(tmp_path):
+    old = tmp_path / "old"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "checkpoints" / "last.ckpt").write_bytes(b"")  # the check reads no checkpoint
+    proc = train(tmp_path / "run", f"ckpt_path={old}", *SMALL, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert f"{old} is a directory; torch resumes from a checkpoint file: ckpt_path={old}/checkpoints/last.ckpt" in out
+
+
+def test_hydra_full_error_still_gives_hydras_traceback(tmp_path):
+    proc = train(tmp_path / "run", "encoder=nope", check=False, extra_env={"HYDRA_FULL_ERROR": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "MissingConfigException" in proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_every_file_of_a_run_gets_the_umasks_permissions(tmp_path, backend):
+    """Under umask 022 every file is group/other-readable (0644), checkpoints included: atomic
+    writes go through temp files, which are owner-only (0600) unless given the umask's mode."""
+    from tests.helpers import env, train_command
+
+    run = tmp_path / "run"
+    cmd = ["sh", "-c", 'umask 022; exec "$0" "$@"',
+           *train_command(run, [f"backend={backend}", "data.num_train=200", "data.num_val=50", "trainer.max_epochs=1",
+                                "trainer.enable_progress_bar=false"])]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = [p for p in run.rglob("*") if p.is_file()]
+    ext = ".ckpt" if backend == "torch" else ".keras"
+    assert {"metrics.json", "vocab.json", "curves.png", "best" + ext, "last" + ext} <= {p.name for p in files}
+    unreadable = {str(p.relative_to(run)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o044 != 0o044}
+    assert not unreadable, unreadable
+
+
 def test_multirun_sweeps_encoders(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "train.py", "-m", "encoder=lstm,gru", f"hydra.sweep.dir={tmp_path}",

@@ -214,6 +214,12 @@ def test_config_errors():
         MaskedPooling("sum")
 
 
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_integer_input_is_a_type_error_naming_the_dtype(dtype):
+    with pytest.raises(TypeError, match=f"got dtype {dtype}; embed integer ids first"):
+        RNNEncoder(4)(np.zeros((2, 3, I), dtype))
+
+
 def test_zero_time_steps():
     out = RNNEncoder(4, bidirectional=True)(np.zeros((2, 0, I), "float32"))
     assert out["sequence"].shape == (2, 0, 8) and np.all(np.asarray(out["final"]) == 0)

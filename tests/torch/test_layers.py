@@ -135,6 +135,26 @@ def test_bad_lengths_raise_value_error(lengths, match):
         enc(torch.randn(2, 3, 3), torch.tensor(lengths))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_other_float_dtypes_are_cast_to_the_parameters_dtype(dtype):
+    enc = RNNEncoder(3, 4, bidirectional=True)
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
+    out = enc(x.to(dtype), lengths)
+    ref = enc(x.to(dtype).float(), lengths)  # what the cast gives: the same numbers, in float32
+    assert out.final.dtype == torch.float32 and torch.equal(out.final, ref.final)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_integer_input_is_a_type_error_naming_the_dtype(dtype):
+    with pytest.raises(TypeError, match=f"got dtype {dtype}.*embed integer ids first"):
+        RNNEncoder(3, 4)(torch.zeros(2, 3, 3, dtype=dtype), torch.tensor([3, 1]))
+
+
+def test_lengths_none_is_a_type_error():
+    with pytest.raises(TypeError, match="lengths is None: pass one length per row"):
+        RNNEncoder(3, 4)(torch.randn(2, 3, 3), None)
+
+
 def test_wrong_feature_size_raises():
     with pytest.raises(ValueError, match="feature size 5.*input_size=3"):
         RNNEncoder(3, 4)(torch.randn(2, 3, 5), torch.tensor([3, 1]))

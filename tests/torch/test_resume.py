@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from pytorch_lightning.callbacks import Callback
 
-from tests.helpers import ROOT, kill_train_when
+from tests.helpers import ROOT, kill_train_when, refused_resumes, run_train, two_text_files
 from encoders.app import to_schema
 from encoders.config import register_configs
 from encoders.data.sources import load_splits
@@ -50,7 +50,13 @@ def uninterrupted(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("full"))
     metrics = runner.run(cfg, load_splits(cfg.data, cfg.seed), run_dir, "bilstm")
     assert metrics["global_step"] == 3 * STEPS_PER_EPOCH
-    return _weights(run_dir)
+    return {"weights": _weights(run_dir), "history": metrics["history"]}
+
+
+def _assert_same_history(resumed, full):
+    """metrics.json of a resumed run: every epoch, each with the train loss/acc over all its batches."""
+    assert all(len(v) == 3 for v in full.values()), full
+    assert resumed == full
 
 
 class Crash(Callback):
@@ -62,7 +68,7 @@ class Crash(Callback):
             raise RuntimeError(f"planted crash at step {self.at_step}")
 
 
-def test_exception_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninterrupted):
+def test_exception_mid_epoch_then_resume_gives_the_same_weights_and_history(tmp_path, uninterrupted):
     cfg = _cfg()
     splits = load_splits(cfg.data, cfg.seed)
     with pytest.raises(RuntimeError, match="planted crash at step 27"):
@@ -72,7 +78,8 @@ def test_exception_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninte
     resumed = _cfg(f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}")
     metrics = runner.run(resumed, splits, str(tmp_path / "b"), "bilstm")
     assert metrics["global_step"] == 3 * STEPS_PER_EPOCH and metrics["epochs"] == 3
-    _assert_same_weights(_weights(tmp_path / "b"), uninterrupted)
+    _assert_same_weights(_weights(tmp_path / "b"), uninterrupted["weights"])
+    _assert_same_history(metrics["history"], uninterrupted["history"])
 
 
 def test_token_budget_run_resumes_mid_epoch_to_the_same_weights(tmp_path):
@@ -107,7 +114,8 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, uninterr
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((resumed / "metrics.json").read_text())
     assert metrics["global_step"] == 3 * STEPS_PER_EPOCH
-    _assert_same_weights(_weights(resumed), uninterrupted)
+    _assert_same_weights(_weights(resumed), uninterrupted["weights"])
+    _assert_same_history(metrics["history"], uninterrupted["history"])
 
 
 WRITER = """
@@ -175,3 +183,34 @@ def test_truncated_checkpoint_is_named_with_the_ones_that_load(tmp_path):
     assert f"{ckpts / 'last.ckpt'} is truncated or corrupt" in msg
     assert f"resume with ckpt_path={ckpts / 'best.ckpt'}" in msg
     check_config(_cfg(f"ckpt_path={ckpts / 'best.ckpt'}"))  # the intact one is accepted
+
+
+def test_resume_with_another_model_or_data_or_a_weights_only_checkpoint_is_refused(tmp_path):
+    from encoders.convert.models import save_torch_classifier
+    from encoders.torch import SequenceClassifier
+
+    a, b = two_text_files(tmp_path)
+    args = ["data=files", f"data.train_file={a}", "data.batch_size=32", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", "encoder=gru"]
+    run_train(tmp_path / "first", *args)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    converted, plain = tmp_path / "converted.ckpt", tmp_path / "plain.ckpt"
+    model = SequenceClassifier(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    save_torch_classifier(model, str(converted))  # what python -m encoders.convert writes
+    torch.save(ckpt["state_dict"], plain)
+
+    out = refused_resumes(args, tmp_path, {
+        "hidden": ["encoder.hidden_size=32", f"ckpt_path={last}"],
+        "pooling": ["model.pooling=mean", f"ckpt_path={last}"],
+        "data": [f"data.train_file={b}", f"ckpt_path={last}"],
+        "converted": [f"ckpt_path={converted}"],
+        "plain": [f"ckpt_path={plain}"],
+    })
+    assert "encoder.hidden_size 64 -> 32" in out["hidden"] and "start a fresh run (drop ckpt_path)" in out["hidden"]
+    assert "model.pooling 'last' -> 'mean'" in out["pooling"]
+    assert "the vocabulary (vocab.json" in out["data"] and "vocabulary size" in out["data"]
+    for name in ("converted", "plain"):
+        assert "is not a training checkpoint" in out[name] and "optimizer_states" in out[name]
+    run_train(tmp_path / "same", *args, "trainer.max_epochs=2", f"ckpt_path={last}")  # the same run continues
