@@ -2,14 +2,17 @@
 
 The mirror of ``encoders.keras.export`` (SavedModel); ``encoders.export.export_run`` drives both.
 
-Exporter: ``torch.onnx.export(..., dynamo=True)`` with dynamic ``B`` and ``T``. ``torch.export``
-refuses the classifier's own ``forward``, whose boundary checks branch on tensor values (id and
-length ranges, the all-empty shortcut), so :class:`OnnxClassifier` runs the same weights through
-the same padded path without those checks: the embedding, ``RNNEncoder``'s padded kernel (the pad
-column and the within-length reversal by ``index_select``), the pooling and the head. It also
-treats every token at ``t >= lengths[b]`` as padding (whatever id it holds) and appends one pad
-column, so ``T = 0`` batches work. (The TorchScript exporter, ``dynamo=False``, also gives a correct
-model but is deprecated.) ``export_run`` checks the file against the run's model before writing it.
+Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with ``dynamic_axes``
+for ``B`` and ``T``, tracing :class:`OnnxClassifier`: the classifier's weights through the same
+padded path (the embedding, ``RNNEncoder``'s padded kernel with its pad column and within-length
+reversal by ``index_select``, the pooling and the head) without the boundary checks, which branch
+on tensor values. It treats every token at ``t >= lengths[b]`` as padding (whatever id it holds)
+and appends one pad column, so ``T = 0`` batches work. Why not the dynamo exporter (the default of
+torch 2.13): it refuses the classifier's own ``forward`` (data-dependent checks) and, on this
+wrapper, exports a correct model only for the first export in a process: a second one (another
+run, or ONNX after a test) comes out with ``T`` fixed to the example's length (a shape cached
+from the earlier trace of ``torch.lstm``). ``export_run`` checks the file against the run's model
+on ragged batches up to 300 steps before writing it, so a regression would be refused, not written.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ OPSET = 18
 
 
 class OnnxClassifier(nn.Module):
-    """A ``SequenceClassifier``'s forward pass in a form ``torch.export`` can trace (no value checks)."""
+    """A ``SequenceClassifier``'s forward pass without the value checks, for tracing; takes explicit lengths."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -51,11 +54,9 @@ def to_onnx(model: nn.Module, path: str) -> None:
     vocab_size = int(model.hparams.vocab_size)
     tokens = (torch.arange(12, dtype=torch.long).view(3, 4) % max(vocab_size - 2, 1)) + min(2, vocab_size - 1)
     lengths = torch.tensor([4, 2, 1], dtype=torch.long)
-    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(wrapper, (tokens, lengths), dynamo=True, opset_version=OPSET,
-                                    input_names=["tokens", "lengths"], output_names=["logits"],
-                                    dynamic_shapes={"tokens": {0: batch, 1: time}, "lengths": {0: batch}},
-                                    verbose=False)
-    program.save(path)
+        warnings.simplefilter("ignore")  # the tracer's notes on Python bools, the exporter's deprecation
+        torch.onnx.export(wrapper, (tokens, lengths), path, dynamo=False, opset_version=OPSET,
+                          input_names=["tokens", "lengths"], output_names=["logits"],
+                          dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                                        "logits": {0: "batch"}})
