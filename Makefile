@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(CPU_PINS)
 	# editable "compat" mode puts the repo on sys.path, so Hydra finds hydra_plugins/ too
-	$(PY) -m pip install -q -e ".[torch,dev]" --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e ".[torch,dev,export]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 train: setup

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Union
 
 from encoders.config import EncoderConfig
 
-__all__ = ["EncoderConfig", "build_encoder"]
+__all__ = ["EncoderConfig", "build_encoder", "load_run", "TrainedRun"]
 __version__ = "0.1.0"
 
 
@@ -42,3 +42,13 @@ def build_encoder(cfg: Union[EncoderConfig, Mapping[str, Any]], backend: str = "
 
         return RNNEncoder(c.hidden_size, **kwargs)
     raise ValueError(f"backend must be 'torch' or 'tf', got {backend!r}")
+
+
+def __getattr__(name: str):
+    # load_run: a trained run for prediction (encoders/trained_run.py); loaded on first use, and it
+    # imports only the run's own framework
+    if name in ("load_run", "TrainedRun"):
+        from encoders import trained_run
+
+        return getattr(trained_run, name)
+    raise AttributeError(f"module 'encoders' has no attribute {name!r}")

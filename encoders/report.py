@@ -80,3 +80,33 @@ def test_report(logits, labels, num_classes: int) -> Dict[str, float]:
     report = classification_report(np.asarray(labels), np.argmax(logits, axis=-1), [str(c) for c in range(num_classes)])
     return {"test_acc": report["accuracy"], "test_loss": cross_entropy(logits, labels),
             "test_macro_f1": report["macro_f1"], "test_examples": int(len(labels))}
+
+
+def plot_confusion(path: str, matrix: List[List[int]], labels: List[str]) -> str:
+    """A confusion matrix as a PNG (rows = gold class, columns = predicted, in the order of ``labels``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.int64).reshape(len(labels), len(labels))
+    size = min(3 + 0.5 * len(labels), 20)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(len(labels)), [str(n) for n in labels], rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), [str(n) for n in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    if len(labels) <= 30:
+        high = counts.max() if counts.size else 0
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center",
+                        color="white" if high and counts[i, j] > high / 2 else "black")
+    fig.tight_layout()
+    try:
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+    return path

@@ -83,3 +83,17 @@ def checkpoint_path(run_dir: str, which: str = "best", backend: Optional[str] = 
     hint = (f"; it has {', '.join(others)}: pass --checkpoint {os.path.splitext(others[0])[0]}" if others else
             "; the run has no checkpoint of its backend yet (was it killed before the first epoch ended?)")
     raise RunDirError(f"{backend} run {run_dir} has no checkpoints/{which}{CHECKPOINT_EXT[backend]}{hint}")
+
+
+# What train.py writes into a run dir: commands that use a run (evaluate, export...) never write over these.
+TRAINING_FILES = ("metrics.json", "vocab.json", "curves.png", "train.log")
+TRAINING_DIRS = (".hydra", "checkpoints", "backup", "csv", "tb")
+
+
+def is_training_output(run_dir: str, path: str) -> bool:
+    """Whether ``path`` is (or is inside) something training wrote in ``run_dir``."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(run_dir))
+    if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+        return rel == "."
+    first = rel.split(os.sep)[0]
+    return rel in TRAINING_FILES or first in TRAINING_DIRS

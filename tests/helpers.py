@@ -145,3 +145,30 @@ def two_text_files(folder, rows: int = 240) -> Tuple[str, str]:
     a = write_text_csv(os.path.join(folder, "a.csv"), real_text_rows(rows, seed=0))
     b = write_text_csv(os.path.join(folder, "b.csv"), real_text_rows(2 * rows, seed=1)[rows:])
     return a, b
+
+
+_TEXT_RUNS: Dict[Tuple[str, str], str] = {}
+
+
+def text_run(tmp_path_factory, backend: str, labels: str = "names") -> str:
+    """A small run of ``train.py`` on real text (400 rows, char tokenizer, 1 epoch), trained once per
+    test session and shared by every test module that asks for it. ``labels="ints"`` trains on the
+    class ids 0/1 instead of the names "code"/"prose". Its training data is ``data.csv`` beside the run dir (``text_run_data``)."""
+    key = (backend, labels)
+    if key not in _TEXT_RUNS:
+        root = tmp_path_factory.mktemp(f"text_run_{backend}_{labels}")
+        rows = real_text_rows(400)
+        if labels == "ints":
+            rows = [(t, {"code": 0, "prose": 1}[y]) for t, y in rows]
+        data = write_text_csv(root / "data.csv", rows)
+        run_dir = root / "run"
+        run_train(run_dir, f"backend={backend}", "data=files", f"data.train_file={data}", "data.tokenizer=char",
+                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "encoder.hidden_size=16",
+                  "model.embedding_dim=16", "data.batch_size=32")
+        _TEXT_RUNS[key] = str(run_dir)
+    return _TEXT_RUNS[key]
+
+
+def text_run_data(run_dir: str) -> str:
+    """The csv a :func:`text_run` was trained on (columns text, label)."""
+    return os.path.join(os.path.dirname(os.fspath(run_dir)), "data.csv")

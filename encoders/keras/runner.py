@@ -93,16 +93,11 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
 
 def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
     """The test figures of the model chosen on validation (``best.keras``)."""
-    import numpy as np
+    from encoders.keras.inference import batch_logits, load_classifier
+    from encoders.trained_run import buffer_logits
 
-    from encoders.keras.checkpoint_io import load_keras_model
-    from encoders.keras.classifier import spec_of
-
-    model = load_keras_model(best_path, compile=False)
-    spec = spec_of(model)
-    logits = np.zeros((len(test), spec.num_classes), dtype=np.float32)
-    for idx, b in test.tokens.length_batches(batch_size, spec.padding_idx):
-        logits[idx] = np.asarray(model(b["tokens"], training=False))
+    model, spec = load_classifier(best_path)
+    logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
     return test_report(logits, test.labels, spec.num_classes)
 
 

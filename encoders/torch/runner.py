@@ -159,23 +159,17 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
-    extra = test_split_report(model, best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = test_split_report(best_path, splits.test, d.batch_size) if splits.test is not None else {}
     return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
                       best_path=best_path, last_path=last_path, extra=extra)
 
 
-def test_split_report(model: SequenceClassifier, best_path: str, test, batch_size: int) -> Dict[str, float]:
+def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
     """The test figures of the checkpoint chosen on validation (``best.ckpt``), on this process."""
-    import numpy as np
-    import torch
+    from encoders.torch.inference import batch_logits, load_classifier
+    from encoders.trained_run import buffer_logits
 
-    model.load_state_dict(load_torch_checkpoint(best_path)["state_dict"])
-    model.eval()
-    device = next(model.parameters()).device
-    logits = np.zeros((len(test), model.hparams.num_classes), dtype=np.float32)
-    with torch.no_grad():
-        for idx, b in test.tokens.length_batches(batch_size, model.hparams.padding_idx):
-            out = model(torch.from_numpy(b["tokens"]).to(device), torch.from_numpy(b["lengths"]))
-            logits[idx] = out.float().cpu().numpy()
-    return test_report(logits, test.labels, model.hparams.num_classes)
+    model, spec = load_classifier(best_path)
+    logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
+    return test_report(logits, test.labels, spec.num_classes)

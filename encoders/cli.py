@@ -1,0 +1,207 @@
+"""``python -m encoders COMMAND`` (console script ``encoders``): use a trained run.
+
+    encoders predict  RUN_DIR INPUT [--output FILE] [--batch-size N] [--probabilities]
+    encoders evaluate RUN_DIR INPUT [--output FILE.json] [--batch-size N]
+    encoders export   RUN_DIR --format onnx|savedmodel [--output PATH] [--atol 1e-4] [--overwrite]
+    encoders convert  RUN_DIR [...]        (the same as python -m encoders.convert)
+
+INPUT is a csv/tsv/json/jsonl/parquet table with the run's text column (``data.text_column``;
+evaluate also needs ``data.label_column``), or ``-`` for one text per line on standard input.
+A problem the user can fix (a run dir without checkpoint or vocabulary, a missing column, an
+unknown label...) prints one line on stderr and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from encoders.errors import DataError, EncodersError
+
+USER_ERROR = 2  # as encoders.app.USER_ERROR (train.py): the message says what to change
+PREDICTION, PROBABILITY = "prediction", "probability"
+
+
+def _table_error(e: Exception) -> DataError:
+    return DataError(str(e))
+
+
+def _read_input(path: str, text_column: str):
+    from encoders.tables import TableError, read_table
+
+    try:
+        return read_table(path, text_column=text_column)
+    except TableError as e:
+        raise _table_error(e) from None
+
+
+def _texts(df, column: str, path: str) -> List[str]:
+    from encoders.tables import TableError, texts_of
+
+    name = "<stdin>" if path == "-" else path
+    try:
+        return texts_of(df, column, name)
+    except TableError as e:
+        raise DataError(f"{e} (the run's text column is data.text_column={column!r})") from None
+
+
+def _check_table_output(path: Optional[str]) -> None:
+    from encoders.tables import FORMATS
+
+    if path in (None, "-"):
+        return
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise DataError(f"--output {path}: unknown table format ({ext or 'no extension'}); "
+                        f"expected one of {', '.join(FORMATS)}")
+    if os.path.isdir(path):
+        raise DataError(f"--output {path} is a directory, not a table file")
+
+
+# -- predict ---------------------------------------------------------------------------------------
+def cmd_predict(a: argparse.Namespace) -> int:
+    from encoders.tables import TableError, write_table
+    from encoders.trained_run import load_run
+
+    _check_table_output(a.output)
+    run = load_run(a.run_dir)
+    df = _read_input(a.input, run.text_column)
+    texts = _texts(df, run.text_column, a.input)
+    added = [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in run.labels] if a.probabilities else [])
+    clash = [c for c in added if c in df.columns]
+    if clash:
+        raise DataError(f"{a.input}: already has column(s) {', '.join(map(repr, clash))}, which predict adds: "
+                        f"rename or drop them")
+    proba = run.predict_proba(texts, batch_size=a.batch_size)
+    out = df.copy()
+    best = proba.argmax(axis=1) if len(texts) else []
+    out[PREDICTION] = [run.labels[k] for k in best]
+    out[PROBABILITY] = proba.max(axis=1).astype(float) if len(texts) else []
+    if a.probabilities:
+        for k, label in enumerate(run.labels):
+            out[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
+    try:
+        write_table(out, a.output)
+    except TableError as e:
+        raise _table_error(e) from None
+    if a.output not in (None, "-"):
+        print(f"wrote {a.output} ({len(out)} rows)", file=sys.stderr)
+    return 0
+
+
+# -- evaluate --------------------------------------------------------------------------------------
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from encoders.evaluation import evaluate, format_report, gold_ids
+    from encoders.io import write_json
+    from encoders.report import plot_confusion
+    from encoders.run_dir import check_run_dir, is_training_output
+    from encoders.trained_run import load_run
+
+    run_dir = check_run_dir(a.run_dir)
+    output = a.output or os.path.join(run_dir, "evaluation.json")
+    if os.path.splitext(output)[1].lower() != ".json":
+        raise DataError(f"--output {output}: the evaluation is written as JSON, give a .json path")
+    if os.path.isdir(output):
+        raise DataError(f"--output {output} is a directory, not a file")
+    picture = os.path.join(os.path.dirname(os.path.abspath(output)), "confusion_matrix.png")
+    for path in (output, picture):
+        if is_training_output(run_dir, path):
+            raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
+    run = load_run(run_dir)
+    df = _read_input(a.input, run.text_column)
+    name = "<stdin>" if a.input == "-" else a.input
+    if run.label_column not in df.columns:
+        has = ", ".join(repr(c) for c in df.columns)
+        raise DataError(f"{name}: no label column {run.label_column!r} (the run's data.label_column); "
+                        f"its columns are: {has}")
+    texts = _texts(df, run.text_column, a.input)
+    gold = gold_ids(df[run.label_column].tolist(), run.labels, run.string_labels, name, run.label_column)
+    report = evaluate(run, texts, gold, batch_size=a.batch_size)
+    report.update(run_dir=os.path.abspath(run_dir), checkpoint=run.checkpoint, input=name,
+                  labels_as_trained=list(run.labels))
+    write_json(output, report)
+    plot_confusion(picture, report["confusion_matrix"], report["labels"])
+    print(format_report(report))
+    print(f"\nwrote {output} and {picture}")
+    return 0
+
+
+# -- export ----------------------------------------------------------------------------------------
+def cmd_export(a: argparse.Namespace) -> int:
+    from encoders.export import export_run
+
+    out, diff = export_run(a.run_dir, a.format, a.output, a.atol, a.overwrite, a.checkpoint)
+    print(f"wrote {out} (largest logit difference from the run's model on the check batches: {diff:.2e})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from encoders.export import DEFAULT_ATOL, FORMATS
+    from encoders.trained_run import DEFAULT_BATCH_SIZE
+
+    p = argparse.ArgumentParser(prog="encoders", description="Use a run trained by train.py: predict, evaluate, "
+                                "export it, or convert it to the other backend.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def batch_size(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+
+    pr = sub.add_parser("predict", help="label the texts of a table (or of stdin)",
+                        description="Add 'prediction' and 'probability' (of the predicted class) to every row of "
+                                    "INPUT, keeping its rows and columns in order.")
+    pr.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by train.py")
+    pr.add_argument("input", metavar="INPUT", help="csv, tsv, json, jsonl or parquet with the run's text column, "
+                                                   "or - for one text per line on stdin")
+    pr.add_argument("--output", "-o", default=None, help="output table; its extension picks the format "
+                                                         "(default: csv on stdout)")
+    pr.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
+    pr.add_argument("--probabilities", action="store_true", help="add one column per class: probability_LABEL")
+    pr.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="score the run on a labelled table",
+                        description="Accuracy, macro F1, loss and per-class figures on INPUT (with the run's text "
+                                    "and label columns); writes JSON and confusion_matrix.png next to it.")
+    ev.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by train.py")
+    ev.add_argument("input", metavar="INPUT", help="csv, tsv, json, jsonl or parquet with text and label columns")
+    ev.add_argument("--output", "-o", default=None, help="the JSON report (default: RUN_DIR/evaluation.json); "
+                                                         "confusion_matrix.png goes in the same folder")
+    ev.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
+    ev.set_defaults(func=cmd_evaluate)
+
+    ex = sub.add_parser("export", help="write ONNX or a TensorFlow SavedModel for serving",
+                        description="Export the run (torch or tf) as ONNX or a SavedModel taking tokens int64 "
+                                    "[B, T] and lengths int64 [B], returning logits [B, C]; checked against the "
+                                    "run's model before it is written.")
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by train.py")
+    ex.add_argument("--format", required=True, choices=FORMATS)
+    ex.add_argument("--output", "-o", default="", help="default: RUN_DIR/export/model.onnx or "
+                                                       "RUN_DIR/export/savedmodel/")
+    ex.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest logit difference allowed")
+    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export at the output path")
+    ex.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ex.set_defaults(func=cmd_export)
+
+    sub.add_parser("convert", help="move the run to the other backend (python -m encoders.convert; "
+                                   "encoders convert --help for its options)", add_help=False)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "convert":
+        from encoders.convert.models import main as convert_main
+
+        return convert_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (EncodersError, FileNotFoundError) as e:
+        message = " ".join(str(e).split("\n"))
+        print(f"error: {type(e).__name__}: {message}", file=sys.stderr)
+        return USER_ERROR
+    except BrokenPipeError:  # `encoders predict ... | head`
+        return 0

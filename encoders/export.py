@@ -1,0 +1,218 @@
+"""Export a trained run for serving: ONNX or a TensorFlow SavedModel, from a torch run or a tf run.
+
+    python -m encoders export RUN_DIR --format onnx|savedmodel [--output PATH] [--atol 1e-4] [--overwrite]
+
+Both artefacts take ``tokens`` (int64 ``[B, T]``, right-padded with the pad id 0) and ``lengths``
+(int64 ``[B]``) and return ``logits`` (float32 ``[B, C]``, class ``k`` is the run's ``labels[k]``);
+``B`` and ``T`` are dynamic, tokens at ``t >= lengths[b]`` are padding whatever they hold.
+
+ONNX is written by torch (``encoders.torch.export``), the SavedModel by TensorFlow
+(``encoders.keras.export``). A run of the other backend is first rebuilt in the needed framework
+with ``encoders.convert`` (``torch_to_keras`` / ``keras_to_torch``). Before anything is written the
+artefact, loaded back with onnxruntime or ``tf.saved_model.load``, scores ragged check batches (an
+empty row, a row of one token, rows longer than any training text, an all-empty batch) and its
+logits must agree with the run's *own* model within ``atol``; otherwise nothing is written. The
+artefact is built under a temporary name next to the output and renamed into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from typing import Callable, List, Tuple
+
+import numpy as np
+
+from encoders.errors import EncodersError
+from encoders.run_dir import check_run_dir, checkpoint_path, is_training_output, run_backend
+
+__all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_batches", "onnx_logits"]
+
+FORMATS = ("onnx", "savedmodel")
+DEFAULT_ATOL = 1e-4
+CHECK_LENGTH = 300  # longer than the texts of a typical run, and than any the checks of convert use
+
+
+class ExportError(EncodersError):
+    """The artefact could not be written, or it disagrees with the run's model."""
+
+
+def default_output(run_dir: str, fmt: str) -> str:
+    return os.path.join(run_dir, "export", "model.onnx" if fmt == "onnx" else "savedmodel")
+
+
+def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(tokens, lengths, reference_tokens)`` batches for checking an artefact.
+
+    ``tokens`` holds random non-pad ids *beyond* each row's length too (the artefact must ignore
+    them); ``reference_tokens`` is the same batch properly padded (at least one column wide), which
+    the run's own model scores. Batches: ragged with an empty row, one token and ``CHECK_LENGTH``
+    tokens; a single one-token row; an all-empty batch with ``T = 0``.
+    """
+    rng = np.random.default_rng(seed)
+    low = 1 if vocab_size > 1 else 0
+    out = []
+    for lengths in (np.array([0, 1, CHECK_LENGTH, 7, 45, 3, 120, 0], dtype=np.int64),
+                    np.array([1], dtype=np.int64),
+                    np.array([0, 0], dtype=np.int64)):
+        width = int(lengths.max())
+        tokens = rng.integers(low, vocab_size, size=(len(lengths), width)).astype(np.int64)
+        tokens[tokens == pad_id] = low
+        reference = np.full((len(lengths), max(width, 1)), pad_id, dtype=np.int64)
+        for b, n in enumerate(lengths):
+            reference[b, :n] = tokens[b, :n]
+        out.append((tokens, lengths, reference))
+    return out
+
+
+def onnx_logits(path: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A function ``(tokens, lengths) -> logits`` running an exported ONNX model with onnxruntime."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking an ONNX export needs onnxruntime: pip install 'padded-encoders[export]'") from None
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def run(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return session.run(["logits"], {"tokens": tokens.astype(np.int64), "lengths": lengths.astype(np.int64)})[0]
+
+    return run
+
+
+def _models(run_dir: str, backend: str, fmt: str, which: str):
+    """(the run's own model and its ``batch_logits``, the model to export)."""
+    source = checkpoint_path(run_dir, which, backend)
+    try:
+        if backend == "torch":
+            from encoders.torch import inference as own
+
+            if fmt == "onnx":
+                model, _ = own.load_classifier(source, encoder_path="padded")
+                return own.batch_logits, model, model
+            from encoders.convert.models import torch_to_keras
+
+            tm, km = torch_to_keras(source)
+            tm.eval()
+            return own.batch_logits, tm, km
+        from encoders.keras import inference as own
+
+        if fmt == "savedmodel":
+            model, _ = own.load_classifier(source)
+            return own.batch_logits, model, model
+        from encoders.convert.models import keras_to_torch
+
+        tm, km = keras_to_torch(source)
+        tm.encoder.path = "padded"
+        tm.eval()
+        return own.batch_logits, km, tm
+    except EncodersError:
+        raise
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        raise ExportError(f"cannot load {source}: {e}") from None
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """The exporters print progress on stdout; send it to stderr, so stdout keeps the command's result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _write(fmt: str, model, tmp: str, padding_idx: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    with _quiet_stdout():
+        if fmt == "onnx":
+            from encoders.torch.export import to_onnx
+
+            to_onnx(model, tmp)
+            return onnx_logits(tmp)
+        from encoders.keras.export import load_savedmodel, to_savedmodel
+
+        to_savedmodel(model, tmp, padding_idx)
+        return load_savedmodel(tmp)
+
+
+def _place(tmp: str, output: str) -> None:
+    """Rename ``tmp`` (a file or a directory) to ``output``, replacing what is there."""
+    if os.path.isdir(output) and not os.path.islink(output):
+        old = tempfile.mkdtemp(dir=os.path.dirname(output), prefix=".old-")
+        os.rename(output, os.path.join(old, "x"))
+        os.rename(tmp, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, output)
+
+
+def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_ATOL, overwrite: bool = False,
+               which: str = "best") -> Tuple[str, float]:
+    """Export a run's ``which`` checkpoint as ``fmt`` ("onnx" or "savedmodel"); returns (path, max |diff|).
+
+    Raises:
+        EncodersError: unknown format, an output that exists (without ``overwrite``) or that
+            training wrote, a run dir lacking its checkpoint, or logits that differ by more than ``atol``.
+    """
+    if fmt not in FORMATS:
+        raise EncodersError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    run_dir = check_run_dir(run_dir)
+    backend = run_backend(run_dir)
+    output = os.path.abspath(output or default_output(run_dir, fmt))
+    if is_training_output(run_dir, output):
+        raise ExportError(f"--output {output} is something training wrote in the run dir: choose another path")
+    if fmt == "onnx" and os.path.isdir(output):
+        raise ExportError(f"--output {output} is a directory; an ONNX export is one file (e.g. {output}/model.onnx)")
+    if fmt == "savedmodel" and os.path.isfile(output):
+        raise ExportError(f"--output {output} is a file; a SavedModel is a directory")
+    if os.path.exists(output) and not overwrite:
+        raise ExportError(f"{output} exists already (an earlier export?): pass --overwrite to replace it, "
+                          f"or --output PATH to write elsewhere")
+    own_logits, own_model, model = _models(run_dir, backend, fmt, which)
+    spec = model.spec if fmt == "onnx" else None
+    if spec is None:
+        from encoders.keras.classifier import spec_of
+
+        spec = spec_of(model)
+    folder = os.path.dirname(output)
+    os.makedirs(folder, exist_ok=True)
+    if fmt == "onnx":
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(output))
+        os.close(fd)
+    else:
+        tmp = os.path.join(tempfile.mkdtemp(dir=folder, prefix=".tmp-"), "savedmodel")
+    tmp_root = tmp if fmt == "onnx" else os.path.dirname(tmp)
+    try:
+        try:
+            run_artefact = _write(fmt, model, tmp, spec.padding_idx)
+        except EncodersError:
+            raise
+        except Exception as e:  # the exporters' own errors: name the step, keep the cause
+            raise ExportError(f"writing the {fmt} export of {run_dir} failed ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})") from e
+        diff = 0.0
+        for tokens, lengths, reference in check_batches(spec.vocab_size, spec.padding_idx):
+            expected = own_logits(own_model, reference, lengths)
+            got = np.asarray(run_artefact(tokens, lengths))
+            if got.shape != expected.shape:
+                raise ExportError(f"the {fmt} export returns logits of shape {got.shape} for a batch of shape "
+                                  f"{tokens.shape}, expected {expected.shape}; nothing written")
+            diff = max(diff, float(np.abs(got - expected).max()) if got.size else 0.0)
+        if not diff <= atol:
+            raise ExportError(f"the {fmt} export's logits differ from the run's model by {diff:.3g} (> atol {atol:g}) "
+                              f"on the check batches; nothing written")
+        if fmt == "savedmodel":
+            _place(tmp, output)
+        else:
+            os.chmod(tmp, 0o666 & ~_umask())
+            _place(tmp, output)
+    finally:
+        if os.path.isdir(tmp_root):
+            shutil.rmtree(tmp_root, ignore_errors=True)
+        elif os.path.exists(tmp_root):
+            os.unlink(tmp_root)
+    return output, diff
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,33 @@
+"""A trained Keras classifier for prediction: loaded safely, called with ``training=False``.
+
+The mirror of ``encoders.torch.inference``; ``encoders.load_run`` uses the one of the run's backend.
+The Keras model takes tokens only: lengths come from its mask (tokens != pad), so the batches
+must be right-padded with the pad id (``TokenBuffer.pad`` does that).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import keras
+import numpy as np
+
+from encoders.config import ClassifierSpec
+from encoders.keras.checkpoint_io import load_keras_model
+from encoders.keras.classifier import spec_of
+
+
+def load_classifier(path: str) -> Tuple[keras.Model, ClassifierSpec]:
+    """A ``.keras`` classifier (scanned, then ``safe_mode=True``), without its optimizer."""
+    model = load_keras_model(path, compile=False)
+    return model, spec_of(model)
+
+
+def batch_logits(model, tokens: np.ndarray, lengths: np.ndarray = None) -> np.ndarray:
+    """``model(tokens, training=False)`` on one right-padded batch; float32 ``[B, C]``.
+
+    ``lengths`` is accepted for symmetry with torch and ignored: the mask says where rows end.
+    """
+    # predict_on_batch: a compiled predict step in inference mode (training=False) that Keras
+    # retraces with unknown batch and time sizes after a few shapes, far faster than eager calls
+    out = model.predict_on_batch(np.ascontiguousarray(tokens, dtype=np.int64))
+    return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,62 @@
+"""ONNX from a torch classifier: ``tokens`` int64 [B, T] + ``lengths`` int64 [B] -> ``logits`` [B, C].
+
+The mirror of ``encoders.keras.export`` (SavedModel); ``encoders.export.export_run`` drives both.
+
+Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with ``dynamic_axes``
+for ``B`` and ``T``, tracing :class:`OnnxClassifier`: the classifier's weights through the same
+padded path (the embedding, ``RNNEncoder``'s padded kernel with its pad column and within-length
+reversal by ``index_select``, the pooling and the head) without the boundary checks, which branch
+on tensor values. It treats every token at ``t >= lengths[b]`` as padding (whatever id it holds)
+and appends one pad column, so ``T = 0`` batches work. Why not the dynamo exporter (the default of
+torch 2.13): it refuses the classifier's own ``forward`` (data-dependent checks) and, on this
+wrapper, exports a correct model only for the first export in a process: a second one (another
+run, or ONNX after a test) comes out with ``T`` fixed to the example's length (a shape cached
+from the earlier trace of ``torch.lstm``). ``export_run`` checks the file against the run's model
+on ragged batches up to 300 steps before writing it, so a regression would be refused, not written.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+OPSET = 18
+
+
+class OnnxClassifier(nn.Module):
+    """A ``SequenceClassifier``'s forward pass without the value checks, for tracing; takes explicit lengths."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.padding_idx = int(model.hparams.padding_idx)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        pad = tokens.new_full((tokens.shape[0], 1), self.padding_idx)
+        tokens = torch.cat([tokens, pad], dim=1)  # T >= 1, so gathers at length-1 stay in range
+        lengths = lengths.to(torch.long)
+        steps = torch.arange(tokens.shape[1], device=tokens.device)
+        real = (steps.unsqueeze(0) < lengths.unsqueeze(1)) & (tokens != self.padding_idx)
+        tokens = torch.where(real, tokens, torch.full_like(tokens, self.padding_idx))
+        x = F.embedding(tokens, m.embedding.weight) * real.unsqueeze(-1).to(m.embedding.weight.dtype)
+        out = m.encoder._forward_padded(x, lengths)
+        pooled = out.final if m.pool is None else m.pool(out.sequence, lengths)
+        return m.head(pooled)
+
+
+def to_onnx(model: nn.Module, path: str) -> None:
+    """Write ``model`` (a ``SequenceClassifier`` on the padded path, eval mode) as ONNX to ``path``."""
+    model = model.cpu().eval()
+    wrapper = OnnxClassifier(model).eval()
+    vocab_size = int(model.hparams.vocab_size)
+    tokens = (torch.arange(12, dtype=torch.long).view(3, 4) % max(vocab_size - 2, 1)) + min(2, vocab_size - 1)
+    lengths = torch.tensor([4, 2, 1], dtype=torch.long)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python bools, the exporter's deprecation
+        torch.onnx.export(wrapper, (tokens, lengths), path, dynamo=False, opset_version=OPSET,
+                          input_names=["tokens", "lengths"], output_names=["logits"],
+                          dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                                        "logits": {0: "batch"}})

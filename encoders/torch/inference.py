@@ -1,0 +1,42 @@
+"""A trained torch classifier for prediction: loaded safely, run in eval mode on numpy batches.
+
+The mirror of ``encoders.keras.inference``; ``encoders.load_run`` uses the one of the run's backend.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from encoders.config import ClassifierSpec
+from encoders.errors import RunDirError
+from encoders.torch.checkpoint_io import load_torch_checkpoint
+
+
+def load_classifier(path: str, encoder_path: str = "auto") -> Tuple["torch.nn.Module", ClassifierSpec]:
+    """A ``SequenceClassifier`` from a checkpoint (``torch.load(weights_only=True)``), in eval mode on CPU.
+
+    ``encoder_path`` overrides the encoder's execution path (``"padded"`` for export).
+    """
+    from encoders.torch.classifier import SequenceClassifier
+
+    ckpt = load_torch_checkpoint(path)
+    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+        raise RunDirError(f"{path} is not a checkpoint of a SequenceClassifier (it has no hyper_parameters "
+                          f"or state_dict)")
+    hparams = dict(ckpt["hyper_parameters"])
+    hparams["encoder_path"] = encoder_path
+    model = SequenceClassifier(**hparams)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, model.spec
+
+
+def batch_logits(model, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``model(tokens, lengths)`` on one right-padded batch, without gradients; float32 ``[B, C]``."""
+    model.eval()
+    with torch.inference_mode():
+        out = model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
+                    torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)))
+    return out.float().cpu().numpy()

@@ -1,0 +1,166 @@
+"""python -m encoders predict|evaluate|export|convert on real runs of both backends (trained once per session)."""
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import encoders
+from encoders.cli import main
+from encoders.tables import read_table
+from tests.helpers import run_module, text_run, text_run_data
+
+BACKENDS = ["torch", "tf"]
+
+
+@pytest.fixture(params=BACKENDS)
+def run_dir(request, tmp_path_factory):
+    return text_run(tmp_path_factory, request.param)
+
+
+def sample(run_dir, tmp_path, n=25):
+    df = read_table(text_run_data(run_dir)).head(n).copy()
+    df.insert(0, "id", [f"row{i}" for i in range(len(df))])
+    df["note"] = ["keep me"] * len(df)
+    df.loc[3, "text"] = ""
+    path = tmp_path / "input.csv"
+    df.to_csv(path, index=False)
+    return df, str(path)
+
+
+def test_predict_keeps_rows_columns_and_order(run_dir, tmp_path, capsys):
+    df, path = sample(run_dir, tmp_path)
+    assert main(["predict", run_dir, path, "--batch-size", "4"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype=str, keep_default_na=False)
+    assert list(out.columns) == ["id", "text", "label", "note", "prediction", "probability"]
+    assert out["id"].tolist() == df["id"].tolist() and out["text"].tolist() == df["text"].tolist()
+    run = encoders.load_run(run_dir)
+    assert out["prediction"].tolist() == run.predict(df["text"].tolist())
+    np.testing.assert_allclose(out["probability"].astype(float), run.predict_proba(df["text"].tolist()).max(1),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "json", "tsv", "parquet"])
+def test_predict_output_formats_and_probabilities(tmp_path_factory, tmp_path, ext):
+    run_dir = text_run(tmp_path_factory, "torch")
+    df, path = sample(run_dir, tmp_path, n=10)
+    out_path = str(tmp_path / f"out.{ext}")
+    assert main(["predict", run_dir, path, "--output", out_path, "--probabilities"]) == 0
+    out = read_table(out_path)
+    assert len(out) == 10 and out["id"].tolist() == df["id"].tolist()
+    assert list(out.columns)[-4:] == ["prediction", "probability", "probability_code", "probability_prose"]
+    p = out[["probability_code", "probability_prose"]].astype(float).to_numpy()
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out["probability"].astype(float), p.max(1), atol=1e-7)
+
+
+def test_predict_from_stdin_one_text_per_line(tmp_path_factory):
+    run_dir = text_run(tmp_path_factory, "tf")
+    lines = ["import os", "", "A sentence of prose, with words.", ""]
+    proc = run_module("encoders", "predict", run_dir, "-", stdin="\n".join(lines) + "\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = pd.read_csv(io.StringIO(proc.stdout), dtype=str, keep_default_na=False)
+    assert out["text"].tolist() == lines  # empty lines are texts too
+    assert out["prediction"].tolist() == encoders.load_run(run_dir).predict(lines)
+
+
+def test_evaluate_accuracy_equals_predicts(run_dir, tmp_path, capsys):
+    data = text_run_data(run_dir)
+    out_json = tmp_path / "ev" / "report.json"
+    assert main(["evaluate", run_dir, data, "--output", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "macro F1" in printed and "prose" in printed
+    report = json.loads(out_json.read_text())
+    assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0
+    assert main(["predict", run_dir, data, "--output", str(tmp_path / "p.csv")]) == 0
+    pred = read_table(str(tmp_path / "p.csv"))
+    accuracy = float((pred["prediction"] == pred["label"]).mean())
+    assert report["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert report["num_examples"] == len(pred) and report["labels"] == ["code", "prose"]
+    assert np.asarray(report["confusion_matrix"]).sum() == len(pred)
+    assert set(report) >= {"accuracy", "macro_f1", "loss", "num_examples", "per_class", "confusion_matrix", "labels"}
+    assert 0 < report["loss"] < 5
+
+
+def test_evaluate_with_integer_labels_and_default_output(tmp_path_factory, capsys):
+    run_dir = text_run(tmp_path_factory, "torch", labels="ints")
+    assert main(["evaluate", run_dir, text_run_data(run_dir)]) == 0
+    report = json.loads(open(os.path.join(run_dir, "evaluation.json")).read())
+    assert report["labels"] == ["0", "1"] and report["num_examples"] == 400
+    assert os.path.isfile(os.path.join(run_dir, "confusion_matrix.png"))
+
+
+def test_export_command_both_formats(tmp_path_factory, tmp_path, capsys):
+    run_dir = text_run(tmp_path_factory, "tf")
+    assert main(["export", run_dir, "--format", "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
+    assert "largest logit difference" in capsys.readouterr().out and (tmp_path / "m.onnx").is_file()
+
+
+def test_help_of_each_command_and_convert_still_works(tmp_path_factory, tmp_path):
+    for args in (["--help"], ["predict", "--help"], ["evaluate", "--help"], ["export", "--help"]):
+        proc = run_module("encoders", *args)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr[-1000:]
+    run_dir = text_run(tmp_path_factory, "torch")
+    out = tmp_path / "best.keras"
+    proc = run_module("encoders", "convert", run_dir, "--out", str(out))
+    assert proc.returncode == 0 and out.is_file(), proc.stderr[-2000:]
+    assert run_module("encoders.convert", "--help").returncode == 0
+
+
+def _broken(tmp_path, tmp_path_factory, remove):
+    broken = tmp_path / "broken"
+    shutil.copytree(text_run(tmp_path_factory, "torch"), broken)
+    target = broken / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return str(broken)
+
+
+BAD = {
+    "no checkpoint": (lambda t, f, d: ["predict", _broken(t, f, "checkpoints"), d], "RunDirError", "no checkpoints/best"),
+    "no vocab": (lambda t, f, d: ["predict", _broken(t, f, "vocab.json"), d], "RunDirError", "no vocab.json"),
+    "not a run dir": (lambda t, f, d: ["predict", str(t / "nope"), d], "RunDirError", "no such run dir"),
+    "no text column": (lambda t, f, d: ["predict", text_run(f, "torch"), _write(t, "txt,label\nhi,code\n")],
+                       "DataError", "'text'"),
+    "no label column": (lambda t, f, d: ["evaluate", text_run(f, "torch"), _write(t, "text\nhi\n")],
+                        "DataError", "no label column 'label'"),
+    "a row without label": (lambda t, f, d: ["evaluate", text_run(f, "torch"), _write(t, "text,label\na,code\nb,\n")],
+                            "DataError", "data row 2: no label"),
+    "an unseen label": (lambda t, f, d: ["evaluate", text_run(f, "tf"), _write(t, "text,label\na,code\nb,spam\n")],
+                        "DataError", "data row 2: label 'spam' never occurs"),
+    "an unseen class id": (lambda t, f, d: ["evaluate", text_run(f, "torch", "ints"), _write(t, "text,label\na,7\n")],
+                           "DataError", "data row 1: label 7 never occurs"),
+    "an unreadable file": (lambda t, f, d: ["predict", text_run(f, "torch"), _write(t, b"\xff\xfe\x00", "bin.csv")],
+                           "DataError", "not UTF-8"),
+    "a missing file": (lambda t, f, d: ["predict", text_run(f, "torch"), str(t / "missing.csv")],
+                       "DataError", "no such file"),
+    "an unknown output format": (lambda t, f, d: ["predict", text_run(f, "torch"), d, "--output", str(t / "o.txt")],
+                                 "DataError", "unknown table format"),
+    "an export over training files": (lambda t, f, d: ["export", text_run(f, "torch"), "--format", "onnx", "--output",
+                                                       os.path.join(text_run(f, "torch"), "metrics.json")],
+                                      "ExportError", "training wrote"),
+}
+
+
+def _write(tmp_path, content, name="in.csv"):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_and_exit_2(case, tmp_path, tmp_path_factory, capsys):
+    make, kind, text = BAD[case]
+    args = make(tmp_path, tmp_path_factory, _write(tmp_path, "text\nhello\n", "good.csv"))
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {kind}: ") and text in err, err
+
+
+def test_unknown_format_exits_2_in_a_child(tmp_path_factory):
+    proc = run_module("encoders", "export", text_run(tmp_path_factory, "torch"), "--format", "tflite")
+    assert proc.returncode == 2 and "invalid choice: 'tflite'" in proc.stderr
+    proc = run_module("encoders", "predict", text_run(tmp_path_factory, "torch"), "/no/such.csv")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: DataError:")
