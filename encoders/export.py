@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 from typing import Callable, List, Tuple
 
 import numpy as np
 
+from encoders.io import atomic_folder, atomic_write_with
 from encoders.errors import EncodersError
 from encoders.run_dir import check_run_dir, checkpoint_path, is_training_output, run_backend
 
@@ -133,17 +132,6 @@ def _write(fmt: str, model, tmp: str, padding_idx: int) -> Callable[[np.ndarray,
         return load_savedmodel(tmp)
 
 
-def _place(tmp: str, output: str) -> None:
-    """Rename ``tmp`` (a file or a directory) to ``output``, replacing what is there."""
-    if os.path.isdir(output) and not os.path.islink(output):
-        old = tempfile.mkdtemp(dir=os.path.dirname(output), prefix=".old-")
-        os.rename(output, os.path.join(old, "x"))
-        os.rename(tmp, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
-
-
 def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_ATOL, overwrite: bool = False,
                which: str = "best") -> Tuple[str, float]:
     """Export a run's ``which`` checkpoint as ``fmt`` ("onnx" or "savedmodel"); returns (path, max |diff|).
@@ -172,15 +160,10 @@ def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_A
         from encoders.keras.classifier import spec_of
 
         spec = spec_of(model)
-    folder = os.path.dirname(output)
-    os.makedirs(folder, exist_ok=True)
-    if fmt == "onnx":
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(output))
-        os.close(fd)
-    else:
-        tmp = os.path.join(tempfile.mkdtemp(dir=folder, prefix=".tmp-"), "savedmodel")
-    tmp_root = tmp if fmt == "onnx" else os.path.dirname(tmp)
-    try:
+    diff = [0.0]
+
+    def write_checked(tmp: str) -> None:
+        """Write the artefact to ``tmp`` and load it back: it must give the run's logits."""
         try:
             run_artefact = _write(fmt, model, tmp, spec.padding_idx)
         except EncodersError:
@@ -188,31 +171,20 @@ def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_A
         except Exception as e:  # the exporters' own errors: name the step, keep the cause
             raise ExportError(f"writing the {fmt} export of {run_dir} failed ({type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})") from e
-        diff = 0.0
         for tokens, lengths, reference in check_batches(spec.vocab_size, spec.padding_idx):
             expected = own_logits(own_model, reference, lengths)
             got = np.asarray(run_artefact(tokens, lengths))
             if got.shape != expected.shape:
                 raise ExportError(f"the {fmt} export returns logits of shape {got.shape} for a batch of shape "
                                   f"{tokens.shape}, expected {expected.shape}; nothing written")
-            diff = max(diff, float(np.abs(got - expected).max()) if got.size else 0.0)
-        if not diff <= atol:
-            raise ExportError(f"the {fmt} export's logits differ from the run's model by {diff:.3g} (> atol {atol:g}) "
-                              f"on the check batches; nothing written")
-        if fmt == "savedmodel":
-            _place(tmp, output)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-            _place(tmp, output)
-    finally:
-        if os.path.isdir(tmp_root):
-            shutil.rmtree(tmp_root, ignore_errors=True)
-        elif os.path.exists(tmp_root):
-            os.unlink(tmp_root)
-    return output, diff
+            diff[0] = max(diff[0], float(np.abs(got - expected).max()) if got.size else 0.0)
+        if not diff[0] <= atol:
+            raise ExportError(f"the {fmt} export's logits differ from the run's model by {diff[0]:.3g} "
+                              f"(> atol {atol:g}) on the check batches; nothing written")
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    if fmt == "onnx":
+        atomic_write_with(output, write_checked)
+    else:
+        with atomic_folder(output, replace=True) as tmp:
+            write_checked(tmp)
+    return output, diff[0]

@@ -71,17 +71,23 @@ def write_json(path: str, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str) -> Iterator[str]:
+def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
     """Fill the yielded temporary folder; it then becomes ``path`` in one rename (nothing on error).
 
-    If ``path`` appeared meanwhile (another process wrote the same thing), the new copy is dropped.
+    If ``path`` exists, ``replace`` moves it aside first (and deletes it after the rename);
+    without ``replace`` an existing ``path`` is kept and the new copy dropped (another process
+    wrote the same thing meanwhile).
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    old = None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask_mode_bits())
+        if replace and os.path.isdir(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=".old-")
+            os.rename(path, os.path.join(old, "previous"))
         try:
             os.rename(tmp, path)
         except OSError:
@@ -91,6 +97,8 @@ def atomic_folder(path: str) -> Iterator[str]:
             _fsync_dir(parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask_mode_bits() -> int:
