@@ -28,9 +28,32 @@ log = logging.getLogger(__name__)
 HISTORY_KEYS = ["train/loss", "train/acc", "val/loss", "val/acc"]
 
 
-def build_model(cfg: Any, splits) -> SequenceClassifier:
-    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
-    return SequenceClassifier.from_spec(spec, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+def build_model(cfg: Any, splits, vectors=None):
+    """The task's model (``SequenceClassifier``/``SequenceTagger``/``SequenceRegressor``), with
+    ``vectors`` (``encoders.tasks.PretrainedVectors``) copied into its embedding."""
+    from encoders.tasks import embedding_dim, tag_names
+
+    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
+    opt = dict(lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+    if spec.task == "classification":
+        model = SequenceClassifier.from_spec(spec, **opt)
+        model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)  # AdamW skips a grad-less table
+    elif spec.task == "tagging":
+        from encoders.torch.tagger import SequenceTagger
+
+        model = SequenceTagger.from_spec(spec, tag_names=tag_names(splits), freeze_embeddings=cfg.model.freeze_embeddings,
+                                         **opt)
+    else:
+        from encoders.torch.regressor import SequenceRegressor
+
+        model = SequenceRegressor.from_spec(spec, freeze_embeddings=cfg.model.freeze_embeddings, **opt)
+    if vectors is not None:
+        import torch
+
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))
+            model.embedding.weight[spec.padding_idx].zero_()
+    return model
 
 
 class GPUMemoryLimit(Callback):
@@ -75,8 +98,11 @@ class LastCheckpoint(Callback):
 def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
     t = cfg.trainer
     ckpt_dir = os.path.join(run_dir, "checkpoints")
+    from encoders.tasks import monitor
+
+    metric, mode = monitor(getattr(getattr(cfg, "task", None), "name", "classification"))
     checkpoints = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max",
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=metric, mode=mode,
                         auto_insert_metric_name=False),
         LastCheckpoint(os.path.join(ckpt_dir, "last.ckpt"), t.checkpoint_every_n_steps),
     ]
@@ -111,7 +137,11 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     d = cfg.data
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
                             num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
-    model = build_model(cfg, splits)
+    from encoders.tasks import HISTORY_KEYS as TASK_HISTORY, pretrained_vectors, vectors_report
+
+    task = getattr(getattr(cfg, "task", None), "name", "classification")
+    vectors = pretrained_vectors(cfg, splits)
+    model = build_model(cfg, splits, vectors)
     trainer = build_trainer(cfg, run_dir, callbacks)
     with warnings.catch_warnings():
         # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
@@ -121,10 +151,11 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
         return {}
     # Read back what rank 0 wrote (the CSV log and the last checkpoint): with ddp_spawn this
     # process's Trainer never ran the loop, so its own counters are not the run's.
-    history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), HISTORY_KEYS)
+    history = epoch_history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"), TASK_HISTORY[task])
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
     extra = test_split_report(model, best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings)}
     return finish_run(run_dir, "torch", encoder_name, history, epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
                       best_path=best_path, last_path=last_path, extra=extra)
@@ -136,6 +167,21 @@ def test_split_report(model: SequenceClassifier, best_path: str, test, batch_siz
     import torch
 
     model.load_state_dict(load_torch_checkpoint(best_path)["state_dict"])
+    task = model.spec.task
+    if task != "classification":
+        from encoders.tasks import with_prefix
+
+        if task == "tagging":
+            from encoders.torch.tagger import split_tally
+
+            tally = split_tally(model, test, batch_size)
+            return with_prefix(tally.figures(), "test", ("tokens", tally.tokens))
+        from encoders.metrics import regression_report
+        from encoders.torch.regressor import predict_split
+
+        rep = regression_report(test.labels, predict_split(model, test, batch_size))
+        return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
+                "test_examples": rep["num_examples"]}
     model.eval()
     device = next(model.parameters()).device
     logits = np.zeros((len(test), model.hparams.num_classes), dtype=np.float32)
