@@ -26,7 +26,9 @@ def main(cfg: DictConfig) -> float:
         log.error("%s: %s", type(e).__name__, e)
         sys.exit(USER_ERROR)
     if metrics:
-        log.info("val_acc=%.4f val_loss=%.4f", metrics["val_acc"], metrics["val_loss"])
+        from encoders.tasks import summary
+
+        log.info("%s", summary(metrics))  # val_acc/val_loss, or the task's own figures
         print(f"run dir: {hc.runtime.output_dir}")
     return metrics.get("val_acc") if metrics else None  # the value a Hydra sweeper optimises
 

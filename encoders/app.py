@@ -141,7 +141,7 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     check_config(schema)
     backend = schema.backend.name
     os.makedirs(run_dir, exist_ok=True)
-    splits = load_splits(schema.data, schema.seed)
+    splits = load_splits(schema.data, schema.seed, task=schema.task.name)
     vocab = splits.vocab or Vocab([PAD, UNK] + [str(i) for i in range(2, splits.vocab_size)])
     vocab.save(run_dir)  # vocab.json (and tokenizer.json): what encodes new text as training did
     check_token_budget(splits, schema.data.max_tokens)

@@ -18,6 +18,10 @@ POOLINGS = ("last", "mean", "max", "attention")
 BACKENDS = ("torch", "tf")
 SOURCES = ("synthetic", "files", "hub")
 TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
+TASKS = ("classification", "tagging", "regression")  # task=...: what the head predicts
+WORD_TOKENIZERS = ("whitespace", "char")  # the ones pretrained word vectors can align to
+DEFAULT_EMBEDDING_DIM = 32  # model.embedding_dim when it is not set (and no vectors file sets it)
+TAG_PAD_ID = -100  # the tag of a pad position in a tagging batch: the loss and metrics skip it
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 SEED_MAX = 2**32 - 1
@@ -56,14 +60,33 @@ class EncoderConfig:
 class ModelConfig:
     """The classifier around the encoder: embedding, pooling, head and optimiser."""
 
-    embedding_dim: int = 32
+    # None: DEFAULT_EMBEDDING_DIM, or the size of model.pretrained_embeddings' vectors (an explicit
+    # value that differs from the file's is an error)
+    embedding_dim: Optional[int] = None
     pooling: str = "last"  # one of POOLINGS; "last" is the encoder's `final`
     lr: float = 3e-3
     weight_decay: float = 0.0
+    pretrained_embeddings: Optional[str] = None  # GloVe / word2vec text / fastText .vec, gzipped or not
+    freeze_embeddings: bool = False  # keep the pretrained table as loaded
 
     def validate(self) -> "ModelConfig":
-        _at_least("model.embedding_dim", self.embedding_dim, 1)
+        if self.embedding_dim is not None:
+            _at_least("model.embedding_dim", self.embedding_dim, 1)
         _one_of("model.pooling", self.pooling, POOLINGS)
+        if self.freeze_embeddings and not self.pretrained_embeddings:
+            raise ConfigError("model.freeze_embeddings=true needs model.pretrained_embeddings=PATH (a frozen random "
+                              "table would never learn)")
+        return self
+
+
+@dataclass
+class TaskConfig:
+    """What the model predicts: a class per text, a tag per token, or a number per text."""
+
+    name: str = "classification"  # one of TASKS
+
+    def validate(self) -> "TaskConfig":
+        _one_of("task", self.name, TASKS)
         return self
 
 
@@ -98,7 +121,9 @@ class DataConfig:
     validation_split: str = "validation"
     test_split: Optional[str] = None
     text_column: str = "text"
-    label_column: str = "label"
+    label_column: str = "label"  # class names/ids; task=regression: the float target
+    tokens_column: str = "tokens"  # task=tagging: a list of words per row (json/jsonl/parquet)
+    tags_column: str = "tags"  # task=tagging: a list of tags per row, one per word
     tokenizer: str = "whitespace"  # one of TOKENIZERS
     tokenizer_file: Optional[str] = None  # an existing tokenizer.json, used as it is (offline)
     subword_vocab_size: int = 8000  # bpe / wordpiece: the size they are trained to
@@ -192,6 +217,7 @@ class GPUConfig:
 @dataclass
 class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -202,11 +228,29 @@ class TrainConfig:
     tags: List[str] = field(default_factory=list)
 
     def validate(self) -> "TrainConfig":
-        for part in (self.encoder, self.model, self.backend, self.data, self.trainer, self.gpu):
+        for part in (self.encoder, self.task, self.model, self.backend, self.data, self.trainer, self.gpu):
             part.validate()
         if not 0 <= self.seed <= SEED_MAX:  # numpy's range, which every seeded generator here must take
             raise ConfigError(f"seed must be in 0..{SEED_MAX} (numpy's seed range), got {self.seed}")
+        _check_task_combination(self)
         return self
+
+
+def _check_task_combination(cfg: "TrainConfig") -> None:
+    """Task, data and vectors settings that can't work together, named before any data is read."""
+    task, d, m = cfg.task.name, cfg.data, cfg.model
+    if task != "classification" and d.source == "synthetic":
+        raise ConfigError(f"task={task} needs data=files (or data=hub): the synthetic data is a classification set")
+    if task == "tagging" and (d.tokenizer != "whitespace" or d.tokenizer_file):
+        raise ConfigError(f"task=tagging reads words from data.tokens_column, one tag per word: data.tokenizer="
+                          f"{d.tokenizer}{' with data.tokenizer_file' if d.tokenizer_file else ''} is not supported "
+                          f"(leave data.tokenizer=whitespace)")
+    if m.pretrained_embeddings and (d.tokenizer not in WORD_TOKENIZERS or d.tokenizer_file):
+        raise ConfigError(f"model.pretrained_embeddings is not supported with data.tokenizer={d.tokenizer}"
+                          f"{' / data.tokenizer_file' if d.tokenizer_file else ''}: word vectors align to a word-level "
+                          f"vocabulary (data.tokenizer=whitespace or char)")
+    if m.pretrained_embeddings and d.source == "synthetic":
+        raise ConfigError("model.pretrained_embeddings needs data=files or data=hub: the synthetic data has no words")
 
 
 @dataclass(frozen=True)
@@ -229,6 +273,7 @@ class ClassifierSpec:
     dropout: float = 0.0
     pooling: str = "last"
     padding_idx: int = PAD_ID
+    task: str = "classification"  # one of TASKS: the head's kind (tagging: per token; regression: 1 output)
 
     def __post_init__(self):
         EncoderConfig(self.cell, self.hidden_size, self.num_layers, self.bidirectional, self.dropout).validate()
@@ -236,14 +281,21 @@ class ClassifierSpec:
         if not 0 <= self.padding_idx < self.vocab_size:
             raise ValueError(f"padding_idx {self.padding_idx} is outside [0, {self.vocab_size})")
         _at_least("num_classes", self.num_classes, 1, ValueError)
+        _one_of("task", self.task, TASKS, ValueError)
+        if self.task == "regression" and self.num_classes != 1:
+            raise ValueError(f"a regression head has 1 output, got num_classes={self.num_classes}")
 
     @classmethod
-    def from_config(cls, cfg: Any, vocab_size: int, num_classes: int) -> "ClassifierSpec":
-        """The spec of a ``TrainConfig`` (its ``encoder`` and ``model``) for data of this size."""
+    def from_config(cls, cfg: Any, vocab_size: int, num_classes: int,
+                    embedding_dim: Optional[int] = None) -> "ClassifierSpec":
+        """The spec of a ``TrainConfig`` (its ``encoder``, ``model`` and ``task``) for data of this size;
+        ``embedding_dim`` (a vectors file's) wins over the config's."""
         e, m = cfg.encoder, cfg.model
-        return cls(vocab_size=int(vocab_size), num_classes=int(num_classes), embedding_dim=m.embedding_dim,
-                   hidden_size=e.hidden_size, cell=e.cell, num_layers=e.num_layers, bidirectional=e.bidirectional,
-                   dropout=e.dropout, pooling=m.pooling)
+        task = getattr(getattr(cfg, "task", None), "name", "classification")
+        dim = embedding_dim or m.embedding_dim or DEFAULT_EMBEDDING_DIM
+        return cls(vocab_size=int(vocab_size), num_classes=1 if task == "regression" else int(num_classes),
+                   embedding_dim=int(dim), hidden_size=e.hidden_size, cell=e.cell, num_layers=e.num_layers,
+                   bidirectional=e.bidirectional, dropout=e.dropout, pooling=m.pooling, task=task)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ClassifierSpec":

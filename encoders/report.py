@@ -33,11 +33,26 @@ def finish_run(run_dir: str, backend: str, encoder: str, history: Mapping[str, L
         "best_checkpoint": best_path,
         "last_checkpoint": last_path,
         "history": dict(history),
+        **_task_figures(history),
         **dict(extra or {}),
     }
     write_metrics(run_dir, metrics)
     plot_curves(run_dir, history)
     return metrics
+
+
+def _task_figures(history: Mapping[str, List[float]]) -> Dict:
+    """Other tasks' validation figures (``val/rmse`` -> ``val_rmse``, ``best_val_rmse``...): the last epoch's."""
+    from encoders.tasks import MONITOR
+
+    out = {}
+    for key, values in history.items():
+        if key.startswith("val/") and key not in ("val/acc", "val/loss") and values:
+            out["val_" + key[4:]] = values[-1]
+    for metric, mode in set(MONITOR.values()):
+        if metric != "val/acc" and history.get(metric):
+            out["best_" + metric.replace("/", "_")] = (max if mode == "max" else min)(history[metric])
+    return out
 
 
 def write_metrics(run_dir: str, metrics: Mapping) -> str:
@@ -54,7 +69,8 @@ def plot_curves(run_dir: str, history: Mapping[str, List[float]]) -> str:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, what in zip(axes, ("loss", "acc")):
+    second = "acc" if any(k.endswith("/acc") for k in history) else "rmse"  # regression has no accuracy
+    for ax, what in zip(axes, ("loss", second)):
         for key, values in sorted(history.items()):
             if key.endswith("/" + what) and values:
                 ax.plot(range(1, len(values) + 1), values, marker="o", label=key)

@@ -172,3 +172,35 @@ def text_run(tmp_path_factory, backend: str, labels: str = "names") -> str:
 def text_run_data(run_dir: str) -> str:
     """The csv a :func:`text_run` was trained on (columns text, label)."""
     return os.path.join(os.path.dirname(os.fspath(run_dir)), "data.csv")
+
+
+def case_tagging_rows(n: int, seed: int = 0):
+    """``n`` real-text tagging rows (capitalisation restoration): the words of standard-library
+    docstring sentences, lowercased, each tagged with its original case: ``lower``, ``Title``
+    (first letter upper), ``UPPER`` (all letters upper, 2+ letters) or ``mixed``."""
+    def case(word: str) -> str:
+        letters = [c for c in word if c.isalpha()]
+        if len(letters) >= 2 and all(c.isupper() for c in letters):
+            return "UPPER"
+        if letters and letters[0].isupper() and all(c.islower() for c in letters[1:]):
+            return "Title"
+        if all(not c.isupper() for c in letters):
+            return "lower"
+        return "mixed"
+
+    out = []
+    for text, kind in real_text_rows(4 * n, seed):
+        if kind != "prose":
+            continue
+        words = text.split()
+        out.append({"tokens": [w.lower() for w in words], "tags": [case(w) for w in words]})
+        if len(out) == n:
+            break
+    return out
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return str(path)

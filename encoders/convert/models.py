@@ -61,20 +61,18 @@ def torch_logits(model, tokens: np.ndarray) -> np.ndarray:
 def torch_to_keras(ckpt_path: str):
     """A torch checkpoint (loaded with ``weights_only=True``) as (torch model, Keras model)."""
     from encoders.convert.weights import copy_weights
-    from encoders.keras.classifier import build_classifier
     from encoders.torch.checkpoint_io import load_torch_checkpoint
-    from encoders.torch.classifier import SequenceClassifier
 
     ckpt = load_torch_checkpoint(ckpt_path)
     if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise EncodersError(f"{ckpt_path} is not a checkpoint of a SequenceClassifier (it has no hyper_parameters "
+        raise EncodersError(f"{ckpt_path} is not a checkpoint of a SequenceClassifier/Tagger/Regressor (it has no hyper_parameters "
                             f"or state_dict)")
-    tm = SequenceClassifier(**ckpt["hyper_parameters"])
+    tm = torch_model_class(ckpt["hyper_parameters"].get("task", "classification"))(**ckpt["hyper_parameters"])
     tm.load_state_dict(ckpt["state_dict"])
-    km = build_classifier(tm.spec)
+    km = build_keras_model(tm.spec)
     copy_weights(tm.embedding, km.get_layer("embedding"))
     copy_weights(tm.encoder, km.get_layer("encoder"))
-    if tm.pool is not None and tm.pool.score is not None:
+    if getattr(tm, "pool", None) is not None and tm.pool.score is not None:
         _copy_dense_torch_to_keras(tm.pool.score, km.get_layer("pool").score)
     _copy_dense_torch_to_keras(tm.head, km.get_layer("head"))
     return tm, km
@@ -85,22 +83,52 @@ def keras_to_torch(keras_path: str):
     from encoders.convert.weights import copy_weights
     from encoders.keras.checkpoint_io import load_keras_model
     from encoders.keras.classifier import spec_of
-    from encoders.torch.classifier import SequenceClassifier
 
     km = load_keras_model(keras_path)
-    tm = SequenceClassifier.from_spec(spec_of(km))
+    spec = spec_of(km)
+    if spec.task == "tagging":  # the tag names live in the run's vocab.json, beside the checkpoint
+        from encoders.keras.runner import _tag_names_beside
+
+        tm = torch_model_class(spec.task).from_spec(spec, tag_names=_tag_names_beside(keras_path, spec.num_classes))
+    else:
+        tm = torch_model_class(spec.task).from_spec(spec)
     copy_weights(km.get_layer("embedding"), tm.embedding)
     copy_weights(km.get_layer("encoder"), tm.encoder)
-    if tm.pool is not None and tm.pool.score is not None:
+    if getattr(tm, "pool", None) is not None and tm.pool.score is not None:
         _copy_dense_keras_to_torch(km.get_layer("pool").score, tm.pool.score)
     _copy_dense_keras_to_torch(km.get_layer("head"), tm.head)
     return tm, km
 
 
+def torch_model_class(task: str):
+    """The torch module of a task: ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor``."""
+    if task == "tagging":
+        from encoders.torch.tagger import SequenceTagger
+
+        return SequenceTagger
+    if task == "regression":
+        from encoders.torch.regressor import SequenceRegressor
+
+        return SequenceRegressor
+    from encoders.torch.classifier import SequenceClassifier
+
+    return SequenceClassifier
+
+
+def build_keras_model(spec):
+    """The Keras model of a spec's task (``build_classifier`` / ``build_tagger`` / ``build_regressor``)."""
+    from encoders.keras.runner import build_model
+
+    return build_model(spec)
+
+
 def max_difference(tm, km, seed: int = 0) -> float:
+    """Largest output difference on a ragged sample batch (tagging: every position's logits;
+    regression: the [B] outputs against Keras' [B, 1])."""
     tokens = sample_batch(tm.hparams.vocab_size, seed)
     k = np.asarray(km(tokens, training=False))
-    return float(np.abs(torch_logits(tm, tokens) - k).max())
+    t = torch_logits(tm, tokens)
+    return float(np.abs(t - k.reshape(t.shape)).max())
 
 
 def save_torch_classifier(tm, path: str) -> None:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what an entry holds changes
 SPLITS = ("train", "validation", "test")
 _SETTINGS = ("text_column", "label_column", "tokenizer", "lowercase", "min_freq", "max_vocab_size",
-             "subword_vocab_size", "max_tokens_per_example")
+             "subword_vocab_size", "max_tokens_per_example", "tokens_column", "tags_column")
 
 
 def cache_root(cfg: Any) -> str:
@@ -38,17 +38,17 @@ def _stat(path: str) -> list:
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
-def cache_key(cfg: Any, seed: int) -> str:
+def cache_key(cfg: Any, seed: int, task: str = "classification") -> str:
     files = {k: _stat(getattr(cfg, k)) for k in ("train_file", "validation_file", "test_file", "tokenizer_file")
              if getattr(cfg, k) and os.path.isfile(getattr(cfg, k))}
-    parts = {"format": FORMAT, "files": files, "settings": {k: getattr(cfg, k) for k in _SETTINGS},
+    parts = {"format": FORMAT, "files": files, "settings": {k: getattr(cfg, k) for k in _SETTINGS}, "task": task,
              "hold_out_seed": None if cfg.validation_file else seed}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cached(cfg: Any, seed: int, build: Callable[[], Any]):
+def cached(cfg: Any, seed: int, build: Callable[[], Any], task: str = "classification"):
     """``build()``'s ``Splits``, or the same read back from the cache entry of these files and settings."""
-    entry = os.path.join(cache_root(cfg), "tokens", cache_key(cfg, seed))
+    entry = os.path.join(cache_root(cfg), "tokens", cache_key(cfg, seed, task))
     if os.path.isfile(os.path.join(entry, "meta.json")):
         try:
             splits = _load(entry)
@@ -76,6 +76,9 @@ def _save(splits: Any, entry: str) -> None:
             for what, array in (("values", tokens.values), ("offsets", tokens.offsets), ("labels", split.labels),
                                 ("rows", split.rows)):
                 np.save(os.path.join(tmp, f"{name}.{what}.npy"), np.ascontiguousarray(array))
+            if split.tags is not None:  # task=tagging: same offsets as the tokens
+                tags = split.tags.take(np.arange(len(split))) if split.tags.offsets[0] else split.tags
+                np.save(os.path.join(tmp, f"{name}.tags.npy"), np.ascontiguousarray(tags.values))
         splits.vocab.save(tmp)
         meta = {"num_classes": splits.num_classes, "vocab_size": splits.vocab_size, "truncated": splits.truncated,
                 "splits": [n for n in SPLITS if getattr(splits, n) is not None]}
@@ -93,8 +96,12 @@ def _load(entry: str):
     def arr(name: str, what: str) -> np.ndarray:
         return np.load(os.path.join(entry, f"{name}.{what}.npy"), mmap_mode="r")
 
+    def tags(name: str):
+        has = os.path.isfile(os.path.join(entry, f"{name}.tags.npy"))
+        return TokenBuffer(arr(name, "tags"), arr(name, "offsets")) if has else None
+
     splits = {n: Split(TokenBuffer(arr(n, "values"), arr(n, "offsets")), np.asarray(arr(n, "labels")),
-                       np.asarray(arr(n, "rows"))) for n in meta["splits"]}
+                       np.asarray(arr(n, "rows")), tags(n)) for n in meta["splits"]}
     return Splits(splits["train"], splits["validation"], num_classes=meta["num_classes"],
                   vocab_size=meta["vocab_size"], vocab=load_vocab(entry), test=splits.get("test"),
                   truncated=meta.get("truncated", {}))

@@ -174,12 +174,15 @@ class TokenBuffer:
         return TokenBuffer(self.values[_gather_index(self.offsets[:-1], kept)], offsets), n_truncated
 
     def pad(self, indices: Sequence[int], pad_id: int = 0, sort: bool = True,
-            labels: Optional[Any] = None) -> Dict[str, np.ndarray]:
+            labels: Optional[Any] = None, tags: Optional["TokenBuffer"] = None,
+            tag_pad_id: int = -100) -> Dict[str, np.ndarray]:
         """Pad rows ``indices`` to the right, as ``encoders.data.collate.collate`` does.
 
         Returns ``tokens`` [B,T] int64 (``pad_id`` past each length, T >= 1), ``lengths`` [B]
         int64, ``mask`` [B,T] bool, ``restore`` [B] int64 (``x[restore]`` is input order) and,
-        when ``labels`` (one per row of the buffer) is given, ``labels`` [B] int64. With
+        when ``labels`` (one per row of the buffer) is given, ``labels`` [B] (int64 for integer
+        labels, float32 for float targets). ``tags`` (a buffer with the same row lengths, one tag
+        id per token) adds ``tags`` [B,T] int64, ``tag_pad_id`` past each length. With
         ``sort=True`` rows are ordered longest first, ties in input order. ``indices`` may
         repeat rows and be in any order.
         """
@@ -215,7 +218,15 @@ class TokenBuffer:
             labels = np.asarray(labels)
             if labels.shape != (n,):
                 raise ValueError(f"labels must have one entry per row ({n}), got shape {labels.shape}")
-            out["labels"] = labels[idx[order]].astype(np.int64)
+            picked = labels[idx[order]]
+            out["labels"] = picked.astype(np.float32 if picked.dtype.kind == "f" else np.int64)
+        if tags is not None:
+            tag_starts = tags.offsets[idx[order]]
+            if len(tags) != n or not np.array_equal(tags.offsets[idx[order] + 1] - tag_starts, lengths):
+                raise ValueError("tags must have the same rows and row lengths as the tokens")
+            padded = np.full((len(idx), T), tag_pad_id, dtype=np.int64)
+            padded[mask] = tags.values[_gather_index(tag_starts, lengths)]
+            out["tags"] = padded
         return out
 
 

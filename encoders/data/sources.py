@@ -36,11 +36,14 @@ _CHUNK = 20_000  # texts tokenized at a time: memory stays flat however many row
 
 @dataclass
 class Split:
-    """One split: token ids (``tokens``), class ids (``labels``) and each example's file row (``rows``)."""
+    """One split: token ids (``tokens``), class ids (``labels``; float targets for regression), each
+    example's file row (``rows``) and, for tagging, one tag id per token (``tags``: a buffer with
+    the same row lengths as ``tokens``)."""
 
     tokens: TokenBuffer
     labels: np.ndarray
     rows: np.ndarray = None
+    tags: Optional[TokenBuffer] = None
 
     def __post_init__(self):
         if self.rows is None:
@@ -64,7 +67,8 @@ class Split:
         raise KeyError(f"a split has the columns 'tokens' and 'label', not {column!r}")
 
     def take(self, indices: np.ndarray) -> "Split":
-        return Split(self.tokens.take(indices), self.labels[indices], self.rows[indices])
+        tags = self.tags.take(indices) if self.tags is not None else None
+        return Split(self.tokens.take(indices), self.labels[indices], self.rows[indices], tags)
 
 
 @dataclass
@@ -81,16 +85,23 @@ class Splits:
         return getattr(self, split).lengths
 
 
-def load_splits(cfg: Any, seed: int) -> Splits:
-    """Load the splits described by a ``DataConfig`` (``test`` only when a test file/split is set)."""
+def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
+    """Load the splits described by a ``DataConfig`` (``test`` only when a test file/split is set)
+    for ``task`` (``classification``, ``tagging``: ``encoders.data.tagging``, ``regression``)."""
     DataConfig.validate(cfg)
     if cfg.source == "synthetic":
         return _synthetic(cfg, seed)
+    if task == "tagging":
+        from encoders.data.tagging import tagging_files, tokenize_tagging
+
+        build = lambda: tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed)  # noqa: E731
+    else:
+        build = lambda: _tokenize(_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed, task)  # noqa: E731
     if cfg.source == "files":
         from encoders.data.cache import cached
 
-        return cached(cfg, seed, lambda: _tokenize(_files(cfg), cfg, seed))
-    return _tokenize(_hub(cfg), cfg, seed)
+        return cached(cfg, seed, build, task=task)
+    return build()
 
 
 def _synthetic(cfg: Any, seed: int) -> Splits:
@@ -116,6 +127,8 @@ class Raw:
         """`` (data.train_file=t.csv, line 5)``: the file and the place a user finds the row at."""
         if not self.path:
             return f" ({self.key})"
+        if self.builder == "conll":
+            return f" ({self.key}={self.path}, sentence {row + 1})"
         line = f", line {row + 2}" if self.builder == "csv" else (
             f", line {row + 1}" if self.path.lower().endswith(".jsonl") else f", record {row}")
         return f" ({self.key}={self.path}{line})"
@@ -320,7 +333,29 @@ def _hold_out(n: int, seed: int) -> np.ndarray:
     return out
 
 
-def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int) -> Splits:
+def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarray]:
+    """task=regression: every split's ``column`` as float32, each value a finite number (named if not)."""
+    import pyarrow as pa
+
+    out = {}
+    for split, raw in raws.items():
+        col = raw.ds.data.column(column)
+        if col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise _label_problem(raw, split, row, "regression target is null")
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            raise _label_problem(raw, split, 0, f"regression target {col[0].as_py()!r} is not a number "
+                                                f"(column {column!r} holds {col.type})")
+        values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise _label_problem(raw, split, row, f"regression target {values[row]!r} is not a finite number")
+        out[split] = values.astype(np.float32)
+    return out
+
+
+def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, task: str = "classification") -> Splits:
     text_col, label_col = cfg.text_column, cfg.label_column
     for split, raw in raws.items():
         missing = [c for c in (text_col, label_col) if c not in raw.ds.column_names]
@@ -333,9 +368,12 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int) -> Splits:
     train_rows = {s: np.ones(len(r.ds), bool) for s, r in raws.items()}
     if held is not None:
         train_rows["train"] = ~held
-    label_ids, names, num_classes = _encode_labels(raws, label_col, train_rows)
-    if num_classes < 2:
-        raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
+    if task == "regression":
+        label_ids, names, num_classes = _regression_targets(raws, label_col), [], 1
+    else:
+        label_ids, names, num_classes = _encode_labels(raws, label_col, train_rows)
+        if num_classes < 2:
+            raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
 
     vocab, buffers = _build_vocab(cfg, raws, held)
     vocab.labels = names

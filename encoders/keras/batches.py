@@ -20,10 +20,14 @@ class BucketedBatches:
     """
 
     def __init__(self, tokens, labels: Sequence[int], batch_size: int, seed: int = 0,
-                 shuffle: bool = True, pool_batches: int = 64, pad_id: int = 0, max_tokens: Optional[int] = None):
+                 shuffle: bool = True, pool_batches: int = 64, pad_id: int = 0, max_tokens: Optional[int] = None,
+                 tags: Optional[TokenBuffer] = None):
         # tokens: a TokenBuffer (what the data sources give) or a sequence of id sequences
         self.tokens = tokens if isinstance(tokens, TokenBuffer) else TokenBuffer.from_lists(tokens)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        # float targets (regression) stay floats, fed as [B, 1]; tags (tagging) are the targets when given
+        self.labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int64)
+        self.tags = tags
         # with a token budget, batch_size is not a row count: batches are cut by padded tokens
         self.batcher = LengthBucketBatcher(self.tokens.lengths, None if max_tokens else batch_size, seed=seed,
                                            shuffle=shuffle, pool_batches=pool_batches, max_tokens=max_tokens)
@@ -32,7 +36,7 @@ class BucketedBatches:
 
     @classmethod
     def from_split(cls, split, batch_size: int, **kwargs) -> "BucketedBatches":
-        return cls(split.tokens, split.labels, batch_size, **kwargs)
+        return cls(split.tokens, split.labels, batch_size, tags=getattr(split, "tags", None), **kwargs)
 
     def __len__(self) -> int:
         self.batcher.set_epoch(self.epoch)  # a token budget's batch count depends on the epoch
@@ -40,11 +44,19 @@ class BucketedBatches:
 
     def batches(self):
         for idx in self.batcher.batches(self.epoch):
-            b = self.tokens.pad(idx, pad_id=self.pad_id, labels=self.labels)
-            yield b["tokens"], b["labels"]
+            b = self.tokens.pad(idx, pad_id=self.pad_id, labels=self.labels, tags=self.tags)
+            if self.tags is not None:
+                yield b["tokens"], b["tags"]
+            elif self.labels.dtype.kind == "f":
+                yield b["tokens"], b["labels"][:, None]
+            else:
+                yield b["tokens"], b["labels"]
 
     def dataset(self) -> tf.data.Dataset:
-        spec = (tf.TensorSpec((None, None), tf.int64), tf.TensorSpec((None,), tf.int64))
+        target = (tf.TensorSpec((None, None), tf.int64) if self.tags is not None else
+                  tf.TensorSpec((None, 1), tf.float32) if self.labels.dtype.kind == "f" else
+                  tf.TensorSpec((None,), tf.int64))
+        spec = (tf.TensorSpec((None, None), tf.int64), target)
         # from_generator re-runs `batches` for every epoch's iterator, picking up the new epoch
         return tf.data.Dataset.from_generator(self.batches, output_signature=spec).prefetch(2)
 

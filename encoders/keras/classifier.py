@@ -31,10 +31,12 @@ def spec_of(model: keras.Model) -> ClassifierSpec:
     """The ``ClassifierSpec`` a model from ``build_classifier`` was built from (read off its layers)."""
     emb, enc, head = model.get_layer("embedding"), model.get_layer("encoder"), model.get_layer("head")
     pool = next((layer for layer in model.layers if layer.name == "pool"), None)
+    # the model's name says its task (build_tagger / build_regressor name theirs)
+    task = {"sequence_tagger": "tagging", "sequence_regressor": "regression"}.get(model.name, "classification")
     return ClassifierSpec(vocab_size=emb.input_dim, num_classes=head.units, embedding_dim=emb.output_dim,
                           hidden_size=enc.hidden_size, cell=enc.cell, num_layers=enc.num_layers,
                           bidirectional=enc.bidirectional, dropout=enc.dropout,
-                          pooling=pool.mode if pool is not None else "last", padding_idx=emb.padding_idx)
+                          pooling=pool.mode if pool is not None else "last", padding_idx=emb.padding_idx, task=task)
 
 
 def compile_classifier(model: keras.Model, lr: float, weight_decay: float = 0.0,

@@ -8,6 +8,7 @@ import time
 from typing import Any, Dict
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from encoders.config import ClassifierSpec
@@ -15,6 +16,7 @@ from encoders.errors import ConfigError
 from encoders.keras.batches import BucketedBatches, EpochSetter
 from encoders.keras.checkpoint_io import check_resume
 from encoders.keras.classifier import build_classifier, compile_classifier
+from encoders.keras.tagger import TaggingValidation
 from encoders.keras.runtime import make_strategy, patch_fit_for_multi_worker, worker_info
 from encoders.report import finish_run, test_report
 from encoders.resume import vocab_fingerprint
@@ -50,12 +52,22 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
                                        pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
     val = BucketedBatches.from_split(splits.validation, d.batch_size, seed=cfg.seed, shuffle=False,
                                      pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
-    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
+    from encoders.tasks import embedding_dim, monitor, pretrained_vectors, tag_names, vectors_report
+
+    task = getattr(getattr(cfg, "task", None), "name", "classification")
+    vectors = pretrained_vectors(cfg, splits)
+    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
     if cfg.ckpt_path:  # the same model on the same data, before anything is restored
         check_resume(cfg.ckpt_path, spec, vocab_fingerprint(run_dir))
     with strategy.scope():
-        model = build_classifier(spec)
-        compile_classifier(model, m.lr, m.weight_decay, t.gradient_clip_val)
+        model = build_model(spec)
+        if vectors is not None:
+            emb = model.get_layer("embedding")
+            vectors.matrix[spec.padding_idx] = 0.0
+            emb.embeddings.assign(vectors.matrix)
+        if m.freeze_embeddings:
+            model.get_layer("embedding").trainable = False
+        compile_model(model, spec.task, m.lr, m.weight_decay, t.gradient_clip_val)
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
 
     ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
@@ -66,10 +78,15 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     best_path, last_path = os.path.join(ckpt_dir, "best.keras"), os.path.join(ckpt_dir, "last.keras")
     # Epoch-end order matters: the epoch's log row and checkpoints first, the backup last, so a
     # run killed in between resumes to an epoch whose files all exist.
+    metric, mode = monitor(task)
+    # tagging: the validation figures come from TaggingValidation (first, so every callback after it
+    # sees them), over real tokens only; fit itself gets no validation data
+    validation = [TaggingValidation(val, tag_names(splits))] if task == "tagging" else []
     callbacks = [
+        *validation,
         EpochSetter(train, val),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(best_path, monitor="val_acc", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(best_path, monitor=metric.replace("/", "_"), mode=mode, save_best_only=True),
         keras.callbacks.ModelCheckpoint(last_path),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps),
         # kept after the run so that ckpt_path=RUN_DIR can continue it; double_checkpoint keeps the
@@ -78,14 +95,18 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     ]
     steps = len(train) if t.limit_train_batches is None else max(1, int(_limit(t.limit_train_batches, len(train))))
     val_steps = len(val) if t.limit_val_batches is None else max(1, int(_limit(t.limit_val_batches, len(val))))
-    fit = model.fit(train.dataset().repeat(), validation_data=val.dataset().repeat(), epochs=t.max_epochs,
-                    steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks,
-                    verbose=1 if t.enable_progress_bar else 2)
+    validation_kwargs = {} if validation else dict(validation_data=val.dataset().repeat(), validation_steps=val_steps)
+    fit = model.fit(train.dataset().repeat(), epochs=t.max_epochs, steps_per_epoch=steps, callbacks=callbacks,
+                    verbose=1 if t.enable_progress_bar else 2, **validation_kwargs)
     if not is_chief:
         return {}
+    from encoders.tasks import HISTORY_KEYS as TASK_HISTORY
+
     history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
+    history = {k: history.get(k, []) for k in TASK_HISTORY[task]}  # the torch run's keys
     # epochs from fit's own list: a resumed fit starts at the restored epoch
     extra = test_split_report(best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = {"task": task, **extra, **vectors_report(vectors, m.freeze_embeddings)}
     return finish_run(run_dir, "tf", encoder_name, history, epochs=fit.epoch[-1] + 1 if fit.epoch else 0,
                       global_step=int(model.optimizer.iterations.numpy()), start=start,
                       best_path=best_path, last_path=last_path, extra=extra)
@@ -93,12 +114,74 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
 
 def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
     """The test figures of the model chosen on validation (``best.keras``)."""
-    from encoders.keras.inference import batch_logits, load_classifier
+    from encoders.keras.checkpoint_io import load_keras_model
+    from encoders.keras.classifier import spec_of
+
+    model = load_keras_model(best_path, compile=False)
+    spec = spec_of(model)
+    if spec.task == "tagging":
+        from encoders.keras.tagger import tally
+        from encoders.tasks import with_prefix
+
+        order = np.argsort(-test.lengths, kind="stable")
+        batches = ((b["tokens"], b["tags"]) for b in (test.tokens.pad(order[i:i + batch_size], spec.padding_idx,
+                                                                       sort=False, tags=test.tags)
+                                                      for i in range(0, len(order), batch_size)))
+        names = _tag_names_beside(best_path, spec.num_classes)
+        t = tally(model, batches, names)
+        return with_prefix(t.figures(), "test", ("tokens", t.tokens))
+    if spec.task == "regression":
+        from encoders.metrics import regression_report
+
+        pred = np.zeros(len(test), dtype=np.float32)
+        for idx, b in test.tokens.length_batches(batch_size, spec.padding_idx):
+            pred[idx] = np.asarray(model(b["tokens"], training=False))[:, 0]
+        rep = regression_report(test.labels, pred)
+        return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
+                "test_examples": rep["num_examples"]}
+    from encoders.keras.inference import batch_logits
     from encoders.trained_run import buffer_logits
 
-    model, spec = load_classifier(best_path)
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
     return test_report(logits, test.labels, spec.num_classes)
+
+
+def _tag_names_beside(best_path: str, num_tags: int):
+    """The run's tag names (``RUN_DIR/vocab.json``'s labels), for span F1; ids as names if absent."""
+    import json
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(best_path))), "vocab.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f).get("labels") or []
+    except OSError:
+        names = []
+    return names if len(names) == num_tags else [str(i) for i in range(num_tags)]
+
+
+def build_model(spec: ClassifierSpec) -> keras.Model:
+    """The task's Keras model (``build_classifier`` / ``build_tagger`` / ``build_regressor``)."""
+    if spec.task == "tagging":
+        from encoders.keras.tagger import build_tagger
+
+        return build_tagger(spec)
+    if spec.task == "regression":
+        from encoders.keras.regressor import build_regressor
+
+        return build_regressor(spec)
+    return build_classifier(spec)
+
+
+def compile_model(model: keras.Model, task: str, lr: float, weight_decay: float = 0.0, clipnorm=None) -> keras.Model:
+    if task == "tagging":
+        from encoders.keras.tagger import compile_tagger
+
+        return compile_tagger(model, lr, weight_decay, clipnorm)
+    if task == "regression":
+        from encoders.keras.regressor import compile_regressor
+
+        return compile_regressor(model, lr, weight_decay, clipnorm)
+    return compile_classifier(model, lr, weight_decay, clipnorm)
 
 
 def _limit(limit: float, n: int) -> float:
@@ -114,5 +197,9 @@ def _history_from_csv(path: str) -> Dict[str, list]:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 rows[int(row["epoch"])] = row
+    columns = {k for r in rows.values() for k in r} - {"epoch"}
+    # other tasks' columns (val_rmse, val_span_f1, ...) map the same way: val_X -> val/X, X -> train/X
+    names = {k: KERAS_TO_COMMON.get(k) or (f"val/{k[4:]}" if k.startswith("val_") else f"train/{k}")
+             for k in sorted(columns | set(KERAS_TO_COMMON))}
     return {common: [float(rows[e][k]) for e in sorted(rows) if rows[e].get(k)]
-            for k, common in KERAS_TO_COMMON.items()}
+            for k, common in names.items() if common in KERAS_TO_COMMON.values() or k in columns}

@@ -21,16 +21,19 @@ class TokenDataset(Dataset):
     with the batch sampler's indices), so no Python object is made per example.
     """
 
-    def __init__(self, tokens, labels: Sequence[int]):
+    def __init__(self, tokens, labels: Sequence[int], tags: Optional[TokenBuffer] = None):
         self.tokens = tokens if isinstance(tokens, TokenBuffer) else TokenBuffer.from_lists(tokens)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        # float targets (regression) stay floats; tags (tagging): one id per token, padded with TAG_PAD_ID
+        self.labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int64)
+        self.tags = tags
         if len(self.tokens) != len(self.labels):
             raise ValueError(f"{len(self.tokens)} token rows but {len(self.labels)} labels")
         self.lengths = self.tokens.lengths
 
     @classmethod
     def from_split(cls, split) -> "TokenDataset":
-        return cls(split.tokens, split.labels)
+        return cls(split.tokens, split.labels, getattr(split, "tags", None))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,7 +42,7 @@ class TokenDataset(Dataset):
         return {"tokens": self.tokens.row(i), "label": int(self.labels[i])}
 
     def __getitems__(self, indices: List[int]) -> Dict[str, np.ndarray]:
-        return self.tokens.pad(indices, labels=self.labels)
+        return self.tokens.pad(indices, labels=self.labels, tags=self.tags)
 
 
 class _EpochForwarder(Sampler):

@@ -58,7 +58,10 @@ class SequenceClassifier(pl.LightningModule):
     @classmethod
     def from_spec(cls, spec: ClassifierSpec, lr: float = 3e-3, weight_decay: float = 0.0,
                   encoder_path: str = "auto") -> "SequenceClassifier":
-        return cls(**spec.to_dict(), lr=lr, weight_decay=weight_decay, encoder_path=encoder_path)
+        shape = spec.to_dict()
+        if shape.pop("task") != "classification":  # taggers/regressors: encoders.torch.tagger / .regressor
+            raise ValueError(f"SequenceClassifier builds task=classification, not task={spec.task}")
+        return cls(**shape, lr=lr, weight_decay=weight_decay, encoder_path=encoder_path)
 
     @property
     def spec(self) -> ClassifierSpec:

@@ -36,7 +36,8 @@ def load_classifier(path: str, encoder_path: str = "auto") -> Tuple["torch.nn.Mo
 def batch_logits(model, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``model(tokens, lengths)`` on one right-padded batch, without gradients; float32 ``[B, C]``."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        out = model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)),
+        out = model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(device),
                     torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)))
     return out.float().cpu().numpy()

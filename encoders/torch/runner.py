@@ -19,6 +19,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
 from encoders.report import finish_run, test_report  # noqa: E402
+from encoders.tasks import HISTORY_KEYS as TASK_HISTORY_KEYS  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
 from encoders.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
@@ -26,12 +27,36 @@ from encoders.torch.classifier import SequenceClassifier  # noqa: E402
 from encoders.torch.runtime import limit_gpu_memory  # noqa: E402
 
 log = logging.getLogger(__name__)
-HISTORY_KEYS = ["train/loss", "train/acc", "val/loss", "val/acc"]
+# every task's per-epoch figures (a run records those its task logs)
+HISTORY_KEYS = sorted({k for keys in TASK_HISTORY_KEYS.values() for k in keys})
 
 
-def build_model(cfg: Any, splits) -> SequenceClassifier:
-    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes)
-    return SequenceClassifier.from_spec(spec, lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+def build_model(cfg: Any, splits, vectors=None):
+    """The task's model (``SequenceClassifier``/``SequenceTagger``/``SequenceRegressor``), with
+    ``vectors`` (``encoders.tasks.PretrainedVectors``) copied into its embedding."""
+    from encoders.tasks import embedding_dim, tag_names
+
+    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
+    opt = dict(lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+    if spec.task == "classification":
+        model = SequenceClassifier.from_spec(spec, **opt)
+        model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)  # AdamW skips a grad-less table
+    elif spec.task == "tagging":
+        from encoders.torch.tagger import SequenceTagger
+
+        model = SequenceTagger.from_spec(spec, tag_names=tag_names(splits), freeze_embeddings=cfg.model.freeze_embeddings,
+                                         **opt)
+    else:
+        from encoders.torch.regressor import SequenceRegressor
+
+        model = SequenceRegressor.from_spec(spec, freeze_embeddings=cfg.model.freeze_embeddings, **opt)
+    if vectors is not None:
+        import torch
+
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))
+            model.embedding.weight[spec.padding_idx].zero_()
+    return model
 
 
 class VocabFingerprint(Callback):
@@ -102,14 +127,17 @@ class LastCheckpoint(Checkpoint):
 def history_of(checkpoint: Dict[str, Any]) -> Dict[str, List[float]]:
     """Per-epoch ``HISTORY_KEYS`` from a checkpoint's ``LastCheckpoint`` state (``finish_run``'s form)."""
     rows = checkpoint.get("callbacks", {}).get(LastCheckpoint.__qualname__, {}).get("history", [])
-    return {k: [row[k] for row in rows if k in row] for k in HISTORY_KEYS}
+    return {k: [row[k] for row in rows if k in row] for k in HISTORY_KEYS if any(k in row for row in rows)}
 
 
 def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
     t = cfg.trainer
     ckpt_dir = os.path.join(run_dir, "checkpoints")
+    from encoders.tasks import monitor
+
+    metric, mode = monitor(getattr(getattr(cfg, "task", None), "name", "classification"))
     checkpoints = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max",
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=metric, mode=mode,
                         auto_insert_metric_name=False),
         LastCheckpoint(os.path.join(ckpt_dir, "last.ckpt"), t.checkpoint_every_n_steps),
     ]
@@ -144,7 +172,11 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     d = cfg.data
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
                             num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
-    model = build_model(cfg, splits)
+    from encoders.tasks import pretrained_vectors, vectors_report
+
+    task = getattr(getattr(cfg, "task", None), "name", "classification")
+    vectors = pretrained_vectors(cfg, splits)
+    model = build_model(cfg, splits, vectors)
     vocab = vocab_fingerprint(run_dir)  # app.run saved vocab.json there
     if cfg.ckpt_path:  # the same model on the same data, before anything is restored
         check_resume(cfg.ckpt_path, model.spec, vocab)
@@ -159,17 +191,34 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
-    extra = test_split_report(best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = test_split_report(model, best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings)}
     return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
                       best_path=best_path, last_path=last_path, extra=extra)
 
 
-def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
-    """The test figures of the checkpoint chosen on validation (``best.ckpt``), on this process."""
-    from encoders.torch.inference import batch_logits, load_classifier
+def test_split_report(model, best_path: str, test, batch_size: int) -> Dict[str, float]:
+    """The test figures of the checkpoint chosen on validation (``best.ckpt``, loaded into ``model``)."""
+    model.load_state_dict(load_torch_checkpoint(best_path)["state_dict"])
+    task = model.spec.task
+    if task != "classification":
+        from encoders.tasks import with_prefix
+
+        if task == "tagging":
+            from encoders.torch.tagger import split_tally
+
+            tally = split_tally(model, test, batch_size)
+            return with_prefix(tally.figures(), "test", ("tokens", tally.tokens))
+        from encoders.metrics import regression_report
+        from encoders.torch.regressor import predict_split
+
+        rep = regression_report(test.labels, predict_split(model, test, batch_size))
+        return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
+                "test_examples": rep["num_examples"]}
+    from encoders.torch.inference import batch_logits
     from encoders.trained_run import buffer_logits
 
-    model, spec = load_classifier(best_path)
+    spec = model.spec
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
     return test_report(logits, test.labels, spec.num_classes)

@@ -162,7 +162,7 @@ def test_tf_run_writes_the_same_outputs_and_resumes(tmp_path):
     assert "weights_only" not in proc.stdout + proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     torch_keys = {"val_acc", "val_loss", "train_loss", "best_val_acc", "epochs", "global_step", "backend",
-                  "encoder", "wall_time_s", "best_checkpoint", "last_checkpoint", "history"}
+                  "encoder", "wall_time_s", "best_checkpoint", "last_checkpoint", "history", "task"}
     assert set(metrics) == torch_keys
     assert metrics["backend"] == "tf" and metrics["encoder"] == "bigru" and metrics["epochs"] == 2
     assert sorted(metrics["history"]) == ["train/acc", "train/loss", "val/acc", "val/loss"]

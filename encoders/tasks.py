@@ -1,0 +1,198 @@
+"""What differs between the tasks, framework-free: figures, the checkpoint metric, pretrained vectors.
+
+Both backends use these, so a figure means the same in a torch run and a tf run:
+
+* ``TaggingTally``: sums over real tokens (loss, confusion counts, entity counts) of any number of
+  padded batches; ``figures()`` turns them into ``loss``, ``acc``, ``macro_f1`` and, for a BIO-like
+  tag set, ``span_f1``. Sums, not per-batch means: the same sentences in other batches or batch
+  sizes give the same figures, and ranks can add their tallies.
+* ``RegressionTally``: the same for ``mse``/``rmse``/``mae``.
+* ``monitor(task)``: the validation metric ``best`` checkpoints are chosen by.
+* ``pretrained_vectors(cfg, splits)``: a vectors file aligned to the run's vocabulary.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from encoders.config import DEFAULT_EMBEDDING_DIM, TAG_PAD_ID, WORD_TOKENIZERS
+from encoders.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# the metric each task's best checkpoint is chosen by (the logged name) and which way is better
+MONITOR = {"classification": ("val/acc", "max"), "tagging": ("val/acc", "max"), "regression": ("val/rmse", "min")}
+# per-epoch history in metrics.json, the same keys for both backends
+HISTORY_KEYS = {
+    "classification": ["train/loss", "train/acc", "val/loss", "val/acc"],
+    "tagging": ["train/loss", "val/loss", "val/acc", "val/macro_f1", "val/span_f1"],
+    "regression": ["train/loss", "val/loss", "val/rmse", "val/mae"],
+}
+
+
+def monitor(task: str) -> Tuple[str, str]:
+    return MONITOR[task]
+
+
+def summary(metrics: Dict[str, Any]) -> str:
+    """One log line of a run's main validation figures (whichever task it was)."""
+    keys = ("val_acc", "val_macro_f1", "val_span_f1", "val_rmse", "val_mae", "val_loss")
+    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), (int, float)))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+class TaggingTally:
+    """Sums of a tagger's figures over real tokens (``gold != TAG_PAD_ID``), batch after batch.
+
+    ``update(logits [B,T,C], gold [B,T])`` adds a padded batch; rows may be empty and a batch may
+    hold no real token at all (it adds nothing). ``vector()``/``add_vector`` expose the sums as one
+    float64 array (to add the tallies of several processes).
+    """
+
+    def __init__(self, tag_names: Sequence[str]):
+        from encoders.metrics import is_bio_scheme
+
+        self.names = [str(n) for n in tag_names]
+        self.num_tags = len(self.names)
+        self.bio = is_bio_scheme(self.names)
+        self.loss_sum, self.tokens = 0.0, 0
+        self.confusion = np.zeros((self.num_tags, self.num_tags), dtype=np.int64)
+        self.spans = np.zeros(3, dtype=np.int64)  # gold chunks, predicted chunks, correct chunks
+
+    def update(self, logits: Any, gold: Any) -> None:
+        logits, gold = np.asarray(logits), np.asarray(gold)
+        if logits.ndim != 3 or logits.shape[:2] != gold.shape or logits.shape[2] != self.num_tags:
+            raise ValueError(f"logits must be [B, T, {self.num_tags}] and gold [B, T], got {logits.shape}, {gold.shape}")
+        mask = gold != TAG_PAD_ID
+        if not mask.any():
+            return
+        g = gold[mask].astype(np.int64)
+        if g.min() < 0 or g.max() >= self.num_tags:
+            raise ValueError(f"tag {int(g[(g < 0) | (g >= self.num_tags)][0])} is outside [0, {self.num_tags})")
+        lp = log_softmax(logits[mask])
+        self.loss_sum += float(-lp[np.arange(len(g)), g].sum())
+        self.tokens += int(g.size)
+        pred = logits.argmax(-1)
+        self.confusion += np.bincount(g * self.num_tags + pred[mask], minlength=self.num_tags ** 2).reshape(
+            self.num_tags, self.num_tags)
+        if self.bio:
+            from encoders.metrics import span_f1
+
+            names = np.asarray(self.names, dtype=object)
+            rows = [r for r in range(len(gold)) if mask[r].any()]
+            rep = span_f1([list(names[gold[r][mask[r]]]) for r in rows], [list(names[pred[r][mask[r]]]) for r in rows])
+            self.spans += (rep["num_gold"], rep["num_pred"], rep["num_correct"])
+
+    def vector(self) -> np.ndarray:
+        return np.concatenate([[self.loss_sum, self.tokens], self.confusion.ravel(), self.spans]).astype(np.float64)
+
+    def set_vector(self, v: Any) -> None:
+        v = np.asarray(v, dtype=np.float64)
+        self.loss_sum, self.tokens = float(v[0]), int(round(v[1]))
+        c = self.num_tags ** 2
+        self.confusion = np.rint(v[2:2 + c]).astype(np.int64).reshape(self.num_tags, self.num_tags)
+        self.spans = np.rint(v[2 + c:]).astype(np.int64)
+
+    def figures(self) -> Dict[str, float]:
+        """``loss`` (mean cross-entropy per real token), ``acc``, ``macro_f1`` (over every tag) and, for a
+        BIO-like tag set, ``span_f1`` (entities, as conlleval counts them). No token: all 0.0, never NaN."""
+        tp = np.diag(self.confusion).astype(np.float64)
+        support, predicted = self.confusion.sum(1), self.confusion.sum(0)
+        den = support + predicted
+        f1 = np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0)
+        out = {"loss": self.loss_sum / self.tokens if self.tokens else 0.0,
+               "acc": float(tp.sum() / self.tokens) if self.tokens else 0.0,
+               "macro_f1": float(f1.mean()) if self.num_tags else 0.0}
+        if self.bio:
+            n_gold, n_pred, correct = (float(x) for x in self.spans)
+            p = correct / n_pred if n_pred else 0.0
+            r = correct / n_gold if n_gold else 0.0
+            out["span_f1"] = 2 * p * r / (p + r) if p + r else 0.0
+        return out
+
+
+class RegressionTally:
+    """Sums of squared and absolute errors over examples, batch after batch."""
+
+    def __init__(self):
+        self.sq, self.abs, self.n = 0.0, 0.0, 0
+
+    def update(self, pred: Any, gold: Any) -> None:
+        err = np.asarray(pred, dtype=np.float64).reshape(-1) - np.asarray(gold, dtype=np.float64).reshape(-1)
+        self.sq += float((err * err).sum())
+        self.abs += float(np.abs(err).sum())
+        self.n += int(err.size)
+
+    def figures(self) -> Dict[str, float]:
+        mse = self.sq / self.n if self.n else 0.0
+        return {"loss": mse, "rmse": float(np.sqrt(mse)), "mae": self.abs / self.n if self.n else 0.0}
+
+
+def with_prefix(figures: Dict[str, float], prefix: str, count: Optional[Tuple[str, int]] = None) -> Dict[str, Any]:
+    out: Dict[str, Any] = {f"{prefix}_{k}": float(v) for k, v in figures.items()}
+    if count is not None:
+        out[f"{prefix}_{count[0]}"] = int(count[1])
+    return out
+
+
+# -- pretrained word vectors -------------------------------------------------------------------------
+@dataclass
+class PretrainedVectors:
+    matrix: np.ndarray  # float32 [vocab, dim]; row 0 (pad) zero
+    coverage: float  # share of the vocabulary's words (not pad/unk) found in the file
+    dim: int
+    path: str
+
+
+def pretrained_vectors(cfg: Any, splits: Any) -> Optional[PretrainedVectors]:
+    """``model.pretrained_embeddings`` aligned to the run's vocabulary, or None when none is set.
+
+    The table's size comes from the file: an explicit ``model.embedding_dim`` that differs is a
+    ``ConfigError``; only word-level vocabularies (``whitespace``/``char``) can be aligned.
+    """
+    from encoders.data.vectors import load_vectors, vocab_coverage
+    from encoders.data.vocab import Vocab
+
+    path = cfg.model.pretrained_embeddings
+    if not path:
+        return None
+    vocab = splits.vocab
+    if not isinstance(vocab, Vocab) or vocab.tokenizer not in WORD_TOKENIZERS:
+        raise ConfigError(f"model.pretrained_embeddings is not supported with data.tokenizer="
+                          f"{getattr(vocab, 'tokenizer_name', cfg.data.tokenizer)}: word vectors align to a word-level "
+                          f"vocabulary (data.tokenizer=whitespace or char)")
+    matrix, found, dim = load_vectors(path, vocab.tokens, lowercase=vocab.lowercase, seed=cfg.seed)
+    if cfg.model.embedding_dim is not None and cfg.model.embedding_dim != dim:
+        raise ConfigError(f"model.embedding_dim={cfg.model.embedding_dim} conflicts with the {dim}-dimensional vectors "
+                          f"of model.pretrained_embeddings={path}: the table's size comes from the file, so drop "
+                          f"model.embedding_dim (or set it to {dim})")
+    coverage = vocab_coverage(found)
+    log.info("pretrained vectors %s: %d-dimensional, %d of %d vocabulary words found (%.1f%%)%s", path, dim,
+             int(found.sum()), max(len(vocab) - 2, 0), 100 * coverage,
+             "; frozen" if cfg.model.freeze_embeddings else "")
+    return PretrainedVectors(matrix.astype(np.float32), coverage, dim, path)
+
+
+def embedding_dim(cfg: Any, vectors: Optional[PretrainedVectors]) -> int:
+    return vectors.dim if vectors is not None else (cfg.model.embedding_dim or DEFAULT_EMBEDDING_DIM)
+
+
+def vectors_report(vectors: Optional[PretrainedVectors], frozen: bool) -> Dict[str, Any]:
+    if vectors is None:
+        return {}
+    return {"pretrained_coverage": vectors.coverage, "pretrained_embeddings": vectors.path,
+            "embedding_dim": vectors.dim, "freeze_embeddings": bool(frozen)}
+
+
+def tag_names(splits: Any) -> List[str]:
+    vocab = splits.vocab
+    names = list(getattr(vocab, "labels", []) or [])
+    return names if len(names) == splits.num_classes else [str(i) for i in range(splits.num_classes)]

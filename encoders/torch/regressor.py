@@ -1,0 +1,94 @@
+"""Lightning module for regression: embedding -> encoder -> pooling -> a linear head with 1 output."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from encoders.config import PAD_ID
+from encoders.tasks import RegressionTally
+from encoders.torch.pooling import MaskedPooling
+from encoders.torch.tagger import TaskModule
+
+
+class SequenceRegressor(TaskModule):
+    """A number per sequence: the classifier's embedding -> encoder -> pooling, then ``Linear(H, 1)``.
+
+    Args: as ``SequenceTagger`` (``num_classes`` is 1; ``pooling`` as in ``SequenceClassifier``).
+
+    Input: ``{"tokens", "lengths", "labels": [B] float32}``; ``forward(tokens, lengths) -> [B]``.
+    Loss: mean squared error. Logged: ``train/loss``, ``val/loss`` (MSE), ``val/rmse``, ``val/mae``
+    over the whole validation split (sums, not means of batch means).
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int = 1, embedding_dim: int = 32, hidden_size: int = 64,
+                 cell: str = "lstm", num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.0,
+                 pooling: str = "last", padding_idx: int = PAD_ID, task: str = "regression", lr: float = 3e-3,
+                 weight_decay: float = 0.0, freeze_embeddings: bool = False, encoder_path: str = "auto"):
+        super().__init__()
+        if task != "regression" or num_classes != 1:
+            raise ValueError(f"SequenceRegressor has 1 output (task=regression), got task={task!r}, "
+                             f"num_classes={num_classes}")
+        self.save_hyperparameters()
+        self._build_backbone(encoder_path)
+        self.pool = None if pooling == "last" else MaskedPooling(pooling, self.encoder.output_size)
+        self.head = nn.Linear(self.encoder.output_size, 1)
+        self._train_sums: Optional[torch.Tensor] = None
+        self._val: Optional[RegressionTally] = None
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(self.embedding(tokens), lengths)
+        pooled = out.final if self.pool is None else self.pool(out.sequence, lengths)
+        return self.head(pooled).squeeze(-1)
+
+    def _loss(self, batch: Dict[str, torch.Tensor]):
+        pred = self(batch["tokens"], batch["lengths"])
+        target = batch["labels"].to(pred.dtype)
+        return F.mse_loss(pred, target), pred, target
+
+    def training_step(self, batch, batch_idx):
+        loss, pred, target = self._loss(batch)
+        if self._train_sums is None:
+            self._train_sums = loss.new_zeros(2, dtype=torch.float64)
+        self._train_sums[0] += loss.detach() * target.numel()
+        self._train_sums[1] += target.numel()
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = None
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_sums is None:
+            return
+        loss_sum, n = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
+        self.log("train/loss", (loss_sum / n.clamp(min=1)).float(), sync_dist=False)
+        self._train_sums = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = RegressionTally()
+
+    def validation_step(self, batch, batch_idx):
+        _, pred, target = self._loss(batch)
+        self._val.update(pred.detach().cpu().numpy(), target.cpu().numpy())
+
+    def on_validation_epoch_end(self) -> None:
+        t = self._val
+        t.sq, t.abs, t.n = (float(x) for x in self._reduce([t.sq, t.abs, float(t.n)]))
+        t.n = int(round(t.n))
+        for name, value in t.figures().items():
+            self.log(f"val/{name}", float(value), prog_bar=True, sync_dist=False)
+
+
+def predict_split(model: SequenceRegressor, split, batch_size: int):
+    """``model``'s prediction for every row of a split, in the split's order (float32 numpy)."""
+    import numpy as np
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = np.zeros(len(split), dtype=np.float32)
+    with torch.no_grad():
+        for idx, b in split.tokens.length_batches(batch_size, model.hparams.padding_idx):
+            out[idx] = model(torch.from_numpy(b["tokens"]).to(device), torch.from_numpy(b["lengths"])).float().cpu().numpy()
+    return out
