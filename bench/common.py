@@ -30,12 +30,12 @@ SIZES = {
 # they are stated; the Lightning side builds its Trainer from the composed config itself
 # (training_bench.default_run_config).
 def _default_run() -> Dict[str, object]:
-    from encoders.config import TrainConfig
+    from encoders.config import DEFAULT_EMBEDDING_DIM, TrainConfig
 
     c = TrainConfig()
     return dict(seed=c.seed, num_train=c.data.num_train, num_val=c.data.num_val, vocab_size=c.data.vocab_size,
                 max_length=c.data.max_length, batch_size=c.data.batch_size, pool_batches=c.data.bucket_pool_batches,
-                embedding_dim=c.model.embedding_dim, hidden_size=c.encoder.hidden_size, lr=c.model.lr,
+                embedding_dim=c.model.embedding_dim or DEFAULT_EMBEDDING_DIM, hidden_size=c.encoder.hidden_size, lr=c.model.lr,
                 clip=c.trainer.gradient_clip_val)
 
 

@@ -188,16 +188,18 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
     return Raw(ds, key, path, builder)
 
 
-def _files(cfg: Any) -> Dict[str, Raw]:
+def _files(cfg: Any, read=None) -> Dict[str, Raw]:
+    """Every split's file that is set, read by ``read(path, key)`` (default: text and label columns)."""
+    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column))
     out = {}
     for split, key, path in (("train", "data.train_file", cfg.train_file),
                              ("validation", "data.validation_file", cfg.validation_file),
                              ("test", "data.test_file", cfg.test_file)):
         if path:
             try:
-                out[split] = read_file(path, key, [cfg.text_column], cfg.label_column)
+                out[split] = read(path, key)
             except DataError as e:
-                if "has no rows" in str(e):
+                if "has no rows" in str(e) or "no sentences" in str(e):
                     raise DataError(f"{split} split is empty: {e}") from None
                 raise
     return out

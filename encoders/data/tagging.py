@@ -45,18 +45,9 @@ def read_tagging_file(path: str, key: str, tokens_column: str = "tokens", tags_c
 
 
 def tagging_files(cfg: Any) -> Dict[str, Raw]:
-    out = {}
-    for split, key, path in (("train", "data.train_file", cfg.train_file),
-                             ("validation", "data.validation_file", cfg.validation_file),
-                             ("test", "data.test_file", cfg.test_file)):
-        if path:
-            try:
-                out[split] = read_tagging_file(path, key, cfg.tokens_column, cfg.tags_column)
-            except DataError as e:
-                if "has no rows" in str(e) or "no sentences" in str(e):
-                    raise DataError(f"{split} split is empty: {e}") from None
-                raise
-    return out
+    from encoders.data.sources import _files
+
+    return _files(cfg, lambda path, key: read_tagging_file(path, key, cfg.tokens_column, cfg.tags_column))
 
 
 def _list_column(raw: Raw, split: str, column: str, other: str):

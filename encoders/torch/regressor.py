@@ -50,21 +50,9 @@ class SequenceRegressor(TaskModule):
 
     def training_step(self, batch, batch_idx):
         loss, pred, target = self._loss(batch)
-        if self._train_sums is None:
-            self._train_sums = loss.new_zeros(2, dtype=torch.float64)
-        self._train_sums[0] += loss.detach() * target.numel()
-        self._train_sums[1] += target.numel()
+        self._add_train_loss(loss * target.numel(), target.numel())
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        self._train_sums = None
-
-    def on_train_epoch_end(self) -> None:
-        if self._train_sums is None:
-            return
-        loss_sum, n = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
-        self.log("train/loss", (loss_sum / n.clamp(min=1)).float(), sync_dist=False)
-        self._train_sums = None
 
     def on_validation_epoch_start(self) -> None:
         self._val = RegressionTally()

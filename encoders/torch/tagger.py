@@ -41,6 +41,23 @@ class TaskModule(pl.LightningModule):
             self.embedding.weight.copy_(torch.as_tensor(matrix, dtype=self.embedding.weight.dtype))
             self.embedding.weight[self.hparams.padding_idx].zero_()
 
+    # The epoch's train loss from two running sums (loss total, count), summed over ranks once.
+    def _add_train_loss(self, total: torch.Tensor, n) -> None:
+        if getattr(self, "_train_sums", None) is None:
+            self._train_sums = total.new_zeros(2, dtype=torch.float64)
+        self._train_sums[0] += total.detach()
+        self._train_sums[1] += n
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = None
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_sums is None:
+            return
+        loss_sum, n = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
+        self.log("train/loss", (loss_sum / n.clamp(min=1)).float(), sync_dist=False)
+        self._train_sums = None
+
     def __setattr__(self, name: str, value: Any) -> None:
         # as in SequenceClassifier: Lightning sets this string around every hook call
         if name == "_current_fx_name":
@@ -119,21 +136,9 @@ class SequenceTagger(TaskModule):
 
     def training_step(self, batch, batch_idx):
         loss, total, n, _ = self._loss(batch)
-        if self._train_sums is None:
-            self._train_sums = loss.new_zeros(2, dtype=torch.float64)
-        self._train_sums[0] += total.detach()
-        self._train_sums[1] += n
+        self._add_train_loss(total, n)
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        self._train_sums = None
-
-    def on_train_epoch_end(self) -> None:
-        if self._train_sums is None:
-            return
-        loss_sum, n = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
-        self.log("train/loss", (loss_sum / n.clamp(min=1)).float(), sync_dist=False)
-        self._train_sums = None
 
     def on_validation_epoch_start(self) -> None:
         self._val = TaggingTally(self.hparams.tag_names)
