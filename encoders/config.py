@@ -103,6 +103,9 @@ class BackendConfig:
 class DataConfig:
     source: str = "synthetic"  # one of SOURCES
     batch_size: int = 64
+    # rows per validation/test batch; None: 4 x batch_size (no gradients are kept, so bigger
+    # batches fit, and evaluating 100k rows takes a fraction of the time)
+    eval_batch_size: Optional[int] = None
     num_workers: int = 0
     # bucketing: how many batches' worth of examples are sorted together by length
     bucket_pool_batches: int = 64
@@ -137,6 +140,10 @@ class DataConfig:
     max_tokens: Optional[int] = None
     cache_dir: Optional[str] = None  # tokenized files; default $ENCODERS_CACHE or ~/.cache/padded-encoders
 
+    @property
+    def eval_rows(self) -> int:
+        return self.eval_batch_size or 4 * self.batch_size
+
     def validate(self) -> "DataConfig":
         """Checks that need no file; the sources check the files themselves when they read them."""
         _one_of("data.source", self.source, SOURCES, DataConfigError)
@@ -149,7 +156,7 @@ class DataConfig:
             raise DataConfigError("data.source=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
         if self.source != "synthetic":
             _one_of("data.tokenizer", self.tokenizer, TOKENIZERS, DataConfigError)
-        for key in ("max_tokens_per_example", "max_tokens", "subword_vocab_size"):
+        for key in ("max_tokens_per_example", "max_tokens", "subword_vocab_size", "eval_batch_size"):
             value = getattr(self, key)
             if value is not None:
                 _at_least(f"data.{key}", value, 1, DataConfigError)

@@ -50,8 +50,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     d, m, t = cfg.data, cfg.model, cfg.trainer
     train = BucketedBatches.from_split(splits.train, d.batch_size, seed=cfg.seed, shuffle=True,
                                        pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
-    val = BucketedBatches.from_split(splits.validation, d.batch_size, seed=cfg.seed, shuffle=False,
-                                     pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
+    val = BucketedBatches.from_split(splits.validation, d.eval_rows, seed=cfg.seed, shuffle=False,
+                                     pool_batches=d.bucket_pool_batches)
     from encoders.tasks import embedding_dim, monitor, pretrained_vectors, tag_names, vectors_report
 
     task = getattr(getattr(cfg, "task", None), "name", "classification")
@@ -105,7 +105,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
     history = {k: history.get(k, []) for k in TASK_HISTORY[task]}  # the torch run's keys
     # epochs from fit's own list: a resumed fit starts at the restored epoch
-    extra = test_split_report(best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = test_split_report(best_path, splits.test, d.eval_rows) if splits.test is not None else {}
     extra = {"task": task, **extra, **vectors_report(vectors, m.freeze_embeddings)}
     return finish_run(run_dir, "tf", encoder_name, history, epochs=fit.epoch[-1] + 1 if fit.epoch else 0,
                       global_step=int(model.optimizer.iterations.numpy()), start=start,

@@ -143,6 +143,7 @@ class SequenceDataModule(pl.LightningDataModule):
         train, validation, test: ``encoders.data.sources.Split``s (or ``TokenDataset``s).
         batch_size: rows per step (global); with ``max_tokens`` batches are cut by padded tokens
             (rows x longest row) instead.
+        eval_batch_size: rows per validation/test batch (default ``batch_size``).
         seed: seeds the buckets (reshuffled every epoch).
 
     ``batch_size`` is the global batch, split over the ranks of a distributed run; the Trainer
@@ -154,12 +155,14 @@ class SequenceDataModule(pl.LightningDataModule):
     """
 
     def __init__(self, train, validation, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
-                 pool_batches: int = 64, pad_id: int = 0, max_tokens: Optional[int] = None, test=None):
+                 pool_batches: int = 64, pad_id: int = 0, max_tokens: Optional[int] = None, test=None,
+                 eval_batch_size: Optional[int] = None):
         super().__init__()
         as_ds = lambda d: d if isinstance(d, TokenDataset) or d is None else TokenDataset.from_split(d)  # noqa: E731
         self.train_ds, self.val_ds, self.test_ds = as_ds(train), as_ds(validation), as_ds(test)
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.pool_batches, self.pad_id, self.max_tokens = pool_batches, pad_id, max_tokens
+        self.eval_batch_size = eval_batch_size or batch_size
         self._resume: Optional[Dict[str, int]] = None
 
     def state_dict(self) -> Dict[str, int]:
@@ -177,9 +180,10 @@ class SequenceDataModule(pl.LightningDataModule):
     def _loader(self, ds: TokenDataset, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = BucketBatchSampler(SequentialSampler(ds), self.batch_size, False, ds.lengths, seed=self.seed,
-                                     shuffle=shuffle, pool_batches=self.pool_batches, num_replicas=world, rank=rank,
-                                     max_tokens=self.max_tokens)
+        # training batches by data.batch_size rows or data.max_tokens; evaluation by eval_batch_size rows
+        sampler = BucketBatchSampler(SequentialSampler(ds), self.batch_size if shuffle else self.eval_batch_size,
+                                     False, ds.lengths, seed=self.seed, shuffle=shuffle, pool_batches=self.pool_batches,
+                                     num_replicas=world, rank=rank, max_tokens=self.max_tokens if shuffle else None)
         if shuffle and self._resume:
             sampler.resume_at(self._resume["epoch"], self._resume["batches_done"])
         return DataLoader(ds, batch_sampler=sampler, collate_fn=_Collate(self.pad_id),

@@ -171,7 +171,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     pl.seed_everything(cfg.seed, workers=True)
     d = cfg.data
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
-                            num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens)
+                            num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens,
+                            eval_batch_size=d.eval_rows)
     from encoders.tasks import pretrained_vectors, vectors_report
 
     task = getattr(getattr(cfg, "task", None), "name", "classification")
@@ -191,7 +192,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
-    extra = test_split_report(model, best_path, splits.test, d.batch_size) if splits.test is not None else {}
+    extra = test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
     extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings)}
     return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,
                       global_step=last.get("global_step", trainer.global_step), start=start,
