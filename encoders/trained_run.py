@@ -202,6 +202,12 @@ class TrainedRun:
         (tagging); the predictions ``[N]`` (regression)."""
         return self._logits(self._buffer(texts), batch_size)
 
+    def word_logits(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[np.ndarray]:
+        """A tagger's scores of lists of words: one ``[len(words_i), num_tags]`` float32 array per row."""
+        if self.task != "tagging":
+            raise TaskError(f"word_logits is for tagging runs; {self.run_dir} is a {self.task} run")
+        return self._logits(self._word_buffer(words), batch_size)
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Class probabilities ``[N, num_classes]``; column ``k`` is ``labels[k]``.
 
