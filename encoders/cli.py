@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write ONNX or a TensorFlow SavedModel for serving",
                         description="Export the run (torch or tf) as ONNX or a SavedModel taking tokens int64 "
-                                    "[B, T] and lengths int64 [B], returning logits [B, C]; checked against the "
-                                    "run's model before it is written.")
+                                    "[B, T] and lengths int64 [B], returning logits [B, C] (tagging: [B, T, C], zero "
+                                    "past each length; regression: [B]); checked against the run's model before "
+                                    "it is written.")
     ex.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by train.py")
     ex.add_argument("--format", required=True, choices=FORMATS)
     ex.add_argument("--output", "-o", default="", help="default: RUN_DIR/export/model.onnx or "
