@@ -7,6 +7,14 @@
 
 INPUT is a csv/tsv/json/jsonl/parquet table with the run's text column (``data.text_column``;
 evaluate also needs ``data.label_column``), or ``-`` for one text per line on standard input.
+
+What the commands do follows the run's task. Classification: ``prediction`` (a label) and
+``probability``. Tagging: ``prediction`` is the list of tags of the row's words (space-joined in
+csv); the words are the run's ``data.tokens_column`` when a json/jsonl/parquet input has it (lists
+of words, as in the training files), else the text column split at whitespace; evaluate reads the
+gold tags from ``data.tags_column`` (lists, or space-separated tags in csv). Regression:
+``prediction`` is a float; evaluate reads the target from ``data.label_column``.
+``--probabilities`` is for classification only.
 A problem the user can fix (a run dir without checkpoint or vocabulary, a missing column, an
 unknown label...) prints one line on stderr and exits with code 2.
 """
@@ -59,28 +67,60 @@ def _check_table_output(path: Optional[str]) -> None:
         raise DataError(f"--output {path} is a directory, not a table file")
 
 
+def _uses_tokens_column(run, df, path: str) -> bool:
+    """A tagging input's words come from ``data.tokens_column`` when the table has it (json, jsonl or
+    parquet: csv cells can't be lists), else from the text column."""
+    csv_like = path == "-" or os.path.splitext(path)[1].lower() in (".csv", ".tsv")
+    return run.task == "tagging" and not csv_like and run.tokens_column in df.columns
+
+
+def _words(run, df, path: str):
+    """(lists of words, tokens-column-or-None) of a tagging input, row by row."""
+    from encoders.evaluation import words_of
+
+    name = "<stdin>" if path == "-" else path
+    if _uses_tokens_column(run, df, path):
+        return words_of(df[run.tokens_column].tolist(), name, run.tokens_column), run.tokens_column
+    return [t.split() for t in _texts(df, run.text_column, path)], None
+
+
 # -- predict ---------------------------------------------------------------------------------------
 def cmd_predict(a: argparse.Namespace) -> int:
     from encoders.tables import TableError, write_table
-    from encoders.trained_run import load_run
+    from encoders.trained_run import TaskError, load_run
 
     _check_table_output(a.output)
     run = load_run(a.run_dir)
+    if a.probabilities and run.task != "classification":
+        raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
+                        f"(its prediction column is all predict writes)")
     df = _read_input(a.input, run.text_column)
-    texts = _texts(df, run.text_column, a.input)
-    added = [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in run.labels] if a.probabilities else [])
+    if run.task == "classification":
+        added = [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in run.labels]
+                                             if a.probabilities else [])
+    else:
+        added = [PREDICTION]
+    if run.task == "tagging":
+        words, _ = _words(run, df, a.input)
+    else:
+        texts = _texts(df, run.text_column, a.input)
     clash = [c for c in added if c in df.columns]
     if clash:
         raise DataError(f"{a.input}: already has column(s) {', '.join(map(repr, clash))}, which predict adds: "
                         f"rename or drop them")
-    proba = run.predict_proba(texts, batch_size=a.batch_size)
     out = df.copy()
-    best = proba.argmax(axis=1) if len(texts) else []
-    out[PREDICTION] = [run.labels[k] for k in best]
-    out[PROBABILITY] = proba.max(axis=1).astype(float) if len(texts) else []
-    if a.probabilities:
-        for k, label in enumerate(run.labels):
-            out[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
+    if run.task == "tagging":
+        out[PREDICTION] = pd_object_column(run.predict_words(words, batch_size=a.batch_size))
+    elif run.task == "regression":
+        out[PREDICTION] = [float(x) for x in run.predict(texts, batch_size=a.batch_size)]
+    else:
+        proba = run.predict_proba(texts, batch_size=a.batch_size)
+        best = proba.argmax(axis=1) if len(texts) else []
+        out[PREDICTION] = [run.labels[k] for k in best]
+        out[PROBABILITY] = proba.max(axis=1).astype(float) if len(texts) else []
+        if a.probabilities:
+            for k, label in enumerate(run.labels):
+                out[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
     try:
         write_table(out, a.output)
     except TableError as e:
@@ -90,9 +130,17 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def pd_object_column(values):
+    """A column of lists (pandas would try to spread lists of equal length over columns)."""
+    import pandas as pd
+
+    return pd.Series(values, dtype=object) if len(values) else pd.Series([], dtype=object)
+
+
 # -- evaluate --------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from encoders.evaluation import evaluate, format_report, gold_ids
+    from encoders.evaluation import (evaluate, evaluate_regression, evaluate_tagging, format_report, gold_ids,
+                                     gold_tag_ids, gold_values)
     from encoders.io import write_json
     from encoders.report import plot_confusion
     from encoders.run_dir import check_run_dir, is_training_output
@@ -111,19 +159,35 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     run = load_run(run_dir)
     df = _read_input(a.input, run.text_column)
     name = "<stdin>" if a.input == "-" else a.input
-    if run.label_column not in df.columns:
+    if run.task == "tagging":
+        gold_column, what, key = run.tags_column, "tags column", "data.tags_column"
+    else:
+        gold_column, what, key = run.label_column, "label column", "data.label_column"
+    if gold_column not in df.columns:
         has = ", ".join(repr(c) for c in df.columns)
-        raise DataError(f"{name}: no label column {run.label_column!r} (the run's data.label_column); "
-                        f"its columns are: {has}")
-    texts = _texts(df, run.text_column, a.input)
-    gold = gold_ids(df[run.label_column].tolist(), run.labels, run.string_labels, name, run.label_column)
-    report = evaluate(run, texts, gold, batch_size=a.batch_size)
-    report.update(run_dir=os.path.abspath(run_dir), checkpoint=run.checkpoint, input=name,
-                  labels_as_trained=list(run.labels))
+        raise DataError(f"{name}: no {what} {gold_column!r} (the run's {key}); its columns are: {has}")
+    if run.task == "tagging":
+        words, _ = _words(run, df, a.input)
+        gold = gold_tag_ids(df[gold_column].tolist(), run.labels, [len(w) for w in words], name, gold_column)
+        report = evaluate_tagging(run, words, gold, batch_size=a.batch_size)
+    elif run.task == "regression":
+        texts = _texts(df, run.text_column, a.input)
+        gold = gold_values(df[gold_column].tolist(), name, gold_column)
+        report = evaluate_regression(run, texts, gold, batch_size=a.batch_size)
+    else:
+        texts = _texts(df, run.text_column, a.input)
+        gold = gold_ids(df[gold_column].tolist(), run.labels, run.string_labels, name, gold_column)
+        report = evaluate(run, texts, gold, batch_size=a.batch_size)
+    report.update(task=run.task, run_dir=os.path.abspath(run_dir), checkpoint=run.checkpoint, input=name)
+    if run.task != "regression":
+        report["labels_as_trained"] = list(run.labels)
     write_json(output, report)
-    plot_confusion(picture, report["confusion_matrix"], report["labels"])
+    wrote = output
+    if "confusion_matrix" in report:
+        plot_confusion(picture, report["confusion_matrix"], report["labels"])
+        wrote = f"{output} and {picture}"
     print(format_report(report))
-    print(f"\nwrote {output} and {picture}")
+    print(f"\nwrote {wrote}")
     return 0
 
 
@@ -174,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write ONNX or a TensorFlow SavedModel for serving",
                         description="Export the run (torch or tf) as ONNX or a SavedModel taking tokens int64 "
-                                    "[B, T] and lengths int64 [B], returning logits [B, C]; checked against the "
-                                    "run's model before it is written.")
+                                    "[B, T] and lengths int64 [B], returning logits [B, C] (tagging: [B, T, C], zero "
+                                    "past each length; regression: [B]); checked against the run's model before "
+                                    "it is written.")
     ex.add_argument("run_dir", metavar="RUN_DIR", help="a run dir written by train.py")
     ex.add_argument("--format", required=True, choices=FORMATS)
     ex.add_argument("--output", "-o", default="", help="default: RUN_DIR/export/model.onnx or "

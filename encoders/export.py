@@ -5,6 +5,9 @@
 Both artefacts take ``tokens`` (int64 ``[B, T]``, right-padded with the pad id 0) and ``lengths``
 (int64 ``[B]``) and return ``logits`` (float32 ``[B, C]``, class ``k`` is the run's ``labels[k]``);
 ``B`` and ``T`` are dynamic, tokens at ``t >= lengths[b]`` are padding whatever they hold.
+A tagging run's ``logits`` are ``[B, T, C]`` (tag ``k`` is ``labels[k]``), exactly 0.0 at every
+``t >= lengths[b]`` (the export zeroes them, so the check compares whole arrays); a regression
+run's are ``[B]``, the predictions themselves, in both formats.
 
 ONNX is written by torch (``encoders.torch.export``), the SavedModel by TensorFlow
 (``encoders.keras.export``). A run of the other backend is first rebuilt in the needed framework
@@ -173,6 +176,9 @@ def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_A
                               f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})") from e
         for tokens, lengths, reference in check_batches(spec.vocab_size, spec.padding_idx):
             expected = own_logits(own_model, reference, lengths)
+            if spec.task == "tagging":  # the export's T, zero past each length
+                expected = expected[:, :tokens.shape[1]] * (
+                    np.arange(tokens.shape[1])[None, :] < lengths[:, None])[:, :, None]
             got = np.asarray(run_artefact(tokens, lengths))
             if got.shape != expected.shape:
                 raise ExportError(f"the {fmt} export returns logits of shape {got.shape} for a batch of shape "

@@ -4,6 +4,18 @@
     run.predict(["some text", ""])          # -> ["prose", "code"] (labels as in the training data)
     run.predict_proba(["some text"])        # -> np.ndarray [N, num_classes], rows sum to 1
 
+What ``predict`` gives follows the run's task (``run.task``):
+
+* ``classification``: a label per text (above).
+* ``tagging``: per text, a list of tags, one per whitespace-separated word of the text (an empty
+  text gives ``[]``); ``predict_words`` takes lists of words instead (as the training files hold
+  them). Every word gets a tag: tagging runs do not cut long texts at ``data.max_tokens_per_example``
+  (the encoders are exact at any length).
+* ``regression``: a float per text.
+
+``predict_proba`` is for classification only: a tagging or regression run raises ``TaskError``
+(an ``EncodersError`` that is also a ``TypeError``).
+
 The run's best checkpoint is loaded through the safe loaders (torch ``weights_only``, Keras
 ``safe_mode`` after a scan), so nothing in the run dir can run code; only the run's own framework
 is imported, and the model runs in eval mode (``training=False``).
@@ -25,7 +37,7 @@ from encoders.data.flat import TokenBuffer
 from encoders.errors import EncodersError, RunDirError
 from encoders.run_dir import check_run_dir, checkpoint_path, load_run_config, run_backend
 
-__all__ = ["TrainedRun", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
+__all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -44,28 +56,49 @@ def load_vocab(run_dir: str):
         raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
 
 
+class TaskError(EncodersError, TypeError):
+    """A method or option that the run's task does not have (``predict_proba`` of a tagging run)."""
+
+
 def buffer_logits(batch_logits, model, buf: TokenBuffer, num_classes: int, batch_size: int,
                   pad_id: int) -> np.ndarray:
     """Logits ``[N, C]`` of every row of ``buf``, in its order: length-sorted batches of
-    ``batch_size`` rows through ``batch_logits(model, tokens, lengths)`` (a backend's inference)."""
+    ``batch_size`` rows through ``batch_logits(model, tokens, lengths)`` (a backend's inference).
+    ``num_classes=None``: one output per row (a regressor), ``[N]``."""
     if int(batch_size) < 1:
         raise EncodersError(f"batch_size must be >= 1, got {batch_size}")
-    out = np.zeros((len(buf), num_classes), dtype=np.float32)
+    out = np.zeros((len(buf),) if num_classes is None else (len(buf), num_classes), dtype=np.float32)
     for rows, batch in buf.length_batches(int(batch_size), pad_id):
         out[rows] = batch_logits(model, batch["tokens"], batch["lengths"])
     return out
 
 
+def buffer_token_logits(batch_logits, model, buf: TokenBuffer, batch_size: int, pad_id: int) -> List[np.ndarray]:
+    """A tagger's logits of every row of ``buf``, in its order: one ``[len_i, C]`` array per row (the
+    real steps only), from length-sorted batches as :func:`buffer_logits`."""
+    if int(batch_size) < 1:
+        raise EncodersError(f"batch_size must be >= 1, got {batch_size}")
+    out: List[Any] = [None] * len(buf)
+    for rows, batch in buf.length_batches(int(batch_size), pad_id):
+        logits = batch_logits(model, batch["tokens"], batch["lengths"])
+        for b, (row, n) in enumerate(zip(rows, batch["lengths"])):
+            out[int(row)] = np.ascontiguousarray(logits[b, :int(n)])
+    return out
+
+
 class TrainedRun:
-    """A run dir's classifier with its vocabulary; made by :func:`load_run`.
+    """A run dir's model with its vocabulary; made by :func:`load_run`.
 
     Attributes:
         run_dir: the run dir.
         backend: ``"torch"`` or ``"tf"``.
+        task: ``"classification"``, ``"tagging"`` or ``"regression"`` (the checkpoint's).
         labels: the class labels by class id, as they appeared in the training data (names for
-            string labels, ``0..K-1`` for integer labels).
+            string labels, ``0..K-1`` for integer labels); a tagger's tag names by tag id; ``[]``
+            for a regressor.
         checkpoint: the checkpoint file loaded.
         text_column, label_column: the run's ``data.text_column`` / ``data.label_column``.
+        tokens_column, tags_column: the run's ``data.tokens_column`` / ``data.tags_column`` (tagging).
         spec: the model's ``ClassifierSpec``.
     """
 
@@ -76,6 +109,9 @@ class TrainedRun:
         self.pad_id = int(spec.padding_idx)
         self.text_column = str(data_cfg.get("text_column", "text"))
         self.label_column = str(data_cfg.get("label_column", "label"))
+        self.tokens_column = str(data_cfg.get("tokens_column", "tokens"))
+        self.tags_column = str(data_cfg.get("tags_column", "tags"))
+        self.task = str(getattr(spec, "task", "classification") or "classification")
         # texts are cut as training cut them (runs older than the key used data.max_tokens for it)
         cut = data_cfg.get("max_tokens_per_example", data_cfg.get("max_tokens", None))
         self.max_tokens: Optional[int] = int(cut) if cut else None
@@ -83,8 +119,11 @@ class TrainedRun:
         if names and len(names) != spec.num_classes:
             raise RunDirError(f"run {run_dir}: vocab.json names {len(names)} labels but the checkpoint has "
                               f"{spec.num_classes} classes")
-        self.labels: List[Any] = names or list(range(spec.num_classes))
+        self.labels: List[Any] = [] if self.task == "regression" else (names or list(range(spec.num_classes)))
         self.string_labels = bool(names)
+        if self.task == "tagging":  # tags are strings; the model's tag ids are positions in this list
+            self.labels = [str(n) for n in self.labels]
+            self.string_labels = True
         if len(vocab) != spec.vocab_size:
             raise RunDirError(f"run {run_dir}: vocab.json has {len(vocab)} tokens but the checkpoint's embedding "
                               f"has {spec.vocab_size}: they are not from the same run")
@@ -95,7 +134,7 @@ class TrainedRun:
         self._logits_of_batch = inference.batch_logits
 
     def __repr__(self) -> str:
-        return f"TrainedRun({self.run_dir!r}, backend={self.backend!r}, labels={self.labels!r})"
+        return f"TrainedRun({self.run_dir!r}, backend={self.backend!r}, task={self.task!r}, labels={self.labels!r})"
 
     @property
     def num_classes(self) -> int:
@@ -114,35 +153,91 @@ class TrainedRun:
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
             raise TypeError(f"text {bad} is {texts[bad]!r:.40} ({type(texts[bad]).__name__}), not a string")
-        buf = self.vocab.encode_many(texts)
-        if self.max_tokens:
+        return self._finish(self.vocab.encode_many(texts))
+
+    def _finish(self, buf: TokenBuffer) -> TokenBuffer:
+        # a tagger tags every word: it is not cut (training cut its rows, tags included)
+        if self.max_tokens and self.task != "tagging":
             buf, _ = buf.truncate(self.max_tokens)
         values = np.where(buf.values == self.pad_id, UNK_ID, buf.values)
         return TokenBuffer(values, buf.offsets)
+
+    def _word_buffer(self, words: Sequence[Sequence[str]]) -> TokenBuffer:
+        """Ids of lists of words, each word one token (lowercased as training did), as the tagging
+        files are read in training."""
+        if isinstance(words, str) or any(isinstance(w, str) for w in words):
+            raise TypeError("give a list of lists of words, e.g. [['The', 'cat'], []]")
+        get, lower = self.vocab.index.get, bool(getattr(self.vocab, "lowercase", False))
+        ids, lengths = [], []
+        for i, row in enumerate(words):
+            row = [] if row is None else list(row)
+            bad = next((w for w in row if not isinstance(w, str)), None)
+            if bad is not None:
+                raise TypeError(f"row {i}: word {bad!r:.40} ({type(bad).__name__}) is not a string")
+            ids.extend(get(w.lower() if lower else w, UNK_ID) for w in row)
+            lengths.append(len(row))
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return self._finish(TokenBuffer(np.asarray(ids, dtype=np.int32), offsets))
 
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
         """Token ids of each text, as training made them (an empty text gives ``[]``)."""
         return self._buffer(texts).to_lists()
 
     # -- scoring ---------------------------------------------------------------------------------
-    def _logits(self, buf: TokenBuffer, batch_size: int) -> np.ndarray:
-        return buffer_logits(self._logits_of_batch, self.model, buf, self.num_classes, batch_size, self.pad_id)
+    def _logits(self, buf: TokenBuffer, batch_size: int):
+        if self.task == "tagging":
+            return buffer_token_logits(self._logits_of_batch, self.model, buf, batch_size, self.pad_id)
+        return buffer_logits(self._logits_of_batch, self.model, buf,
+                             None if self.task == "regression" else self.num_classes, batch_size, self.pad_id)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Logits ``[N, C]`` (float32) of encoded texts, in input order (length-sorted batches inside)."""
+        """Logits ``[N, C]`` (float32) of encoded texts, in input order (length-sorted batches inside);
+        as :meth:`logits` for the other tasks."""
         return self._logits(TokenBuffer.from_lists(ids), batch_size)
 
-    def logits(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Unnormalised scores ``[N, num_classes]`` (float32), in the order of ``texts``."""
+    def logits(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE):
+        """The model's outputs (float32), in the order of ``texts``: unnormalised scores
+        ``[N, num_classes]`` (classification); a list of ``[words_i, num_tags]`` arrays, one per text
+        (tagging); the predictions ``[N]`` (regression)."""
         return self._logits(self._buffer(texts), batch_size)
 
+    def word_logits(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[np.ndarray]:
+        """A tagger's scores of lists of words: one ``[len(words_i), num_tags]`` float32 array per row."""
+        if self.task != "tagging":
+            raise TaskError(f"word_logits is for tagging runs; {self.run_dir} is a {self.task} run")
+        return self._logits(self._word_buffer(words), batch_size)
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Class probabilities ``[N, num_classes]``; column ``k`` is ``labels[k]``."""
+        """Class probabilities ``[N, num_classes]``; column ``k`` is ``labels[k]``.
+
+        Raises:
+            TaskError: the run is not a classifier (a tagger's scores are per word: see ``logits``).
+        """
+        if self.task != "classification":
+            raise TaskError(f"predict_proba is for classification runs; {self.run_dir} is a {self.task} run "
+                            f"(use predict, or logits for the raw outputs)")
         return softmax(self.logits(texts, batch_size))
 
     def predict(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Any]:
-        """The most probable label of each text (a label from :attr:`labels`)."""
-        return [self.labels[k] for k in self.logits(texts, batch_size).argmax(axis=1)]
+        """Classification: the most probable label of each text (a label from :attr:`labels`).
+        Tagging: for each text a list of tags, one per whitespace-separated word. Regression: a
+        float per text."""
+        return self._predictions(self.logits(texts, batch_size))
+
+    def predict_words(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Any]:
+        """Tagging: for each list of words (as a training file's ``data.tokens_column`` holds them)
+        the list of their tags. The other tasks: ``predict`` of the words joined by spaces."""
+        if self.task != "tagging":
+            return self.predict([" ".join(map(str, row or [])) for row in words], batch_size)
+        return self._predictions(self._logits(self._word_buffer(words), batch_size))
+
+    def _predictions(self, logits) -> List[Any]:
+        if self.task == "regression":
+            return [float(v) for v in logits]
+        if self.task == "tagging":
+            return [[self.labels[k] for k in row.argmax(axis=1)] if len(row) else [] for row in logits]
+        return [self.labels[k] for k in logits.argmax(axis=1)]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

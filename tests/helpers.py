@@ -204,3 +204,48 @@ def write_jsonl(path, rows):
         for r in rows:
             f.write(json.dumps(r) + "\n")
     return str(path)
+
+
+def _task_run(tmp_path_factory, task: str, backend: str) -> str:
+    key = (f"{task}:{backend}", "")
+    if key not in _TEXT_RUNS:
+        root = tmp_path_factory.mktemp(f"{task}_run_{backend}")
+        if task == "tagging":
+            data = write_jsonl(root / "data.jsonl", case_tagging_rows(300))
+            extra = ["task=tagging"]
+        else:
+            data = write_jsonl(root / "data.jsonl", regression_rows(300))
+            extra = ["task=regression", "model.pooling=mean"]
+        run_dir = root / "run"
+        run_train(run_dir, f"backend={backend}", *extra, "data=files", f"data.train_file={data}",
+                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "encoder.hidden_size=16",
+                  "model.embedding_dim=16", "data.batch_size=32")
+        _TEXT_RUNS[key] = str(run_dir)
+    return _TEXT_RUNS[key]
+
+
+def tagging_run(tmp_path_factory, backend: str) -> str:
+    """A small ``task=tagging`` run (300 rows of :func:`case_tagging_rows`, 1 epoch), trained once per
+    session; its data is ``data.jsonl`` beside the run dir (``task_run_data``), columns tokens, tags."""
+    return _task_run(tmp_path_factory, "tagging", backend)
+
+
+def regression_run(tmp_path_factory, backend: str) -> str:
+    """A small ``task=regression`` run (300 rows of :func:`regression_rows`, mean pooling, 1 epoch),
+    trained once per session; its data is ``data.jsonl`` beside the run dir, columns text, label."""
+    return _task_run(tmp_path_factory, "regression", backend)
+
+
+def task_run_data(run_dir: str) -> str:
+    """The jsonl a :func:`tagging_run` / :func:`regression_run` was trained on."""
+    return os.path.join(os.path.dirname(os.fspath(run_dir)), "data.jsonl")
+
+
+def regression_rows(n: int, seed: int = 0):
+    """``n`` real-text regression rows: a standard-library docstring sentence or source line and, as its
+    target, its share of letters that are upper case times 10 (code lines and prose differ)."""
+    out = []
+    for text, _ in real_text_rows(n, seed):
+        letters = [c for c in text if c.isalpha()]
+        out.append({"text": text, "label": round(10 * sum(c.isupper() for c in letters) / max(len(letters), 1), 4)})
+    return out

@@ -6,7 +6,8 @@ The Keras model reads its lengths from the mask (tokens != pad). The serving fun
 lengths explicitly, as the ONNX model does: every token at ``t >= lengths[b]`` becomes the pad id
 before the model runs (so what a caller leaves in the padding never matters), and one pad column
 is appended so that ``T = 0`` works. Signature ``serving_default``: ``tokens`` int64 ``[None, None]``,
-``lengths`` int64 ``[None]`` -> ``{"logits": float32 [None, C]}``.
+``lengths`` int64 ``[None]`` -> ``{"logits": float32 [None, C]}`` (a tagger: ``[None, None, C]``, zero
+at ``t >= lengths[b]``; a regressor: ``[None]``, as the ONNX export).
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import tensorflow as tf
 
 
 class ServingClassifier(tf.Module):
-    def __init__(self, model: keras.Model, padding_idx: int):
+    def __init__(self, model: keras.Model, padding_idx: int, task: str = "classification"):
         super().__init__(name="sequence_classifier")
         self.model = model
         self.padding_idx = int(padding_idx)
+        self.task = str(task)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="tokens"),
                                   tf.TensorSpec([None], tf.int64, name="lengths")])
@@ -29,12 +31,19 @@ class ServingClassifier(tf.Module):
         steps = tf.range(tf.shape(tokens, out_type=tf.int64)[1], dtype=tf.int64)
         real = steps[tf.newaxis, :] < lengths[:, tf.newaxis]
         tokens = tf.where(real, tokens, pad)
-        return {"logits": tf.cast(self.model(tokens, training=False), tf.float32)}
+        logits = tf.cast(self.model(tokens, training=False), tf.float32)
+        if self.task == "tagging":  # the caller's T; steps past a row's length are zero
+            logits = (logits * tf.cast(real, tf.float32)[:, :, tf.newaxis])[:, :-1]
+        elif self.task == "regression":
+            logits = logits[:, 0]
+        return {"logits": logits}
 
 
 def to_savedmodel(model: keras.Model, path: str, padding_idx: int) -> None:
     """Write ``model`` as a SavedModel directory at ``path`` (signature ``serving_default``)."""
-    module = ServingClassifier(model, padding_idx)
+    from encoders.keras.classifier import spec_of
+
+    module = ServingClassifier(model, padding_idx, spec_of(model).task)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
 
 

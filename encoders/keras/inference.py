@@ -15,19 +15,26 @@ from encoders.config import ClassifierSpec
 from encoders.keras.checkpoint_io import load_keras_model
 from encoders.keras.classifier import spec_of
 
+REGRESSOR = "sequence_regressor"  # encoders.keras.regressor.MODEL_NAME (not imported: it pulls the pooling)
+
 
 def load_classifier(path: str) -> Tuple[keras.Model, ClassifierSpec]:
-    """A ``.keras`` classifier (scanned, then ``safe_mode=True``), without its optimizer."""
+    """A ``.keras`` classifier, tagger or regressor (scanned, then ``safe_mode=True``), without its
+    optimizer; the spec's ``task`` says which (``spec_of``)."""
     model = load_keras_model(path, compile=False)
     return model, spec_of(model)
 
 
 def batch_logits(model, tokens: np.ndarray, lengths: np.ndarray = None) -> np.ndarray:
-    """``model(tokens, training=False)`` on one right-padded batch; float32 ``[B, C]``.
+    """``model(tokens, training=False)`` on one right-padded batch; float32 ``[B, C]`` (a tagger:
+    ``[B, T, C]``; a regressor: ``[B]``, as the torch one, not Keras' ``[B, 1]``).
 
     ``lengths`` is accepted for symmetry with torch and ignored: the mask says where rows end.
     """
     # predict_on_batch: a compiled predict step in inference mode (training=False) that Keras
     # retraces with unknown batch and time sizes after a few shapes, far faster than eager calls
     out = model.predict_on_batch(np.ascontiguousarray(tokens, dtype=np.int64))
-    return np.asarray(out, dtype=np.float32)
+    out = np.asarray(out, dtype=np.float32)
+    if model.name == REGRESSOR:
+        out = out.reshape(out.shape[0])
+    return out

@@ -1,4 +1,7 @@
-"""ONNX from a torch classifier: ``tokens`` int64 [B, T] + ``lengths`` int64 [B] -> ``logits`` [B, C].
+"""ONNX from a torch model: ``tokens`` int64 [B, T] + ``lengths`` int64 [B] -> ``logits``.
+
+``logits`` is ``[B, C]`` for a classifier, ``[B, T, C]`` for a tagger (zero at ``t >= lengths[b]``:
+the wrapper multiplies the head's output by the mask) and ``[B]`` for a regressor.
 
 The mirror of ``encoders.keras.export`` (SavedModel); ``encoders.export.export_run`` drives both.
 
@@ -26,12 +29,14 @@ OPSET = 18
 
 
 class OnnxClassifier(nn.Module):
-    """A ``SequenceClassifier``'s forward pass without the value checks, for tracing; takes explicit lengths."""
+    """A ``SequenceClassifier``'s (``SequenceTagger``'s, ``SequenceRegressor``'s) forward pass without the
+    value checks, for tracing; takes explicit lengths."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.padding_idx = int(model.hparams.padding_idx)
+        self.task = str(model.hparams.get("task", "classification"))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m = self.model
@@ -43,12 +48,17 @@ class OnnxClassifier(nn.Module):
         tokens = torch.where(real, tokens, torch.full_like(tokens, self.padding_idx))
         x = F.embedding(tokens, m.embedding.weight) * real.unsqueeze(-1).to(m.embedding.weight.dtype)
         out = m.encoder._forward_padded(x, lengths)
+        if self.task == "tagging":  # [B, T, C] on the caller's T; steps past a row's length are zero
+            t = tokens.shape[1] - 1
+            return (m.head(out.sequence) * real.unsqueeze(-1).to(x.dtype))[:, :t]
         pooled = out.final if m.pool is None else m.pool(out.sequence, lengths)
-        return m.head(pooled)
+        logits = m.head(pooled)
+        return logits.squeeze(-1) if self.task == "regression" else logits
 
 
 def to_onnx(model: nn.Module, path: str) -> None:
-    """Write ``model`` (a ``SequenceClassifier`` on the padded path, eval mode) as ONNX to ``path``."""
+    """Write ``model`` (a ``SequenceClassifier``/``SequenceTagger``/``SequenceRegressor`` on the padded
+    path, eval mode) as ONNX to ``path``."""
     model = model.cpu().eval()
     wrapper = OnnxClassifier(model).eval()
     vocab_size = int(model.hparams.vocab_size)
@@ -59,4 +69,5 @@ def to_onnx(model: nn.Module, path: str) -> None:
         torch.onnx.export(wrapper, (tokens, lengths), path, dynamo=False, opset_version=OPSET,
                           input_names=["tokens", "lengths"], output_names=["logits"],
                           dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                                        "logits": {0: "batch"}})
+                                        "logits": {0: "batch", 1: "time"} if wrapper.task == "tagging"
+                                        else {0: "batch"}})

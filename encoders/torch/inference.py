@@ -15,26 +15,28 @@ from encoders.torch.checkpoint_io import load_torch_checkpoint
 
 
 def load_classifier(path: str, encoder_path: str = "auto") -> Tuple["torch.nn.Module", ClassifierSpec]:
-    """A ``SequenceClassifier`` from a checkpoint (``torch.load(weights_only=True)``), in eval mode on CPU.
+    """The model of a checkpoint (``torch.load(weights_only=True)``), in eval mode on CPU: a
+    ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor`` as its ``task`` says.
 
     ``encoder_path`` overrides the encoder's execution path (``"padded"`` for export).
     """
-    from encoders.torch.classifier import SequenceClassifier
+    from encoders.convert.models import torch_model_class
 
     ckpt = load_torch_checkpoint(path)
     if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
-        raise RunDirError(f"{path} is not a checkpoint of a SequenceClassifier (it has no hyper_parameters "
-                          f"or state_dict)")
+        raise RunDirError(f"{path} is not a checkpoint of a SequenceClassifier/Tagger/Regressor (it has no "
+                          f"hyper_parameters or state_dict)")
     hparams = dict(ckpt["hyper_parameters"])
     hparams["encoder_path"] = encoder_path
-    model = SequenceClassifier(**hparams)
+    model = torch_model_class(hparams.get("task", "classification"))(**hparams)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model, model.spec
 
 
 def batch_logits(model, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``model(tokens, lengths)`` on one right-padded batch, without gradients; float32 ``[B, C]``."""
+    """``model(tokens, lengths)`` on one right-padded batch, without gradients; float32 ``[B, C]``
+    (a tagger: ``[B, T, C]``; a regressor: ``[B]``)."""
     model.eval()
     device = next(model.parameters()).device
     with torch.inference_mode():
