@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from encoders.config import PAD_ID, ClassifierSpec
 from encoders.torch.embedding import PaddedEmbedding
-from encoders.torch.pooling import MaskedPooling
+from encoders.torch.pooling import MaskedPooling, encode_pooled
 from encoders.torch.rnn import RNNEncoder
 
 
@@ -68,9 +68,7 @@ class SequenceClassifier(pl.LightningModule):
         return ClassifierSpec.from_dict(self.hparams)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(self.embedding(tokens), lengths)
-        pooled = out.final if self.pool is None else self.pool(out.sequence, lengths)
-        return self.head(pooled)
+        return self.head(encode_pooled(self.encoder, self.pool, self.embedding(tokens), lengths))
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name around every hook call, about 44 times per training step;

@@ -7,9 +7,10 @@ The mirror of ``encoders.keras.export`` (SavedModel); ``encoders.export.export_r
 
 Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with ``dynamic_axes``
 for ``B`` and ``T``, tracing :class:`OnnxClassifier`: the classifier's weights through the same
-padded path (the embedding, ``RNNEncoder``'s padded kernel with its pad column and within-length
-reversal by ``index_select``, the pooling and the head) without the boundary checks, which branch
-on tensor values. It treats every token at ``t >= lengths[b]`` as padding (whatever id it holds)
+padded path (the embedding, ``RNNEncoder``'s padded kernel with within-length reversal by
+``index_select`` -- with its pad column where the sequence is read, without it for
+``pooling="last"``, as ``forward_final`` -- the pooling and the head) without the boundary checks,
+which branch on tensor values. It treats every token at ``t >= lengths[b]`` as padding (whatever id it holds)
 and appends one pad column, so ``T = 0`` batches work. Why not the dynamo exporter (the default of
 torch 2.13): it refuses the classifier's own ``forward`` (data-dependent checks) and, on this
 wrapper, exports a correct model only for the first export in a process: a second one (another
@@ -47,11 +48,14 @@ class OnnxClassifier(nn.Module):
         real = (steps.unsqueeze(0) < lengths.unsqueeze(1)) & (tokens != self.padding_idx)
         tokens = torch.where(real, tokens, torch.full_like(tokens, self.padding_idx))
         x = F.embedding(tokens, m.embedding.weight) * real.unsqueeze(-1).to(m.embedding.weight.dtype)
-        out = m.encoder._forward_padded(x, lengths)
         if self.task == "tagging":  # [B, T, C] on the caller's T; steps past a row's length are zero
             t = tokens.shape[1] - 1
-            return (m.head(out.sequence) * real.unsqueeze(-1).to(x.dtype))[:, :t]
-        pooled = out.final if m.pool is None else m.pool(out.sequence, lengths)
+            sequence = m.encoder._forward_padded(x, lengths).sequence
+            return (m.head(sequence) * real.unsqueeze(-1).to(x.dtype))[:, :t]
+        if m.pool is None:  # what the model's own forward_final computes
+            pooled = m.encoder._final_padded(x, lengths)
+        else:
+            pooled = m.pool(m.encoder._forward_padded(x, lengths).sequence, lengths)
         logits = m.head(pooled)
         return logits.squeeze(-1) if self.task == "regression" else logits
 

@@ -55,3 +55,11 @@ class MaskedPooling(nn.Module):
         scores = torch.where(nonempty.view(B, 1, 1) > 0, scores, torch.zeros_like(scores))
         weights = torch.softmax(scores, dim=1)
         return (weights * sequence.masked_fill(~mask, 0.0)).sum(1) * nonempty
+
+
+def encode_pooled(encoder: nn.Module, pool, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The ``[B, D*H]`` vector a head reads: ``encoder.forward_final(x, lengths)`` when ``pool`` is
+    None (``pooling="last"``), else ``pool(encoder(x, lengths).sequence, lengths)``."""
+    if pool is None:
+        return encoder.forward_final(x, lengths)
+    return pool(encoder(x, lengths).sequence, lengths)

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from encoders.config import PAD_ID
 from encoders.tasks import RegressionTally
-from encoders.torch.pooling import MaskedPooling
+from encoders.torch.pooling import MaskedPooling, encode_pooled
 from encoders.torch.tagger import TaskModule
 
 
@@ -39,9 +39,7 @@ class SequenceRegressor(TaskModule):
         self._val: Optional[RegressionTally] = None
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(self.embedding(tokens), lengths)
-        pooled = out.final if self.pool is None else self.pool(out.sequence, lengths)
-        return self.head(pooled).squeeze(-1)
+        return self.head(encode_pooled(self.encoder, self.pool, self.embedding(tokens), lengths)).squeeze(-1)
 
     def _loss(self, batch: Dict[str, torch.Tensor]):
         pred = self(batch["tokens"], batch["lengths"])

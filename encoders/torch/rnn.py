@@ -12,7 +12,8 @@ Two execution paths give the same numbers:
 * ``packed``: ``PackedSequence`` through the same fused call (what cuDNN is fast at). Empty rows
   are run with length 1 on zero input and zeroed afterwards, since packing rejects length 0.
 
-``path="auto"`` picks ``packed`` on CUDA and ``padded`` elsewhere.
+``path="auto"`` picks ``packed`` on CUDA and ``padded`` elsewhere. ``forward_final`` computes
+``final`` alone; on the padded path it needs neither trick (1) nor the zeroing of outputs.
 """
 from __future__ import annotations
 
@@ -148,19 +149,8 @@ class RNNEncoder(nn.Module):
         return path
 
     def forward(self, x: torch.Tensor, lengths) -> EncoderOutput:
-        if not isinstance(x, torch.Tensor) or x.dim() != 3:
-            raise ValueError(f"x must be a [batch, time, features] tensor, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        if not x.dtype.is_floating_point:
-            raise TypeError(f"x must be a floating-point tensor (the embedded tokens), got dtype {x.dtype}; "
-                            f"embed integer ids first (PaddedEmbedding)")
-        weight = self.weight_ih_l0
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            x = x.to(weight.dtype)  # as Keras layers do: the layer computes in its parameters' dtype
-        B, T, I = x.shape
-        if I != self.input_size:
-            raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
-        lengths = check_lengths(lengths, B, T, x.device)
+        x, lengths = self._checked(x, lengths)
+        B, T, _ = x.shape
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         if B == 0 or T == 0 or not bool(lengths.any()):
             # nothing to run: zeros that still depend on x and the weights, so the graph stays connected
@@ -174,17 +164,50 @@ class RNNEncoder(nn.Module):
             return self._forward_packed(x, lengths)
         return self._forward_padded(x, lengths)
 
+    def forward_final(self, x: torch.Tensor, lengths) -> torch.Tensor:
+        """``forward(x, lengths).final`` alone (same values, same gradients), for less work.
+
+        What a classifier with ``pooling="last"`` needs. On the padded path it skips what only
+        ``sequence`` and ``c_n`` need (the pad column, zeroing and reversing back the top layer's
+        outputs): about a fifth less time for the default model on CPU. Takes the same input and
+        raises the same errors as ``forward``; it is a plain method, so forward hooks on this
+        module do not run.
+        """
+        x, lengths = self._checked(x, lengths)
+        B, T, _ = x.shape
+        if B == 0 or T == 0 or not bool(lengths.any()) or self.resolved_path(x.device) == "packed":
+            return self.forward(x, lengths).final
+        return self._final_padded(x, lengths)
+
+    def _checked(self, x: torch.Tensor, lengths):
+        """``x`` in the parameters' dtype and ``lengths`` as int64 on its device, or the error that names the problem."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise ValueError(f"x must be a [batch, time, features] tensor, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"x must be a floating-point tensor (the embedded tokens), got dtype {x.dtype}; "
+                            f"embed integer ids first (PaddedEmbedding)")
+        weight = self.weight_ih_l0
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(weight.dtype)  # as Keras layers do: the layer computes in its parameters' dtype
+        B, T, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
+        return x, check_lengths(lengths, B, T, x.device)
+
     # -- padded path -----------------------------------------------------------------------
-    def _run_direction(self, x_aug: torch.Tensor, weights: List[torch.Tensor]):
+    def _run_direction(self, x: torch.Tensor, weights: List[torch.Tensor], pad_column: bool = True):
+        """One direction over ``x`` (``[x ; is_pad]`` when ``pad_column``): outputs and, for LSTM, c_n."""
         w_ih, w_hh, b_ih, b_hh = weights
-        w_ih = torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
-        B = x_aug.size(0)
-        h0 = x_aug.new_zeros(1, B, self.hidden_size)
+        if pad_column:
+            w_ih = torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
+        B = x.size(0)
+        h0 = x.new_zeros(1, B, self.hidden_size)
         if self.cell == "lstm":
-            out, _, c_n = torch.lstm(x_aug, (h0, h0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0,
+            out, _, c_n = torch.lstm(x, (h0, h0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0,
                                      self.training, False, True)
             return out, c_n[0]
-        out, _ = torch.gru(x_aug, h0, [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, self.training, False, True)
+        out, _ = torch.gru(x, h0, [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, self.training, False, True)
         return out, None
 
     def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
@@ -218,6 +241,31 @@ class RNNEncoder(nn.Module):
         h_n_t = torch.stack(h_n, 0)
         c_n_t = torch.stack(c_n, 0) if c_n else None
         return EncoderOutput(layer_in, final, (h_n_t, c_n_t))
+
+    def _final_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # In both directions a row's padding comes after its real steps (the backward one runs on
+        # the row reversed within its length), so what the kernel does there can't reach a real
+        # step: no pad column, and the layers' outputs need no zeroing. Only x is zeroed once, as
+        # NaN/inf left in its padding would turn the zero gradients of padded steps into NaN.
+        B, T, _ = x.shape
+        rev = reverse_index(lengths, T) if self.num_directions == 2 else None
+        layer_in = torch.where(lengths_to_mask(lengths, T).unsqueeze(-1), x, x.new_zeros(()))
+        finals: List[torch.Tensor] = []
+        for layer in range(self.num_layers):
+            top = layer + 1 == self.num_layers
+            outs = []
+            for d in range(self.num_directions):
+                inp = layer_in if d == 0 else reverse_within_lengths(layer_in, lengths, rev)
+                out, _ = self._run_direction(inp, self._weights(layer, d), pad_column=False)
+                if top:  # processing order: the row's own last step holds its final state
+                    finals.append(last_step(out, lengths))
+                else:
+                    outs.append(out if d == 0 else reverse_within_lengths(out, lengths, rev))
+            if not top:
+                layer_in = torch.cat(outs, dim=-1)
+                if self.dropout > 0.0:
+                    layer_in = F.dropout(layer_in, self.dropout, self.training)
+        return torch.cat(finals, dim=-1)
 
     # -- packed path -----------------------------------------------------------------------
     def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:

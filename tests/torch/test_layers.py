@@ -77,6 +77,47 @@ def test_padded_and_packed_paths_agree(cell, layers, bi):
         torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("cell,layers,bi", CONFIGS)
+@pytest.mark.parametrize("path", ["padded", "packed"])
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_forward_final_is_forwards_final_with_its_gradients(cell, layers, bi, path, data):
+    """forward_final skips the sequence's work; values and gradients stay those of forward().final,
+    also with NaN in the padding, empty rows, and dropout between layers while training."""
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    B = data.draw(st.integers(1, 6))
+    T = data.draw(st.integers(1, 9))
+    lengths = torch.tensor(data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B)))
+    training = data.draw(st.booleans())
+    torch.manual_seed(seed)
+    enc = RNNEncoder(3, 4, cell, layers, bi, dropout=0.3, path=path).train(training)
+    x = torch.randn(B, T, 3)
+    x[torch.arange(T).unsqueeze(0) >= lengths.unsqueeze(1)] = float("nan")
+    x.requires_grad_(True)
+    weights = torch.randn(B, enc.output_size)
+    params = [x] + list(enc.parameters())
+    torch.manual_seed(seed)
+    want = enc(x, lengths).final
+    want_grads = torch.autograd.grad((want * weights).sum(), params, allow_unused=True)
+    torch.manual_seed(seed)  # the same dropout masks
+    got = enc.forward_final(x, lengths)
+    got_grads = torch.autograd.grad((got * weights).sum(), params, allow_unused=True)
+    assert got.shape == (B, enc.output_size) and torch.all(got[lengths == 0] == 0)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    for g, w in zip(got_grads, want_grads):
+        assert g is not None and torch.isfinite(g).all()
+        torch.testing.assert_close(g, torch.zeros_like(g) if w is None else w, atol=1e-5, rtol=1e-5)
+
+
+def test_forward_final_checks_its_input_as_forward_does():
+    enc = RNNEncoder(3, 4)
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 4 is outside 0..3"):
+        enc.forward_final(torch.randn(2, 3, 3), torch.tensor([4, 1]))
+    with pytest.raises(TypeError, match="embed integer ids first"):
+        enc.forward_final(torch.zeros(2, 3, 3, dtype=torch.long), torch.tensor([3, 1]))
+    assert enc.forward_final(torch.randn(2, 0, 3), torch.zeros(2, dtype=torch.long)).shape == (2, 4)
+
+
 def test_padding_content_does_not_matter():
     """Garbage (even NaN) in the padding changes nothing, and gets no gradient."""
     torch.manual_seed(1)
