@@ -119,6 +119,16 @@ def test_no_shuffle_is_epoch_independent():
     assert all(np.array_equal(x, y) for x, y in zip(e0, e1))
 
 
+def test_no_shuffle_sorts_all_rows_together():
+    lengths = np.random.default_rng(3).integers(0, 400, size=1000)
+    pooled = LengthBucketBatcher(lengths, 16, shuffle=True, pool_batches=2).batches(0)
+    batches = LengthBucketBatcher(lengths, 16, shuffle=False, pool_batches=2, longest_first=False).batches(0)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    # one sort: the batches, in order, run from the longest rows to the shortest
+    assert np.all(np.diff(lengths[np.concatenate(batches)]) <= 0)
+    assert padding_efficiency(lengths, batches) > padding_efficiency(lengths, pooled)
+
+
 def test_longest_batch_first_holds_the_longest_row():
     lengths = np.zeros(1000, dtype=np.int64)
     lengths[637] = 500  # one very long row somewhere in the middle
