@@ -8,6 +8,10 @@
 
 All three share one set of weights (ours loads the ``nn.LSTM`` state dict), and the loss is the
 sum of the sequence output and the final states, so every output feeds the backward pass.
+
+``final_only`` times ``RNNEncoder.forward(x, lengths).final`` against ``forward_final`` (what a
+``pooling="last"`` classifier calls) on the default model's shape, training (forward+backward) and
+evaluation (no gradients) alike.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from bench.common import interleaved, paired_ratio
+from bench.common import DEFAULT, interleaved, paired_ratio
 from encoders.torch.rnn import RNNEncoder
 
 
@@ -109,10 +113,45 @@ def compare(cell: str, s: Dict, device: str = "cpu") -> Dict[str, float]:
             "tokens": int(lengths.sum())}
 
 
+def final_only(s: Dict, device: str = "cpu") -> Dict[str, float]:
+    """Time of ``forward().final`` / time of ``forward_final``, bi-LSTM of the default model's size,
+    on a ragged batch of the default training batch size (x4 rows for evaluation, as
+    ``data.eval_batch_size`` defaults to); same weights, same values (asserted)."""
+    device = torch.device(device)
+    emb, hidden, rows = int(DEFAULT["embedding_dim"]), int(DEFAULT["hidden_size"]), int(DEFAULT["batch_size"])
+    torch.manual_seed(0)
+    enc = RNNEncoder(emb, hidden, "lstm", bidirectional=True).to(device)
+    out = {}
+    for mode, batch in (("train", rows), ("eval", 4 * rows)):
+        x, lengths = ragged_batch(min(batch, s["enc_batch"] * 4), s["enc_max_len"] // 4, emb)
+        x, lengths = x.to(device), lengths.to(device)
+
+        def step(f, x=x, mode=mode):
+            if mode == "eval":
+                with torch.no_grad():
+                    return f(x)
+            xx = x.detach().requires_grad_()
+            y = f(xx)
+            y.sum().backward()
+            return y
+
+        def full(lengths=lengths):
+            return step(lambda xx: enc(xx, lengths).final)
+
+        def final(lengths=lengths):
+            return step(lambda xx: enc.forward_final(xx, lengths))
+
+        assert torch.allclose(full(), final(), atol=1e-6, rtol=0)
+        times = interleaved(synced({"full": full, "final": final}, device), s["enc_repeats"] * 4, warmup=2)
+        out[f"final_only_speedup_{mode}"] = paired_ratio(times["full"], times["final"])
+    return out
+
+
 def run(s: Dict, device: str = "cpu") -> Dict:
     lstm = compare("lstm", s, device)
     gru = compare("gru", s, device)
     return {
+        **final_only(s, device),
         "encoder_speedup_vs_packed": lstm["speedup"],
         "kernel_speedup_vs_packed": lstm["kernel_speedup"],
         "encoder_share_of_limit": lstm["share_of_limit"],  # = raw kernel time / ours, per repeat
