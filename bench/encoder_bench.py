@@ -12,6 +12,10 @@ sum of the sequence output and the final states, so every output feeds the backw
 ``final_only`` times ``RNNEncoder.forward(x, lengths).final`` against ``forward_final`` (what a
 ``pooling="last"`` classifier calls) on the default model's shape, training (forward+backward) and
 evaluation (no gradients) alike.
+
+``denormals`` times forward+backward of the default model's bi-LSTM over long rows (64 x 400
+steps) in two child processes, one with ``trainer.flush_denormal``'s setting and one without it:
+the setting belongs to the threads a process starts, so it can't be switched within one.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from bench.common import DEFAULT, interleaved, paired_ratio
+from bench.common import DEFAULT, interleaved, paired_ratio, run_child
 from encoders.torch.rnn import RNNEncoder
 
 
@@ -147,11 +151,35 @@ def final_only(s: Dict, device: str = "cpu") -> Dict[str, float]:
     return out
 
 
+def long_rows_child(flush: bool, repeats: int) -> float:
+    """Median seconds of forward_final + backward over 64 rows of 400 steps (run in a child)."""
+    if flush:
+        from encoders.torch.runtime import flush_denormal
+
+        flush_denormal(True)  # before the first parallel operation, as the training entry does
+    torch.manual_seed(0)
+    enc = RNNEncoder(int(DEFAULT["embedding_dim"]), int(DEFAULT["hidden_size"]), "lstm", bidirectional=True)
+    x, lengths = torch.randn(64, 400, enc.input_size), torch.full((64,), 400)
+
+    def step():
+        xx = x.detach().requires_grad_()
+        enc.forward_final(xx, lengths).sum().backward()
+    return statistics.median(interleaved({"step": step}, repeats, warmup=1)["step"])
+
+
+def denormals(s: Dict) -> Dict[str, float]:
+    repeats = str(max(2, s["enc_repeats"]))
+    off = float(run_child("bench.encoder_bench", "long-rows", "off", repeats))
+    on = float(run_child("bench.encoder_bench", "long-rows", "on", repeats))
+    return {"flush_denormal_speedup_long_rows": off / on, "long_rows_step_ms": {"kept": off * 1e3, "flushed": on * 1e3}}
+
+
 def run(s: Dict, device: str = "cpu") -> Dict:
     lstm = compare("lstm", s, device)
     gru = compare("gru", s, device)
     return {
         **final_only(s, device),
+        **(denormals(s) if device == "cpu" else {}),
         "encoder_speedup_vs_packed": lstm["speedup"],
         "kernel_speedup_vs_packed": lstm["kernel_speedup"],
         "encoder_share_of_limit": lstm["share_of_limit"],  # = raw kernel time / ours, per repeat
@@ -164,3 +192,9 @@ def run(s: Dict, device: str = "cpu") -> Dict:
                           "hidden": s["enc_hidden"], "real_tokens": lstm["tokens"],
                           "torch_threads": torch.get_num_threads(), "device": device},
     }
+
+
+if __name__ == "__main__":  # python -m bench.encoder_bench long-rows on|off REPEATS (a child of denormals)
+    import sys
+
+    print(long_rows_child(sys.argv[2] == "on", int(sys.argv[3])))

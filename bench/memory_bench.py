@@ -27,8 +27,6 @@ def _status_mb(key: str) -> float:
 
 
 def _child(which: str, s: Dict) -> float:
-    import torch
-
     from bench.encoder_bench import make_models, ragged_batch, step_fns
 
     x, lengths = ragged_batch(s["enc_batch"], s["enc_max_len"], s["enc_emb"])

@@ -15,7 +15,7 @@ import tempfile
 import time
 import types
 import warnings
-from typing import Dict, List
+from typing import Dict
 
 # as encoders/torch/runner.py: keep TensorBoard's writer from importing TensorFlow into this process
 sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))

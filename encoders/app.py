@@ -147,10 +147,11 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     check_token_budget(splits, schema.data.max_tokens)
     encoder_name = encoder_name or schema.encoder.cell
     if backend == "torch":
-        from encoders.torch.runtime import set_alloc_conf
-        from encoders.torch.runner import run as run_backend
+        from encoders.torch.runtime import flush_denormal, set_alloc_conf
 
+        flush_denormal(schema.trainer.flush_denormal)  # before torch starts its CPU threads, which copy it
         set_alloc_conf(schema.gpu.alloc_conf)
+        from encoders.torch.runner import run as run_backend
     else:
         from encoders.keras.runtime import limit_gpu_memory
 

@@ -179,6 +179,9 @@ class TrainerConfig:
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
     checkpoint_every_n_steps: Optional[int] = None  # torch: also refresh last.ckpt every N steps
+    # torch: denormal floats count as zero on the CPU (TensorFlow's kernels always do), which keeps
+    # RNN gradients over long rows fast; false keeps IEEE denormals. Not in ddp_spawn workers.
+    flush_denormal: bool = True
 
     def validate(self) -> "TrainerConfig":
         _at_least("trainer.max_epochs", self.max_epochs, 1)

@@ -23,6 +23,8 @@ def test_torch_run_writes_every_output_and_resumes(tmp_path):
     assert f"run dir: {run}" in proc.stdout
     # Lightning logs "`weights_only` was not set" when a checkpoint is saved without saying what it holds
     assert "weights_only" not in proc.stdout + proc.stderr
+    # trainer.flush_denormal defaults to true, set before torch started its CPU threads
+    assert "CPU denormal floats flushed to zero" in (run / "train.log").read_text()
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("val_acc", "val_loss", "epochs", "backend", "encoder", "best_val_acc", "wall_time_s"):
         assert key in metrics, key
@@ -38,7 +40,9 @@ def test_torch_run_writes_every_output_and_resumes(tmp_path):
 
     # ckpt_path resumes: two more epochs on top of the two done
     resumed = tmp_path / "resumed"
-    train(resumed, *SMALL[:-2], "trainer.max_epochs=4", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    train(resumed, *SMALL[:-2], "trainer.max_epochs=4", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+          "trainer.flush_denormal=false")
+    assert "CPU denormal floats kept" in (resumed / "train.log").read_text()
     m2 = json.loads((resumed / "metrics.json").read_text())
     assert m2["epochs"] == 4 and m2["global_step"] == 2 * metrics["global_step"]
 
