@@ -19,6 +19,7 @@ the setting belongs to the threads a process starts, so it can't be switched wit
 """
 from __future__ import annotations
 
+import copy
 import statistics
 from typing import Dict
 
@@ -77,10 +78,18 @@ def step_fns(ref: nn.Module, ours: RNNEncoder, x: torch.Tensor, lengths: torch.T
     return {"packed": packed, "ours": padded_ours, "raw": raw_kernel}
 
 
-def outputs_match(fns, atol: float = 1e-5) -> bool:
-    """Ours vs packed: sequence, h_n and the input gradient, all to ``atol``."""
-    a, b = fns["packed"](), fns["ours"]()
-    return all(torch.allclose(u, v, atol=atol, rtol=0) for u, v in zip(a, b))
+def _max_diffs(a, b):
+    return [float((u.detach().double() - v.detach().double()).abs().max()) for u, v in zip(a, b)]
+
+
+def outputs_match(fns, exact_fns, atol: float = 5e-5):
+    """Ours vs packed: sequence, h_n and the input gradient, all to ``atol``; and the largest
+    absolute difference of each from packed ``nn.LSTM`` in float64 (``exact_fns``), for ours and
+    for packed. (Packed float32 itself strays up to 1.5e-5 from float64 in some processes and
+    1.7e-6 in others, while ours stays within 1.8e-6: hence not 1e-5 between the two.)"""
+    a, b, exact = fns["packed"](), fns["ours"](), exact_fns["packed"]()
+    match = all(d <= atol for d in _max_diffs(a, b))
+    return match, {"ours": _max_diffs(b, exact), "packed": _max_diffs(a, exact)}
 
 
 def synced(fns, device: torch.device):
@@ -107,10 +116,11 @@ def compare(cell: str, s: Dict, device: str = "cpu") -> Dict[str, float]:
     if device.type == "cuda":
         ours.path = "auto"
     fns = synced(step_fns(ref, ours, x, lengths), device)
-    match = outputs_match(fns)
+    exact = copy.deepcopy(ref).double()
+    match, diffs = outputs_match(fns, step_fns(exact, copy.deepcopy(ours).double(), x.double(), lengths))
     times = interleaved(fns, s["enc_repeats"], warmup=1)
     t = {k: statistics.median(v) for k, v in times.items()}
-    return {"match": match, "packed_s": t["packed"], "ours_s": t["ours"], "raw_s": t["raw"],
+    return {"match": match, "diffs": diffs, "packed_s": t["packed"], "ours_s": t["ours"], "raw_s": t["raw"],
             "speedup": paired_ratio(times["packed"], times["ours"]),
             "kernel_speedup": paired_ratio(times["packed"], times["raw"]),
             "share_of_limit": paired_ratio(times["raw"], times["ours"]),
@@ -184,6 +194,8 @@ def run(s: Dict, device: str = "cpu") -> Dict:
         "kernel_speedup_vs_packed": lstm["kernel_speedup"],
         "encoder_share_of_limit": lstm["share_of_limit"],  # = raw kernel time / ours, per repeat
         "outputs_match": bool(lstm["match"] and gru["match"]),
+        # sequence, h_n, input gradient of ours and of packed, each against packed in float64
+        "outputs_max_abs_diff_vs_float64": {"lstm": lstm["diffs"], "gru": gru["diffs"]},
         "gru_speedup_vs_packed": gru["speedup"],
         "gru_kernel_speedup_vs_packed": gru["kernel_speedup"],
         "encoder_times_ms": {f"{c}_{k}": v[f"{k}_s"] * 1e3 for c, v in (("lstm", lstm), ("gru", gru))
