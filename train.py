@@ -35,5 +35,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     from encoders.app import hydra_errors_as_one_line
+    from encoders.cli import exit_process
 
     hydra_errors_as_one_line(main)  # Hydra's own config errors too: one line, exit code 2
+    exit_process(0)  # everything is written: skip the interpreter's slow teardown of torch and Lightning

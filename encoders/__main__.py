@@ -1,6 +1,4 @@
 """``python -m encoders predict|evaluate|export|convert ...``: see ``encoders.cli``."""
-import sys
+from encoders.cli import exit_process, main
 
-from encoders.cli import main
-
-sys.exit(main())
+exit_process(main())

@@ -270,3 +270,32 @@ def main(argv: Optional[List[str]] = None) -> int:
         return USER_ERROR
     except BrokenPipeError:  # `encoders predict ... | head`
         return 0
+
+
+def exit_process(code: Optional[int] = 0) -> None:
+    """End a command-line process whose work is done, without the interpreter's teardown.
+
+    Tearing torch and Lightning down at exit takes wall time in which nothing is written
+    (measured on 2 cores: 0.26 s after ``import torch``, 0.87 s after ``import pytorch_lightning``).
+    What a normal exit does for the user's files still happens first: non-daemon threads are
+    joined, the exit handlers run (logging flushes and closes its files, multiprocessing joins its
+    children) and stdout/stderr are flushed. For ``__main__`` blocks only: it ends the process.
+    """
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a reader that went away (| head)
+            pass
+    os._exit(0 if code is None else int(code))
+
+
+def console() -> None:
+    """The ``encoders`` console script: ``main`` with the command line's arguments."""
+    exit_process(main())

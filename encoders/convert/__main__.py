@@ -1,5 +1,4 @@
-import sys
-
+from encoders.cli import exit_process
 from encoders.convert.models import main
 
-sys.exit(main())
+exit_process(main())

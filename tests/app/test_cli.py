@@ -3,6 +3,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 import encoders
 from encoders.cli import main
 from encoders.tables import read_table
-from tests.helpers import run_module, text_run, text_run_data
+from tests.helpers import ROOT, run_module, text_run, text_run_data
 
 BACKENDS = ["torch", "tf"]
 
@@ -164,3 +166,38 @@ def test_unknown_format_exits_2_in_a_child(tmp_path_factory):
     assert proc.returncode == 2 and "invalid choice: 'tflite'" in proc.stderr
     proc = run_module("encoders", "predict", text_run(tmp_path_factory, "torch"), "/no/such.csv")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: DataError:")
+
+
+EXIT_CHILD = """
+import atexit, logging, sys, threading, time
+from encoders.cli import exit_process
+out = sys.argv[1]
+logging.basicConfig(filename=out + ".log", level=logging.INFO)
+logging.info("logged before exit")  # a FileHandler's buffer: logging's exit handler closes it
+def late():
+    time.sleep(0.3)
+    open(out + ".thread", "w").write("written by a thread still running at exit")
+threading.Thread(target=late).start()
+atexit.register(lambda: open(out + ".atexit", "w").write("exit handler ran"))
+sys.stdout.write("no newline, still buffered")
+exit_process(int(sys.argv[2]))
+print("never reached")
+"""
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exit_process_ends_only_after_what_a_normal_exit_writes(tmp_path, code):
+    out = str(tmp_path / "out")
+    proc = subprocess.run([sys.executable, "-c", EXIT_CHILD, out, str(code)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == "no newline, still buffered"
+    assert open(out + ".thread").read() == "written by a thread still running at exit"
+    assert open(out + ".atexit").read() == "exit handler ran"
+    assert "logged before exit" in open(out + ".log").read()
+
+
+def test_entry_points_end_through_exit_process():
+    for path in ("train.py", "encoders/__main__.py", "encoders/convert/__main__.py"):
+        assert "exit_process(" in open(os.path.join(ROOT, path)).read(), path
+    assert 'encoders = "encoders.cli:console"' in open(os.path.join(ROOT, "pyproject.toml")).read()
