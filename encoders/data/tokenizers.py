@@ -18,6 +18,7 @@ import functools
 import json
 import numbers
 import os
+import re
 import sys
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -30,6 +31,7 @@ from encoders.errors import DataError
 KINDS = ("whitespace", "char", "bpe", "wordpiece")
 PAD_TOKENS = (PAD, "[PAD]")  # what load_tokenizer_file accepts as the pad token, in this order
 _CHUNK = 1000  # texts per batch handed to the library
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: no UTF-8 form, so the library can't take it
 
 
 class TokenizerFileError(DataError):
@@ -224,6 +226,12 @@ def _checked(text: Any, index: int) -> str:
         return ""
     if not isinstance(text, str):
         raise TypeError(f"text {index} must be a string, got {text!r:.40} ({type(text).__name__})")
+    if not text.isascii():
+        bad = _SURROGATE.search(text)
+        if bad:
+            raise DataError(f"text {index} holds a lone surrogate U+{ord(bad.group()):04X} at character "
+                            f"{bad.start()}: not Unicode text, so no tokenizer can encode it (bytes decoded with "
+                            f"errors='surrogateescape'?); replace it, e.g. text.encode('utf-8', 'replace').decode()")
     return text
 
 
@@ -318,7 +326,7 @@ def encode_batch(tokenizer: Any, texts: Sequence[Optional[str]], max_tokens_per_
         chunk = texts[start:start + _CHUNK]
         try:
             encs = tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
-        except Exception:  # None or a non-string: find it, say which
+        except Exception:  # None, a non-string or a lone surrogate: find it, say which
             chunk = [_checked(t, start + i) for i, t in enumerate(chunk)]
             encs = tokenizer.encode_batch_fast(chunk, add_special_tokens=False)
         ids = [e.ids for e in encs]

@@ -17,13 +17,15 @@ from encoders.data.tokenizers import (  # noqa: E402
     TokenizerFileError, encode_batch, load_tokenizer_file, lowercase_mismatches, pad_id, save_tokenizer,
     train_tokenizer)
 from encoders.data.vocab import Vocab  # noqa: E402
+from encoders.errors import DataError  # noqa: E402
 
 MISMATCHES = lowercase_mismatches()
 # characters that make the rules bite: Python-only whitespace (U+001C..U+001F), unicode spaces,
 # final sigma and its contexts (case-ignorable ʰ and '), multi-char lowercase (İ), upper case
 TRICKY = [" ", "\t", "\n", "\r", "\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000", "\u200b",
           "\u03a3", "\u03c3", "\u03c2", "\u02b0", "'", "\u0130", "A", "a", "B", "b", "\u00c9", "\u00e9", "ß", "ẞ"]
-CHARS = st.one_of(st.sampled_from(TRICKY), st.characters(exclude_characters=MISMATCHES))
+# no lone surrogates (category Cs): they are not text (test_lone_surrogates_are_a_data_error_naming_the_text)
+CHARS = st.one_of(st.sampled_from(TRICKY), st.characters(exclude_characters=MISMATCHES, exclude_categories=["Cs"]))
 TEXTS = st.lists(st.one_of(st.none(), st.text(CHARS, max_size=30)), min_size=0, max_size=25)
 
 
@@ -51,6 +53,18 @@ def test_word_level_ids_equal_vocab(texts, new, kind, lowercase, min_freq, max_s
         values, offsets = encode_batch(tok, batch)
         assert values.dtype == np.int32 and offsets.dtype == np.int64
         assert rows(values, offsets) == [vocab.encode(t) for t in batch]
+
+
+def test_lone_surrogates_are_a_data_error_naming_the_text():
+    tok = train_tokenizer(["a b"], "whitespace")
+    with pytest.raises(DataError, match=r"text 1 holds a lone surrogate U\+D800 at character 2"):
+        encode_batch(tok, ["ok", "ab\ud800c"])
+    for kind in ("whitespace", "char", "bpe", "wordpiece"):
+        with pytest.raises(DataError, match=r"text 1 holds a lone surrogate U\+DC80 at character 1.*replace it"):
+            train_tokenizer(["fine", "x\udc80"], kind)
+    # a proper pair is one character, and fine
+    got = rows(*encode_batch(train_tokenizer(["\U0001F600 a"], "whitespace"), ["\U0001F600"]))
+    assert got == [Vocab.build(["\U0001F600 a"], "whitespace").encode("\U0001F600")] and got[0][0] > 1
 
 
 def test_word_level_fixed_cases():
