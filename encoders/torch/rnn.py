@@ -169,9 +169,9 @@ class RNNEncoder(nn.Module):
 
         What a classifier with ``pooling="last"`` needs. On the padded path it skips what only
         ``sequence`` and ``c_n`` need (the pad column, zeroing and reversing back the top layer's
-        outputs): about a fifth less time for the default model on CPU. Takes the same input and
-        raises the same errors as ``forward``; it is a plain method, so forward hooks on this
-        module do not run.
+        outputs): for the default model on CPU, 1.2x as fast in evaluation and 1.1x in training.
+        Takes the same input and raises the same errors as ``forward``; it is a plain method, so
+        forward hooks on this module do not run.
         """
         x, lengths = self._checked(x, lengths)
         B, T, _ = x.shape
