@@ -299,8 +299,10 @@ def _delimited_text(df: pd.DataFrame, sep: str) -> str:
                          for v in flat[col]]
     has_cr = any("\r" in str(c) for c in flat.columns) or any(
         isinstance(v, str) and "\r" in v for col in flat.columns for v in flat[col].tolist())
+    # one column: a whitespace-only text would be a blank line, which readers skip; quoted, it stays a row
+    blank_line = len(flat.columns) == 1 and any(isinstance(v, str) and not v.strip() for v in flat.iloc[:, 0])
     return flat.to_csv(index=False, sep=sep, lineterminator="\n",
-                       quoting=csv.QUOTE_ALL if has_cr else csv.QUOTE_MINIMAL)
+                       quoting=csv.QUOTE_ALL if has_cr or blank_line else csv.QUOTE_MINIMAL)
 
 
 def _plain(value: Any) -> Any:
