@@ -108,3 +108,22 @@ def test_two_tasks_under_slurm_environment_variables(tmp_path):
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in outs[0] and "GLOBAL_RANK: 1, MEMBER: 2/2" in outs[1]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 2 * 38 and metrics["val_acc"] > 0.7
+
+
+def test_two_process_tagging_sums_validation_over_ranks(tmp_path):
+    """Each rank tallies its share of the validation rows and the tallies are summed over ranks:
+    that must give the figures of the whole split. The validation file is also the test file,
+    which rank 0 scores alone after fit with the run's only (so best) checkpoint. 61 rows: the
+    ranks get 31 and 30, none repeated."""
+    from tests.helpers import case_tagging_rows, write_jsonl
+
+    rows = case_tagging_rows(301)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:240])
+    val = write_jsonl(tmp_path / "val.jsonl", rows[240:])
+    m = _train(tmp_path / "run", "task=tagging", "data=files", f"data.train_file={train}",
+               f"data.validation_file={val}", f"data.test_file={val}", "data.batch_size=16", "trainer.max_epochs=1",
+               "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu",
+               "trainer.enable_progress_bar=false")
+    assert m["test_tokens"] == sum(len(r["tags"]) for r in rows[240:])
+    for key in ("acc", "macro_f1", "loss"):
+        assert m[f"val_{key}"] == pytest.approx(m[f"test_{key}"], abs=1e-5), key
