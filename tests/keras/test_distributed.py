@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT, train_metrics
 
 SMALL = ["backend=tf", "data.num_train=1200", "data.num_val=300", "data.batch_size=32", "trainer.max_epochs=2",
@@ -28,6 +30,24 @@ def test_mirrored_on_two_logical_cpus_matches_single_device(tmp_path):
     assert mirrored["global_step"] == single["global_step"] == STEPS
     assert abs(mirrored["val_acc"] - single["val_acc"]) < 0.08, (single["val_acc"], mirrored["val_acc"])
     assert mirrored["val_acc"] > 0.7
+
+
+def test_mirrored_tagging_reports_the_whole_validation_split(tmp_path):
+    """Tagging under MirroredStrategy: the validation figures are those of the whole split. The
+    validation file is also the test file, scored after fit with the run's only checkpoint."""
+    from tests.helpers import case_tagging_rows, write_jsonl
+
+    rows = case_tagging_rows(301)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:240])
+    val = write_jsonl(tmp_path / "val.jsonl", rows[240:])
+    m, log = _train(tmp_path / "run", "backend=tf", "task=tagging", "data=files", f"data.train_file={train}",
+                    f"data.validation_file={val}", f"data.test_file={val}", "data.batch_size=16",
+                    "trainer.max_epochs=1", "trainer.devices=2", "trainer.accelerator=cpu",
+                    "trainer.enable_progress_bar=false")
+    assert "MirroredStrategy over ['/cpu:0', '/cpu:1']" in log
+    assert m["test_tokens"] == sum(len(r["tags"]) for r in rows[240:])
+    for key in ("acc", "macro_f1", "loss"):
+        assert m[f"val_{key}"] == pytest.approx(m[f"test_{key}"], abs=1e-5), key
 
 
 def _free_ports(n):
