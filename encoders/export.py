@@ -91,7 +91,7 @@ def _models(run_dir: str, backend: str, fmt: str, which: str):
             from encoders.torch import inference as own
 
             if fmt == "onnx":
-                model, _ = own.load_classifier(source, encoder_path="padded")
+                model, _ = own.load_classifier(source)
                 return own.batch_logits, model, model
             from encoders.convert.models import torch_to_keras
 
@@ -106,7 +106,6 @@ def _models(run_dir: str, backend: str, fmt: str, which: str):
         from encoders.convert.models import keras_to_torch
 
         tm, km = keras_to_torch(source)
-        tm.encoder.path = "padded"
         tm.eval()
         return own.batch_logits, km, tm
     except EncodersError:

@@ -35,7 +35,7 @@ import numpy as np
 from encoders.config import UNK_ID
 from encoders.data.flat import TokenBuffer
 from encoders.errors import EncodersError, RunDirError
-from encoders.run_dir import check_run_dir, checkpoint_path, load_run_config, run_backend
+from encoders.run_dir import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
 
 __all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
 
@@ -259,11 +259,12 @@ def load_run(run_dir: str, checkpoint: str = "best") -> TrainedRun:
     run_dir = check_run_dir(os.fspath(run_dir))
     if checkpoint not in ("best", "last"):
         raise EncodersError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    backend = run_backend(run_dir)
     try:
         cfg = load_run_config(run_dir)
     except (FileNotFoundError, ValueError) as e:
         raise RunDirError(str(e)) from None
+    name = (cfg.get("backend", None) or {}).get("name")  # the config just read; run_backend would read it again
+    backend = name if name in CHECKPOINT_EXT else run_backend(run_dir)
     data_cfg = cfg.get("data", None) or {}
     vocab = load_vocab(run_dir)
     path = checkpoint_path(run_dir, checkpoint, backend)

@@ -14,11 +14,10 @@ from encoders.errors import RunDirError
 from encoders.torch.checkpoint_io import load_torch_checkpoint
 
 
-def load_classifier(path: str, encoder_path: str = "auto") -> Tuple["torch.nn.Module", ClassifierSpec]:
+def load_classifier(path: str) -> Tuple["torch.nn.Module", ClassifierSpec]:
     """The model of a checkpoint (``torch.load(weights_only=True)``), in eval mode on CPU: a
     ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor`` as its ``task`` says.
-
-    ``encoder_path`` overrides the encoder's execution path (``"padded"`` for export).
+    Its encoder takes ``path="auto"`` whatever training used (the same numbers either way).
     """
     from encoders.convert.models import torch_model_class
 
@@ -27,7 +26,7 @@ def load_classifier(path: str, encoder_path: str = "auto") -> Tuple["torch.nn.Mo
         raise RunDirError(f"{path} is not a checkpoint of a SequenceClassifier/Tagger/Regressor (it has no "
                           f"hyper_parameters or state_dict)")
     hparams = dict(ckpt["hyper_parameters"])
-    hparams["encoder_path"] = encoder_path
+    hparams["encoder_path"] = "auto"
     model = torch_model_class(hparams.get("task", "classification"))(**hparams)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
