@@ -75,13 +75,13 @@ def _uses_tokens_column(run, df, path: str) -> bool:
 
 
 def _words(run, df, path: str):
-    """(lists of words, tokens-column-or-None) of a tagging input, row by row."""
+    """The lists of words of a tagging input, row by row."""
     from encoders.evaluation import words_of
 
     name = "<stdin>" if path == "-" else path
     if _uses_tokens_column(run, df, path):
-        return words_of(df[run.tokens_column].tolist(), name, run.tokens_column), run.tokens_column
-    return [t.split() for t in _texts(df, run.text_column, path)], None
+        return words_of(df[run.tokens_column].tolist(), name, run.tokens_column)
+    return [t.split() for t in _texts(df, run.text_column, path)]
 
 
 # -- predict ---------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     else:
         added = [PREDICTION]
     if run.task == "tagging":
-        words, _ = _words(run, df, a.input)
+        words = _words(run, df, a.input)
     else:
         texts = _texts(df, run.text_column, a.input)
     clash = [c for c in added if c in df.columns]
@@ -134,7 +134,7 @@ def pd_object_column(values):
     """A column of lists (pandas would try to spread lists of equal length over columns)."""
     import pandas as pd
 
-    return pd.Series(values, dtype=object) if len(values) else pd.Series([], dtype=object)
+    return pd.Series(values, dtype=object)
 
 
 # -- evaluate --------------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         has = ", ".join(repr(c) for c in df.columns)
         raise DataError(f"{name}: no {what} {gold_column!r} (the run's {key}); its columns are: {has}")
     if run.task == "tagging":
-        words, _ = _words(run, df, a.input)
+        words = _words(run, df, a.input)
         gold = gold_tag_ids(df[gold_column].tolist(), run.labels, [len(w) for w in words], name, gold_column)
         report = evaluate_tagging(run, words, gold, batch_size=a.batch_size)
     elif run.task == "regression":

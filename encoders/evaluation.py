@@ -19,22 +19,10 @@ import numpy as np
 
 from encoders.errors import DataError
 from encoders.metrics import classification_report, cross_entropy, is_bio_scheme, regression_report, span_f1
+from encoders.tables import is_missing
 
 __all__ = ["gold_ids", "gold_tag_ids", "gold_values", "evaluate", "evaluate_tagging", "evaluate_regression",
            "format_report"]
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:
-        import pandas as pd
-
-        return value is pd.NA or value is pd.NaT
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return False
 
 
 def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, where: str = "input",
@@ -47,7 +35,7 @@ def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, 
     index = {str(name): k for k, name in enumerate(labels)}
     out = np.empty(len(values), dtype=np.int64)
     for row, value in enumerate(values, 1):
-        if _missing(value) or (isinstance(value, str) and not value.strip()):
+        if is_missing(value) or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where}: data row {row}: no label in column {column!r}")
         if string_labels:
             key = value if isinstance(value, str) else str(value)
@@ -114,7 +102,7 @@ def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens"
 
 
 def _missing_cell(value: Any) -> bool:
-    return not isinstance(value, (list, tuple, np.ndarray)) and _missing(value)
+    return not isinstance(value, (list, tuple, np.ndarray)) and is_missing(value)
 
 
 def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[int], where: str = "input",
@@ -133,7 +121,7 @@ def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[i
         if cell is None:
             if isinstance(value, str):
                 cell = value.split()
-            elif _missing(value):
+            elif is_missing(value):
                 cell = []
             else:
                 raise DataError(f"{where}: data row {row}: column {column!r} holds {value!r:.60}, not a list of tags")
@@ -159,7 +147,7 @@ def gold_values(values: Sequence[Any], where: str = "input", column: str = "labe
     """
     out = np.empty(len(values), dtype=np.float64)
     for row, value in enumerate(values, 1):
-        if _missing(value) or (isinstance(value, str) and not value.strip()):
+        if is_missing(value) or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where}: data row {row}: no value in column {column!r}")
         try:
             if isinstance(value, (bool, np.bool_)):
@@ -180,10 +168,10 @@ def evaluate_tagging(run: Any, words: Sequence[Sequence[str]], gold: Sequence[np
     ``accuracy`` (per token), ``macro_f1`` (over every tag), ``span_f1`` (BIO-like tags only),
     ``loss`` (cross-entropy per token), ``num_tokens``, ``num_examples`` (rows), ``per_class`` (per
     tag), ``confusion_matrix`` (rows = gold tags in the order of ``labels``) and ``labels``."""
-    logits = run.word_logits(words, batch_size=batch_size)
     num_tokens = int(sum(len(g) for g in gold))
-    if num_tokens == 0:
+    if num_tokens == 0:  # before the model runs
         raise DataError("evaluate needs at least one tagged token, the input has none")
+    logits = run.word_logits(words, batch_size=batch_size)
     flat_logits = np.concatenate([x for x in logits if len(x)], axis=0)
     flat_gold = np.concatenate([g for g in gold if len(g)])
     report = classification_report(flat_gold, flat_logits.argmax(axis=1), run.labels)

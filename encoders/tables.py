@@ -195,7 +195,8 @@ def require_columns(df: pd.DataFrame, columns: Union[str, Sequence[str]], path: 
         raise TableError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; its columns are: {has}")
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """A missing cell: None, pandas' NA/NaT, or a float NaN."""
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
@@ -224,7 +225,7 @@ def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[
     for row, value in enumerate(df[column].tolist(), 1):
         if isinstance(value, str):
             out.append(str(value))
-        elif _is_missing(value):
+        elif is_missing(value):
             out.append("")
         elif isinstance(value, bytes):
             try:
@@ -313,7 +314,7 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, np.generic):
         value = value.item()
-    if _is_missing(value) or (isinstance(value, float) and not math.isfinite(value)):
+    if is_missing(value) or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if isinstance(value, (str, bool, int, float)):
         return value
