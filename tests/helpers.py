@@ -249,3 +249,18 @@ def regression_rows(n: int, seed: int = 0):
         letters = [c for c in text if c.isalpha()]
         out.append({"text": text, "label": round(10 * sum(c.isupper() for c in letters) / max(len(letters), 1), 4)})
     return out
+
+
+def evaluate_then_predict(run_dir: str, data: str, folder, capsys, predictions: str = "p.csv"):
+    """``encoders evaluate`` then ``encoders predict`` of one file, in this process (both must exit 0):
+    (the report.json, what evaluate printed, the predictions table). evaluate writes to ``folder/ev``
+    and its confusion matrix plot must be there."""
+    from encoders.cli import main
+    from encoders.tables import read_table
+
+    out_json = folder / "ev" / "report.json"
+    assert main(["evaluate", run_dir, data, "--output", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert (folder / "ev" / "confusion_matrix.png").stat().st_size > 0
+    assert main(["predict", run_dir, data, "--output", str(folder / predictions)]) == 0
+    return json.loads(out_json.read_text()), printed, read_table(str(folder / predictions))

@@ -14,7 +14,6 @@ from encoders.export import export_run, onnx_logits
 from tests.helpers import real_text_rows, text_run
 
 CASES = [("torch", "onnx"), ("tf", "onnx"), ("torch", "savedmodel"), ("tf", "savedmodel")]
-MEASURED = {}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,6 @@ def test_export_agrees_with_load_run(exports, backend, fmt):
     expected = run.logits(texts)
     got = artefact(fmt, path)(tokens, lengths)
     diff = float(np.abs(got - expected).max())
-    MEASURED[backend, fmt] = diff
     print(f"\n{backend} -> {fmt}: max |logit diff| vs load_run = {diff:.3g} (export's own check: {check_diff:.3g})")
     assert got.shape == (len(texts), 2) and diff <= 1e-4
     # dynamic batch and time: one row, cut 3 steps after its end

@@ -12,7 +12,8 @@ from encoders.errors import EncodersError
 from encoders.export import export_run, onnx_logits
 from encoders.tables import read_table
 from encoders.trained_run import TaskError
-from tests.helpers import case_tagging_rows, real_text_rows, regression_run, tagging_run, task_run_data, write_jsonl
+from tests.helpers import (case_tagging_rows, evaluate_then_predict, real_text_rows, regression_run, tagging_run,
+                           task_run_data, write_jsonl)
 
 BACKENDS = ["torch", "tf"]
 MAKE = {"tagging": tagging_run, "regression": regression_run}
@@ -118,15 +119,8 @@ def test_predict_regression_writes_a_float(regressor, tmp_path):
 
 # -- evaluate --------------------------------------------------------------------------------------
 def test_evaluate_tagging_accuracy_equals_predicts(tagger, tmp_path, capsys):
-    data = task_run_data(tagger)
-    out_json = tmp_path / "ev" / "report.json"
-    assert main(["evaluate", tagger, data, "--output", str(out_json)]) == 0
-    printed = capsys.readouterr().out
+    report, printed, pred = evaluate_then_predict(tagger, task_run_data(tagger), tmp_path, capsys, "p.jsonl")
     assert "accuracy" in printed and "tokens" in printed and "Title" in printed
-    report = json.loads(out_json.read_text())
-    assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0
-    assert main(["predict", tagger, data, "--output", str(tmp_path / "p.jsonl")]) == 0
-    pred = read_table(str(tmp_path / "p.jsonl"))
     gold = [t for row in pred["tags"] for t in row]
     got = [t for row in pred["prediction"] for t in row]
     assert report["accuracy"] == pytest.approx(float(np.mean(np.array(gold) == np.array(got))), abs=1e-12)

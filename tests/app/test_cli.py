@@ -13,7 +13,7 @@ import pytest
 import encoders
 from encoders.cli import main
 from encoders.tables import read_table
-from tests.helpers import ROOT, run_module, text_run, text_run_data
+from tests.helpers import ROOT, evaluate_then_predict, run_module, text_run, text_run_data
 
 BACKENDS = ["torch", "tf"]
 
@@ -70,15 +70,8 @@ def test_predict_from_stdin_one_text_per_line(tmp_path_factory):
 
 
 def test_evaluate_accuracy_equals_predicts(run_dir, tmp_path, capsys):
-    data = text_run_data(run_dir)
-    out_json = tmp_path / "ev" / "report.json"
-    assert main(["evaluate", run_dir, data, "--output", str(out_json)]) == 0
-    printed = capsys.readouterr().out
+    report, printed, pred = evaluate_then_predict(run_dir, text_run_data(run_dir), tmp_path, capsys)
     assert "accuracy" in printed and "macro F1" in printed and "prose" in printed
-    report = json.loads(out_json.read_text())
-    assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0
-    assert main(["predict", run_dir, data, "--output", str(tmp_path / "p.csv")]) == 0
-    pred = read_table(str(tmp_path / "p.csv"))
     accuracy = float((pred["prediction"] == pred["label"]).mean())
     assert report["accuracy"] == pytest.approx(accuracy, abs=1e-12)
     assert report["num_examples"] == len(pred) and report["labels"] == ["code", "prose"]

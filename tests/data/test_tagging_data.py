@@ -1,6 +1,5 @@
 """Tagging and regression data: list columns and CoNLL files to aligned word/tag buffers, with errors
 that name the row; regression targets as floats."""
-import json
 
 import numpy as np
 import pytest
@@ -9,15 +8,11 @@ from encoders.config import TAG_PAD_ID, DataConfig
 from encoders.data.flat import TokenBuffer
 from encoders.data.sources import load_splits
 from encoders.errors import DataError
+from tests.helpers import write_jsonl
 
 ROWS = [{"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]},
         {"tokens": [], "tags": []},
         {"tokens": ["Mary", "Smith", "left"], "tags": ["B-PER", "I-PER", "O"]}]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def cfg(tmp_path, **kw):
