@@ -8,10 +8,10 @@ Conventions shared by all functions here:
 * A ratio whose denominator is zero is ``0.0`` (scikit-learn's ``zero_division=0``): a class
   that is never predicted has precision 0, a class that never occurs has recall 0, and a class
   with neither has f1 0.
-* Macro averages run over *every* class listed in ``labels``, including classes absent from
-  both ``gold`` and ``pred`` (scikit-learn's ``f1_score(..., labels=range(C), average="macro",
-  zero_division=0)``). Listing a class thus always counts it; pass only the classes you want
-  averaged.
+* Macro averages run over the classes present in ``gold`` or ``pred`` (scikit-learn's
+  ``f1_score(gold, pred, average="macro", zero_division=0)``): a class of ``labels`` that occurs
+  in neither is listed in ``per_class`` but not averaged (an all-one-class test file that is
+  predicted right scores 1.0, not 1/C). With no example at all the average is 0.0.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _per_class(confusion: np.ndarray, names: List[str]) -> Tuple[Dict[str, Dict[
     tp = np.diag(confusion)
     support = confusion.sum(axis=1)  # gold count per class
     predicted = confusion.sum(axis=0)
-    per_class, f1s = {}, []
+    per_class = {}
     for k, name in enumerate(names):
         # f1 = 2tp / (2tp + fp + fn) = 2tp / (support + predicted): the same figure as 2pr/(p+r)
         # where both are defined, and 0 (not NaN) where neither is
@@ -88,8 +88,17 @@ def _per_class(confusion: np.ndarray, names: List[str]) -> Tuple[Dict[str, Dict[
             "f1": f1,
             "support": int(support[k]),
         }
-        f1s.append(f1)
-    return per_class, float(np.mean(f1s))
+    return per_class, macro_f1(confusion)
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Mean f1 over the classes present in gold or predictions (rows or columns of ``confusion``
+    that are not all zero), as scikit-learn averages; 0.0 when no class is present."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    den = confusion.sum(axis=1) + confusion.sum(axis=0)
+    present = den > 0
+    return float((2 * tp[present] / den[present]).mean()) if present.any() else 0.0
 
 
 # --------------------------------------------------------------------------- classification
@@ -106,8 +115,8 @@ def classification_report(gold: Any, pred: Any, labels: Sequence[Any]) -> Dict[s
 
     Returns:
         A dict with
-        ``"accuracy"`` (float), ``"macro_f1"`` (float, mean f1 over *all* ``labels``, a class
-        never seen nor predicted counting as f1 0 like scikit-learn's ``zero_division=0``),
+        ``"accuracy"`` (float), ``"macro_f1"`` (float, mean f1 over the classes present in gold or
+        pred, like scikit-learn's ``average="macro"``),
         ``"num_examples"`` (int ``N``),
         ``"per_class"`` (``{name: {"precision", "recall", "f1", "support"}}``, support = gold count),
         ``"confusion_matrix"`` (list of lists of int; row = gold class, column = predicted
@@ -185,8 +194,8 @@ def token_report(gold: Any, pred: Any, mask: Any, labels: Sequence[Any]) -> Dict
         labels: the tag names; ``labels[i]`` names tag id ``i``.
 
     Returns:
-        A dict with ``"accuracy"``, ``"macro_f1"`` (mean f1 over every tag in ``labels``,
-        ``"O"`` included), ``"num_tokens"``, ``"per_class"`` and ``"labels"``, shaped like
+        A dict with ``"accuracy"``, ``"macro_f1"`` (mean f1 over the tags present in gold or
+        pred, ``"O"`` included), ``"num_tokens"``, ``"per_class"`` and ``"labels"``, shaped like
         :func:`classification_report`'s. With no real token at all (``B == 0``, ``T == 0`` or
         an all-False mask) accuracy and macro_f1 are ``0.0`` and ``num_tokens`` is 0 — never NaN.
 

@@ -102,15 +102,14 @@ class TaggingTally:
         self.spans = np.rint(v[2 + c:]).astype(np.int64)
 
     def figures(self) -> Dict[str, float]:
-        """``loss`` (mean cross-entropy per real token), ``acc``, ``macro_f1`` (over every tag) and, for a
-        BIO-like tag set, ``span_f1`` (entities, as conlleval counts them). No token: all 0.0, never NaN."""
+        """``loss`` (mean cross-entropy per real token), ``acc``, ``macro_f1`` (over the tags present in gold or
+        predictions) and, for a BIO-like tag set, ``span_f1`` (entities, as conlleval counts them). No token: all 0.0, never NaN."""
+        from encoders.metrics import macro_f1
+
         tp = np.diag(self.confusion).astype(np.float64)
-        support, predicted = self.confusion.sum(1), self.confusion.sum(0)
-        den = support + predicted
-        f1 = np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0)
         out = {"loss": self.loss_sum / self.tokens if self.tokens else 0.0,
                "acc": float(tp.sum() / self.tokens) if self.tokens else 0.0,
-               "macro_f1": float(f1.mean()) if self.num_tags else 0.0}
+               "macro_f1": macro_f1(self.confusion)}
         if self.bio:
             n_gold, n_pred, correct = (float(x) for x in self.spans)
             p = correct / n_pred if n_pred else 0.0

@@ -27,7 +27,8 @@ def ref_classification(gold, pred, num_classes):
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         rows.append((precision, recall, f1, tp + fn))
     accuracy = sum(1 for g, p in zip(gold, pred) if g == p) / len(gold) if len(gold) else 0.0
-    return rows, sum(r[2] for r in rows) / num_classes, accuracy
+    present = [k for k in range(num_classes) if k in gold or k in pred]  # scikit-learn's average="macro"
+    return rows, sum(rows[k][2] for k in present) / len(present) if present else 0.0, accuracy
 
 
 def ref_confusion(gold, pred, num_classes):
@@ -87,12 +88,25 @@ def test_classification_report_hand_computed():
     assert b["f1"] == pytest.approx(2 / 3)
     assert r["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert r["per_class"]["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    # sklearn: f1_score(g, p, labels=[0, 1, 2, 3], average="macro", zero_division=0) = (0 + 2/3 + 0 + 0) / 4
-    assert r["macro_f1"] == pytest.approx(1 / 6)
+    # sklearn: f1_score(g, p, average="macro", zero_division=0) = (0 + 2/3 + 0) / 3: c is in neither
+    assert r["macro_f1"] == pytest.approx(2 / 9)
     assert r["confusion_matrix"] == [[0, 1, 0, 1], [1, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
     for v in (r["accuracy"], r["macro_f1"], b["f1"]):
         assert type(v) is float
     assert type(b["support"]) is int
+
+
+def test_macro_f1_skips_classes_in_neither_gold_nor_predictions():
+    # an all-"code" test file predicted right: 1.0 (scikit-learn), not 1/3 from two absent classes
+    r = classification_report([0, 0, 0], [0, 0, 0], ["code", "prose", "poem"])
+    assert r["accuracy"] == 1.0 and r["macro_f1"] == 1.0
+    t = token_report([[1, 1]], [[1, 1]], [[1, 1]], ["O", "B-X", "I-X"])
+    assert t["macro_f1"] == 1.0
+    from encoders.tasks import TaggingTally
+
+    tally = TaggingTally(["O", "B-X", "I-X"])
+    tally.set_vector(np.concatenate([[0.0, 2.0], [[0, 0, 0], [0, 2, 0], [0, 0, 0]], [0, 0, 0]], axis=None))
+    assert tally.figures()["macro_f1"] == 1.0  # val_/test_macro_f1 of training
 
 
 def test_classification_report_perfect_and_single_class():
