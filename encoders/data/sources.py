@@ -100,8 +100,24 @@ def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
     if cfg.source == "files":
         from encoders.data.cache import cached
 
-        return cached(cfg, seed, build, task=task)
-    return build()
+        splits = cached(cfg, seed, build, task=task)
+    else:
+        splits = build()
+    _log_shape(splits, cfg)
+    return splits
+
+
+def _log_shape(splits: Splits, cfg: Any) -> None:
+    """What the data became that the config alone doesn't say, for every task and on a cache hit
+    too: the rows cut to ``data.max_tokens_per_example`` and the size a subword trainer reached."""
+    if any(splits.truncated.values()):
+        log.info("data.max_tokens_per_example=%d cut %s rows", cfg.max_tokens_per_example,
+                 ", ".join(f"{n} {s}" for s, n in splits.truncated.items() if n))
+    if cfg.tokenizer in ("bpe", "wordpiece") and not cfg.tokenizer_file:
+        asked = cfg.subword_vocab_size if cfg.max_vocab_size is None else min(cfg.subword_vocab_size,
+                                                                               cfg.max_vocab_size)
+        log.info("data.tokenizer=%s: trained vocabulary of %d tokens (%d asked%s)", cfg.tokenizer, splits.vocab_size,
+                 asked, "" if splits.vocab_size >= asked else ": the training text gave no more")
 
 
 def _synthetic(cfg: Any, seed: int) -> Splits:
@@ -391,9 +407,6 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, task: str = "classifica
     if not out["train"].tokens.offsets[-1] > out["train"].tokens.offsets[0]:
         raise DataError(f"text column {text_col!r} is empty in every training row{raws['train'].where(0)}: "
                         f"check data.text_column")
-    if any(truncated.values()):
-        log.info("data.max_tokens_per_example=%d cut %s rows", cfg.max_tokens_per_example,
-                 ", ".join(f"{n} {s}" for s, n in truncated.items() if n))
     return Splits(out["train"], out["validation"], num_classes=num_classes, vocab_size=len(vocab), vocab=vocab,
                   test=out.get("test"), truncated=truncated)
 

@@ -155,6 +155,15 @@ def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
 
 
 # -- subword tokenizers and tokenizer files ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_the_trained_subword_vocabulary_size_is_logged(tmp_path, caplog, kind):
+    t = csv(tmp_path / "t.csv", [f"ab ba abba {i % 3},{i % 2}" for i in range(20)])
+    with caplog.at_level(logging.INFO):
+        s = load_splits(files_cfg(t, csv(tmp_path / "v.csv", ["ab,1"]), tokenizer=kind, subword_vocab_size=8000), 0)
+    assert s.vocab_size < 8000
+    assert f"data.tokenizer={kind}: trained vocabulary of {s.vocab_size} tokens (8000 asked" in caplog.text
+
+
 def test_bpe_trains_on_the_training_split_and_round_trips_through_the_run_dir(tmp_path):
     words = "the quick brown fox jumps over the lazy dog".split()
     rows = [f"{' '.join(words[i % 9:] + words[:i % 9])},{i % 2}" for i in range(60)]

@@ -1,6 +1,8 @@
 """Tagging and regression data: list columns and CoNLL files to aligned word/tag buffers, with errors
 that name the row; regression targets as floats."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,18 @@ def test_jsonl_and_conll_give_aligned_word_and_tag_ids(tmp_path):
     b = s.train.tokens.pad([0, 1, 2], tags=s.train.tags)
     assert b["tags"].shape == b["tokens"].shape
     assert (b["tags"][~b["mask"]] == TAG_PAD_ID).all() and (b["tags"][b["mask"]] >= 0).all()
+
+
+def test_tagging_truncation_is_logged_like_classification(tmp_path, caplog):
+    rows = [{"tokens": ["w"] * 300, "tags": ["O"] * 300}, {"tokens": ["v", "w"], "tags": ["B-X", "O"]}]
+    c = cfg(tmp_path, train_file=write_jsonl(tmp_path / "t.jsonl", rows),
+            validation_file=write_jsonl(tmp_path / "v.jsonl", rows[1:]), max_tokens_per_example=50)
+    for _ in range(2):  # the second time from the cache: still said
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            s = load_splits(c, 0, task="tagging")
+        assert s.train.tokens.lengths.tolist() == [50, 2]
+        assert "data.max_tokens_per_example=50 cut 1 train rows" in caplog.text
 
 
 def test_held_out_rows_and_truncation_keep_words_and_tags_aligned(tmp_path):
