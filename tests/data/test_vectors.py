@@ -52,6 +52,45 @@ def test_tabs_blank_lines_and_bom(tmp_path):
     check_glove_rows(*load_vectors(write(tmp_path, text), TOKENS))
 
 
+@pytest.mark.parametrize("header", ["", "5 3\n"])
+def test_a_repeated_word_keeps_its_first_vector_and_is_counted(tmp_path, caplog, header):
+    path = write(tmp_path, header + "the 1 1 1\ncat 2 2 2\nthe 9 9 9\ndog 3 3 3\nthe 8 8 8\n")
+    with caplog.at_level("WARNING"):
+        matrix, found, _ = load_vectors(path, TOKENS, lowercase=False)
+    np.testing.assert_array_equal(matrix[2], [1, 1, 1])
+    line = 3 + bool(header)
+    assert f"2 line(s) repeat a vocabulary word read before (first 'the', line {line}); the first occurrence's " \
+           "vector is used" in caplog.text
+
+
+def test_repeats_across_blocks_are_counted(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(vectors_mod, "BLOCK_BYTES", 16)
+    path = write(tmp_path, "the 1 1\ncat 2 2\nbird 0 0\nthe 3 3\nthe 4 4\n")
+    with caplog.at_level("WARNING"):
+        matrix, _, _ = load_vectors(path, TOKENS)
+    np.testing.assert_array_equal(matrix[2], [1, 1])
+    assert "2 line(s) repeat a vocabulary word read before (words compared lowercased" in caplog.text
+
+
+@pytest.mark.parametrize("first", ["new york 5 5 5\n", ""])
+def test_glove_words_with_spaces_are_read_and_counted(tmp_path, caplog, first):
+    # GloVe 840B: the word is everything before the last dim numbers; the first line may be one too
+    text = first + "the 1 2 3\nnew  york 7 8 9\nlos angeles ca 4 4 4\ncat 0 0 0\n"
+    tokens = TOKENS + ["new york", "los angeles ca"]
+    with caplog.at_level("INFO"):
+        matrix, found, dim = load_vectors(write(tmp_path, text), tokens, lowercase=False)
+    assert dim == 3
+    np.testing.assert_array_equal(matrix[6:8], [[5, 5, 5] if first else [7, 8, 9], [4, 4, 4]])
+    np.testing.assert_array_equal(matrix[2], [1, 2, 3])
+    assert found[[2, 3, 6, 7]].all()
+    n, line = (3, 1) if first else (2, 2)
+    assert f"{n} line(s) have a word with spaces (first 'new york', line {line}): the word is everything before " \
+           "the last 3 numbers" in caplog.text
+    # too many numbers after a one-word word is still damage, not a spaced word
+    with pytest.raises(DataError, match=r"line 2: 4 numbers, but line 1 has 3"):
+        load_vectors(write(tmp_path, "the 1 2 3\nbird 1 2 3 4\n", "bad.txt"), TOKENS)
+
+
 def test_lowercasing_first_occurrence_wins(tmp_path):
     path = write(tmp_path, "The 1 1\nthe 2 2\nCAT 3 3\ncat 4 4\n")
     matrix, found, _ = load_vectors(path, TOKENS)
