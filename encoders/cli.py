@@ -1,9 +1,9 @@
 """``python -m encoders COMMAND`` (console script ``encoders``): use a trained run.
 
-    encoders predict  RUN_DIR INPUT [--output FILE] [--batch-size N] [--probabilities]
-    encoders evaluate RUN_DIR INPUT [--output FILE.json] [--batch-size N]
-    encoders export   RUN_DIR --format onnx|savedmodel [--output PATH] [--atol 1e-4] [--overwrite]
-    encoders convert  RUN_DIR [...]        (the same as python -m encoders.convert)
+    encoders predict  RUN_DIR INPUT [--output FILE] [--batch-size N] [--probabilities] [--checkpoint best|last]
+    encoders evaluate RUN_DIR INPUT [--output FILE.json] [--batch-size N] [--checkpoint best|last]
+    encoders export   RUN_DIR --format onnx|savedmodel [--output PATH] [--atol 1e-4] [--overwrite] [--checkpoint ...]
+    encoders convert  RUN_DIR [--output PATH] [--checkpoint best|last] [...]  (= python -m encoders.convert)
 
 INPUT is a csv/tsv/json/jsonl/parquet table with the run's text column (``data.text_column``;
 evaluate also needs ``data.label_column``), or ``-`` for one text per line on standard input.
@@ -90,7 +90,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from encoders.trained_run import TaskError, load_run
 
     _check_table_output(a.output)
-    run = load_run(a.run_dir)
+    run = load_run(a.run_dir, a.checkpoint)
     if a.probabilities and run.task != "classification":
         raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
                         f"(its prediction column is all predict writes)")
@@ -156,7 +156,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     for path in (output, picture):
         if is_training_output(run_dir, path):
             raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
-    run = load_run(run_dir)
+    run = load_run(run_dir, a.checkpoint)
     df = _read_input(a.input, run.text_column)
     name = "<stdin>" if a.input == "-" else a.input
     if run.task == "tagging":
@@ -200,6 +200,12 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint best|last``, the same on every command (convert's included)."""
+    parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="which checkpoint of the run: best (on validation, the default) or last")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from encoders.export import DEFAULT_ATOL, FORMATS
     from encoders.trained_run import DEFAULT_BATCH_SIZE
@@ -224,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default: csv on stdout)")
     pr.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
     pr.add_argument("--probabilities", action="store_true", help="add one column per class: probability_LABEL")
+    checkpoint_option(pr)
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="score the run on a labelled table",
@@ -234,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", "-o", default=None, help="the JSON report (default: RUN_DIR/evaluation.json); "
                                                          "confusion_matrix.png goes in the same folder")
     ev.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
+    checkpoint_option(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("export", help="write ONNX or a TensorFlow SavedModel for serving",
@@ -247,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "RUN_DIR/export/savedmodel/")
     ex.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest logit difference allowed")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export at the output path")
-    ex.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    checkpoint_option(ex)
     ex.set_defaults(func=cmd_export)
 
     sub.add_parser("convert", help="move the run to the other backend (python -m encoders.convert; "

@@ -1,6 +1,8 @@
 """Turn a trained run of one backend into a model of the other, checking outputs agree first.
 
-    python -m encoders.convert RUN_DIR [--out PATH] [--checkpoint best|last] [--atol 1e-5] [--overwrite]
+    python -m encoders convert RUN_DIR [--output PATH] [--checkpoint best|last] [--atol 1e-5] [--overwrite]
+
+(``python -m encoders.convert`` is the same command; ``--out`` is another name of ``--output``.)
 
 A torch run's ``checkpoints/best.ckpt`` becomes ``checkpoints/best.keras``; a tf run's
 ``best.keras`` becomes ``best.ckpt`` (which ``SequenceClassifier.load_from_checkpoint`` reads).
@@ -152,12 +154,12 @@ def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = 
     target_ext = CHECKPOINT_EXT["tf" if backend == "torch" else "torch"]
     out = out or os.path.join(run_dir, "checkpoints", which + target_ext)
     if os.path.abspath(out) == os.path.abspath(source):
-        raise EncodersError(f"--out {out} is the run's own checkpoint: refusing to overwrite what training wrote")
+        raise EncodersError(f"--output {out} is the run's own checkpoint: refusing to overwrite what training wrote")
     if not out.endswith(target_ext):
-        raise EncodersError(f"--out {out}: a {backend} run converts to a {target_ext} file")
+        raise EncodersError(f"--output {out}: a {backend} run converts to a {target_ext} file")
     if os.path.exists(out) and not overwrite:
         raise EncodersError(f"{out} exists already (an earlier conversion?): pass --overwrite to replace it, "
-                            f"or --out PATH to write elsewhere")
+                            f"or --output PATH to write elsewhere")
     tm, km = torch_to_keras(source) if backend == "torch" else keras_to_torch(source)
     diff = max_difference(tm, km)
     if not diff <= atol:
@@ -170,11 +172,14 @@ def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m encoders.convert", description=__doc__.split("\n\n")[0])
+    from encoders.cli import checkpoint_option
+
+    p = argparse.ArgumentParser(prog="python -m encoders convert", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run dir written by train.py (backend=torch or backend=tf)")
-    p.add_argument("--out", default="", help="output path (default: checkpoints/WHICH.keras for a torch run, "
-                                             "checkpoints/WHICH.ckpt for a tf run)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--output", "-o", "--out", dest="out", default="",
+                   help="output path (default: checkpoints/WHICH.keras for a torch run, "
+                        "checkpoints/WHICH.ckpt for a tf run)")
+    checkpoint_option(p)
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest logit difference allowed")
     p.add_argument("--overwrite", action="store_true", help="replace the output file of an earlier conversion")
     a = p.parse_args(argv)

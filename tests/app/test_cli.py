@@ -105,6 +105,29 @@ def test_help_of_each_command_and_convert_still_works(tmp_path_factory, tmp_path
     assert run_module("encoders.convert", "--help").returncode == 0
 
 
+def test_every_command_takes_checkpoint_last_as_its_advice_says(run_dir, tmp_path, capsys):
+    only_last = tmp_path / "only_last"
+    shutil.copytree(run_dir, only_last)
+    for f in os.listdir(only_last / "checkpoints"):
+        if f.startswith("best."):
+            os.remove(only_last / "checkpoints" / f)
+    run, data = str(only_last), text_run_data(run_dir)
+    assert main(["predict", run, data]) == 2
+    assert "pass --checkpoint last" in capsys.readouterr().err
+    assert main(["predict", run, data, "--checkpoint", "last", "--output", str(tmp_path / "p.csv")]) == 0
+    assert main(["evaluate", run, data, "--checkpoint", "last", "--output", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["checkpoint"].endswith(
+        os.path.join("checkpoints", "last.ckpt" if "torch" in run_dir else "last.keras"))
+    ext = ".keras" if "torch" in run_dir else ".ckpt"
+    for flag in ("--output", "--out"):  # convert: --output like the others, --out kept
+        out = tmp_path / f"converted{flag}{ext}"
+        assert main(["convert", run, "--checkpoint", "last", flag, str(out)]) == 0 and out.is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m encoders convert")
+
+
 def _broken(tmp_path, tmp_path_factory, remove):
     broken = tmp_path / "broken"
     shutil.copytree(text_run(tmp_path_factory, "torch"), broken)
