@@ -135,12 +135,23 @@ def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def _remove_killed_writes(run_dir: str) -> None:
+    """A run killed during a write (kill -9, power loss) leaves its temporary file beside the good one:
+    remove those of the run dir's own folders when it starts again."""
+    from encoders.io import remove_leftover_temporaries
+
+    for folder in (run_dir, os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "export")):
+        for path in remove_leftover_temporaries(folder):
+            log.info("removed %s, left by a write that was killed", path)
+
+
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
     """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
     schema = to_schema(cfg)
     check_config(schema)
     backend = schema.backend.name
     os.makedirs(run_dir, exist_ok=True)
+    _remove_killed_writes(run_dir)
     splits = load_splits(schema.data, schema.seed, task=schema.task.name)
     vocab = splits.vocab or Vocab([PAD, UNK] + [str(i) for i in range(2, splits.vocab_size)])
     vocab.save(run_dir)  # vocab.json (and tokenizer.json): what encodes new text as training did

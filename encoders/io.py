@@ -12,7 +12,10 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, List
+
+TEMP_PREFIX = ".tmp-"  # every temporary written here: a file or folder so named is a write under way or a dead one
+STALE_AFTER_S = 5.0  # a temporary untouched this long belongs to a killed write, not to one under way
 
 
 def _umask_mode() -> int:
@@ -38,7 +41,7 @@ def atomic_write_with(path: str, write: Callable[[str], Any]) -> None:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=os.path.basename(path))
     os.close(fd)
     try:
         write(tmp)
@@ -80,7 +83,7 @@ def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    tmp = tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX)
     old = None
     try:
         yield tmp
@@ -99,6 +102,34 @@ def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         if old:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftover_temporaries(folder: str) -> List[str]:
+    """Delete the temporaries of killed writes (``.tmp-*`` files and folders) directly in ``folder``;
+    returns their paths. A kill -9 during a write skips the cleanup above and leaves them (a 2 MB
+    ``.tmp-...last.ckpt`` beside the good checkpoint). One modified in the last ``STALE_AFTER_S``
+    seconds is left alone: another process (a DDP rank) may be writing it now."""
+    import time
+
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if not name.startswith(TEMP_PREFIX) or now - os.lstat(path).st_mtime < STALE_AFTER_S:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to delete: leave it
+            pass
+    return removed
 
 
 def _umask_mode_bits() -> int:

@@ -1,6 +1,8 @@
 """Train a ``TrainConfig`` with Lightning and leave the run's files in ``run_dir``."""
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -8,10 +10,6 @@ import time
 import types
 import warnings
 from typing import Any, Dict, List, Optional, Sequence
-
-# TensorBoard's writer imports tensorflow when it is installed, and TF grabs GPU memory in a torch
-# run. Registering `tensorboard.compat.notf` is TensorBoard's own switch for its TF-free stub.
-sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
@@ -165,8 +163,33 @@ def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) ->
     return pl.Trainer(**kwargs)
 
 
+@contextlib.contextmanager
+def tensorboard_without_tensorflow():
+    """TensorBoard's writer imports tensorflow when it is installed, and TF grabs GPU memory in a
+    torch run. Registering ``tensorboard.compat.notf`` is TensorBoard's own switch for its TF-free
+    stub; but ``tensorboard.compat.tf`` then stays the stub for the whole process, and a later tf
+    run in it (``train.py -m backend=torch,tf``) fails in Keras' TensorBoard callback ("cannot
+    import tensorflow 2.0 API"). So the switch is on for the torch run only, and after it
+    ``tensorboard.compat`` is loaded afresh: its lazy ``tf`` then finds tensorflow again."""
+    if "tensorflow" in sys.modules or "tensorboard.compat.notf" in sys.modules:
+        yield  # TF is loaded already (nothing to save), or someone else set the switch
+        return
+    sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
+    try:
+        yield
+    finally:
+        del sys.modules["tensorboard.compat.notf"]
+        if "tensorboard.compat" in sys.modules:
+            importlib.reload(sys.modules["tensorboard.compat"])
+
+
 def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
     """Fit and report; ``callbacks`` are extra Lightning callbacks (yours) added to the Trainer."""
+    with tensorboard_without_tensorflow():
+        return _run(cfg, splits, run_dir, encoder_name, callbacks)
+
+
+def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[Callback]) -> Dict[str, Any]:
     start = time.time()
     pl.seed_everything(cfg.seed, workers=True)
     d = cfg.data

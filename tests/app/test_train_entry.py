@@ -147,15 +147,18 @@ def test_every_file_of_a_run_gets_the_umasks_permissions(tmp_path, backend):
     assert not unreadable, unreadable
 
 
-def test_multirun_sweeps_encoders(tmp_path):
+def test_multirun_sweeps_encoders_and_backends_in_either_order(tmp_path):
+    # jobs run in one process: (lstm, tf), (lstm, torch), (gru, tf), (gru, torch): tf after torch
+    # too, which the TF-free TensorBoard switch of the torch run once broke
     env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "train.py", "-m", "encoder=lstm,gru", f"hydra.sweep.dir={tmp_path}",
-                           "data.num_train=200", "data.num_val=50", "trainer.max_epochs=1",
-                           "trainer.enable_progress_bar=false"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "train.py", "-m", "encoder=lstm,gru", "backend=tf,torch",
+                           f"hydra.sweep.dir={tmp_path}", "data.num_train=64", "data.num_val=32",
+                           "trainer.max_epochs=1", "trainer.enable_progress_bar=false"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    encoders = sorted(json.loads((tmp_path / d / "metrics.json").read_text())["encoder"] for d in ("0", "1"))
-    assert encoders == ["gru", "lstm"]
+    runs = [json.loads((tmp_path / str(d) / "metrics.json").read_text()) for d in range(4)]
+    assert [(m["encoder"], m["backend"]) for m in runs] == [("lstm", "tf"), ("lstm", "torch"), ("gru", "tf"),
+                                                            ("gru", "torch")]
 
 
 def test_tf_run_writes_the_same_outputs_and_resumes(tmp_path):
