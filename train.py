@@ -3,6 +3,7 @@
 Hydra composes ``configs/train.yaml``; everything else lives in the ``encoders`` library.
 """
 import logging
+import os
 import sys
 
 import hydra
@@ -25,6 +26,12 @@ def main(cfg: DictConfig) -> float:
     except EncodersError as e:  # the user's to fix: the message, not a traceback
         log.error("%s: %s", type(e).__name__, e)
         sys.exit(USER_ERROR)
+    except KeyboardInterrupt:  # Ctrl-C: where the run can be continued from, not a traceback
+        from encoders.resume import INTERRUPTED, resume_hint
+
+        print(resume_hint(hc.runtime.output_dir, cfg.backend.name, list(hc.overrides.task),
+                          os.path.relpath(sys.argv[0])), file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
     if metrics:
         from encoders.tasks import summary
 

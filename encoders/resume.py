@@ -55,3 +55,26 @@ def check_same_run(ckpt_path: str, old_spec: Mapping[str, Any], old_vocab: Optio
     if diffs:
         raise ConfigError(f"ckpt_path={ckpt_path} was trained with another model or data ({'; '.join(diffs)}): "
                           "resuming continues the same model on the same data; start a fresh run (drop ckpt_path)")
+
+
+INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C (SIGINT), as shells report 128 + 2
+
+
+def resume_hint(run_dir: str, backend: str, overrides, script: str = "train.py") -> str:
+    """The one line a run stopped by Ctrl-C prints: where its last checkpoint is and the command that
+    continues it (the run's own overrides, ``ckpt_path`` set: torch a checkpoint file, tf the run
+    dir whose ``backup/`` ``BackupAndRestore`` keeps). The resume writes to a new run dir, as a
+    resume always does (``hydra.run.dir`` of this one is left out)."""
+    import shlex
+
+    torch_run = backend == "torch"
+    last = os.path.join(run_dir, "checkpoints", "last.ckpt" if torch_run else "last.keras")
+    resumable = os.path.isfile(last) if torch_run else bool(
+        os.path.isdir(os.path.join(run_dir, "backup")) and os.listdir(os.path.join(run_dir, "backup")))
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("ckpt_path=")]
+    if not resumable:
+        command = " ".join(["python", script, *map(shlex.quote, kept)])
+        return f"interrupted before the first checkpoint of {run_dir} was written: nothing to resume; start again " \
+               f"with: {command}"
+    command = " ".join(["python", script, *map(shlex.quote, kept), shlex.quote(f"ckpt_path={last if torch_run else run_dir}")])
+    return f"interrupted: the last checkpoint is {last}; resume with: {command}"

@@ -208,7 +208,12 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     with warnings.catch_warnings():
         # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
-        trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into exit code 1: give it back as what it was
+                raise KeyboardInterrupt from None
+            raise
     if not trainer.is_global_zero:
         return {}
     # Read back what rank 0 wrote (the last checkpoint, with the history of the whole run, resumes

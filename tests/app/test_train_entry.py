@@ -225,3 +225,40 @@ def test_a_test_file_is_scored_with_the_best_checkpoint(tmp_path, backend):
 
         logits = np.asarray(load_keras_model(str(run / "checkpoints" / "best.keras"), compile=False)(batch["tokens"]))
     assert abs(float(np.mean(logits.argmax(-1) == np.array(gold))) - metrics["test_acc"]) < 1e-9
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, backend):
+    """SIGINT once the first checkpoint exists: one line with the checkpoint and the command that resumes,
+    exit code 130, no traceback. The run dir's leftover of a killed write is gone by then."""
+    import shlex
+    import signal
+    import time
+
+    from tests.helpers import env, train_command
+
+    run = tmp_path / "run"
+    leftover = run / "checkpoints" / ".tmp-k1ll3dlast.ckpt"  # what kill -9 during a checkpoint write leaves
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"\0" * 4096)
+    os.utime(leftover, (time.time() - 3600,) * 2)
+    last = run / "checkpoints" / ("last.ckpt" if backend == "torch" else "last.keras")
+    overrides = [f"backend={backend}", "data.num_train=64", "data.num_val=32", "trainer.max_epochs=1000",
+                 "trainer.enable_progress_bar=false", "encoder.hidden_size=8"]
+    proc = subprocess.Popen(train_command(run, overrides), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (last.is_file() and (run / "backup").is_dir()
+                                                                   if backend == "tf" else last.is_file()):
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in out + err and not leftover.exists()
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith(f"interrupted: the last checkpoint is {last}; resume with: python train.py ")
+    command = shlex.split(lines[0].split("resume with: ", 1)[1])
+    target = str(last) if backend == "torch" else str(run)
+    assert command == ["python", "train.py", *overrides, f"ckpt_path={target}"]
