@@ -26,6 +26,14 @@ def main(cfg: DictConfig) -> float:
     except EncodersError as e:  # the user's to fix: the message, not a traceback
         log.error("%s: %s", type(e).__name__, e)
         sys.exit(USER_ERROR)
+    except OSError as e:  # a full disk in a framework's own write (Keras checkpoints, logs): one line too
+        from encoders.io import storage_error
+
+        error = storage_error(e)
+        if error is e:
+            raise
+        log.error("%s: %s", type(error).__name__, error)
+        sys.exit(USER_ERROR)
     except KeyboardInterrupt:  # Ctrl-C: where the run can be continued from, not a traceback
         from encoders.resume import INTERRUPTED, resume_hint
 

@@ -272,12 +272,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (EncodersError, FileNotFoundError) as e:
+    except BrokenPipeError:  # `encoders predict ... | head`
+        return 0
+    except (EncodersError, OSError) as e:
+        from encoders.io import storage_error
+
+        e = storage_error(e) if isinstance(e, OSError) else e
+        if not isinstance(e, (EncodersError, FileNotFoundError)):
+            raise
         message = " ".join(str(e).split("\n"))
         print(f"error: {type(e).__name__}: {message}", file=sys.stderr)
         return USER_ERROR
-    except BrokenPipeError:  # `encoders predict ... | head`
-        return 0
 
 
 def exit_process(code: Optional[int] = 0) -> None:

@@ -24,6 +24,11 @@ class RunDirError(EncodersError):
     """A run dir lacks what a command needs (its config, vocabulary or checkpoint), or is not one."""
 
 
+class StorageError(EncodersError):
+    """A file could not be written because the disk is full (or the quota is spent); the message
+    names the file and what it holds. The write was atomic: the file's previous version is intact."""
+
+
 class DataConfigError(ConfigError, DataError):
     """A ``data.*`` setting can't work (no file given, an unknown tokenizer): both kinds at once, so
     the data sources (used without the app) and ``train.py`` catch it by the name they expect."""

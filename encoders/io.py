@@ -8,6 +8,7 @@ Files get the permissions ``open`` would give (the umask's; a replaced file keep
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -15,11 +16,35 @@ import tempfile
 from typing import Any, Callable, Iterator, List
 
 TEMP_PREFIX = ".tmp-"  # every temporary written here: a file or folder so named is a write under way or a dead one
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)  # the OSErrors that mean "no room": the user's to fix
 STALE_AFTER_S = 5.0  # a temporary untouched this long belongs to a killed write, not to one under way
 
 
 def _umask_mode() -> int:
     return 0o666 & ~_umask_mode_bits()
+
+
+def _what(path: str) -> str:
+    """What a file of the project holds, for messages."""
+    name = os.path.basename(path)
+    ext = os.path.splitext(name)[1].lower()
+    if ext in (".ckpt", ".keras"):
+        return "checkpoint"
+    return {"metrics.json": "run metrics", "vocab.json": "vocabulary", "evaluation.json": "evaluation report",
+            "tokenizer.json": "tokenizer"}.get(name, {".png": "plot", ".json": "JSON report", ".onnx": "ONNX export"}
+                                                .get(ext, "file"))
+
+
+def storage_error(e: OSError, path: str = "") -> "Exception":
+    """A full disk (ENOSPC, EDQUOT) as a one-line ``StorageError`` naming the file and what it holds;
+    any other ``OSError`` as it is."""
+    from encoders.errors import StorageError
+
+    if e.errno not in FULL_DISK:
+        return e
+    path = path or e.filename or "a file"
+    return StorageError(f"{os.strerror(e.errno).lower()} while writing the {_what(str(path))} {path}: free some "
+                        f"space; files written before are intact")
 
 
 def _fsync_dir(folder: str) -> None:
@@ -50,9 +75,11 @@ def atomic_write_with(path: str, write: Callable[[str], Any]) -> None:
         # the mode a plain open() would give: the umask's, or that of the file being replaced
         os.chmod(tmp, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in FULL_DISK:
+            raise storage_error(e, path) from None
         raise
     _fsync_dir(folder)
 

@@ -217,3 +217,33 @@ def test_entry_points_end_through_exit_process():
     for path in ("train.py", "encoders/__main__.py", "encoders/convert/__main__.py"):
         assert "exit_process(" in open(os.path.join(ROOT, path)).read(), path
     assert 'encoders = "encoders.cli:console"' in open(os.path.join(ROOT, "pyproject.toml")).read()
+
+
+def full_disk_at_fsync(monkeypatch, marker: str):
+    """ENOSPC from os.fsync for files whose path contains ``marker``: where a full disk shows on
+    filesystems with delayed allocation (ext4, xfs), after the bytes were accepted into the page cache."""
+    import errno
+
+    real = os.fsync
+
+    def fsync(fd):
+        if marker in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_evaluate_on_a_full_disk_says_so_in_one_line_and_keeps_the_old_report(tmp_path_factory, tmp_path, capsys,
+                                                                              monkeypatch):
+    run_dir = text_run(tmp_path_factory, "torch")  # the report is written alike for both backends
+    out = tmp_path / "report.json"
+    assert main(["evaluate", run_dir, text_run_data(run_dir), "--output", str(out)]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    full_disk_at_fsync(monkeypatch, "report.json")
+    assert main(["evaluate", run_dir, text_run_data(run_dir), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: StorageError: no space left on device while writing the JSON report {out}: "
+                   "free some space; files written before are intact\n")
+    assert out.read_bytes() == before and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]

@@ -262,3 +262,33 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, backend
     command = shlex.split(lines[0].split("resume with: ", 1)[1])
     target = str(last) if backend == "torch" else str(run)
     assert command == ["python", "train.py", *overrides, f"ckpt_path={target}"]
+
+
+def test_a_full_disk_during_training_ends_in_one_line_and_the_saved_checkpoint_loads(tmp_path):
+    """ENOSPC from os.fsync on the second write of last.ckpt (where ext4/xfs report a full disk):
+    exit code 2, one line naming the file, no traceback, the first last.ckpt intact."""
+    import torch
+
+    from tests.helpers import env
+
+    run = tmp_path / "run"
+    inject = ("import errno, os, runpy, sys\n"
+              "real, seen = os.fsync, []\n"
+              "def fsync(fd):\n"
+              "    if os.readlink(f'/proc/self/fd/{fd}').endswith('last.ckpt'):\n"
+              "        seen.append(fd)\n"
+              "        if len(seen) == 2:\n"
+              "            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+              "    return real(fd)\n"
+              "os.fsync = fsync\n"
+              "sys.argv = sys.argv[1:]\n"
+              "runpy.run_path('train.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", inject, "train.py", f"hydra.run.dir={run}", "data.num_train=64",
+                           "data.num_val=32", "trainer.max_epochs=2", "trainer.enable_progress_bar=false"],
+                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    assert f"StorageError: no space left on device while writing the checkpoint {last}: free some space" in out
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the first epoch's, as it was written
+    assert not [f for f in os.listdir(last.parent) if f.startswith(".tmp-")]
