@@ -191,8 +191,9 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
     if builder == "csv":
         # Text is text: no "NA"/"null"/"None" -> missing; an empty cell is still missing (an empty
         # text, or a null label that is then named). Text columns are strings even if they hold numbers.
+        # Labels are read as written too ("01" is not "1", "True" not 1): _label_values decides what they are.
         kwargs = dict(keep_default_na=False, na_values={label_column: LABEL_NA} if label_column else None,
-                      converters={c: str for c in text_columns})
+                      converters={c: str for c in [*text_columns, *([label_column] if label_column else [])]})
         if path.lower().endswith(".tsv"):
             kwargs["delimiter"] = "\t"
     try:
@@ -245,18 +246,32 @@ def _label_problem(raw: Raw, split: str, row: int, problem: str) -> DataError:
     return DataError(f"{split} row {row}: {problem}{raw.where(row)}")
 
 
+_CANONICAL_INT = r"^(0|[1-9][0-9]{0,17})$"  # how an integer class id is written: no sign, no leading zero
+
+
 def _label_values(raw: Raw, split: str, column: str):
-    """("names", strings array) for text labels, else ("ids", int64 array), checking every row."""
+    """("names", strings array) for text labels, else ("ids", int64 array), checking every row; and
+    the labels as text where they were text (csv/tsv cells: every value a canonical integer makes
+    class ids, but another split with names makes them names again, see ``_encode_labels``).
+
+    A label is what the file says: csv cells keep their text (``01`` is not ``1``, ``True`` is not
+    ``1``) unless every one is a canonical integer; typed files keep their types; booleans are the
+    names ``"False"``/``"True"`` (as pandas writes them), never class ids."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     col = raw.ds.data.column(column)
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise _label_problem(raw, split, row, "label is null")
     t = col.type
+    if pa.types.is_boolean(t):
+        return "names", pc.if_else(col, "True", "False"), None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "names", col
-    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        if raw.builder == "csv" and len(col) and pc.all(pc.match_substring_regex(col, _CANONICAL_INT)).as_py():
+            return "ids", np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64), col
+        return "names", col, None
+    if pa.types.is_integer(t):
         values = np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     elif pa.types.is_floating(t):
         floats = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -273,7 +288,7 @@ def _label_values(raw: Raw, split: str, column: str):
     if values.size and values.min() < 0:
         row = int(np.argmax(values < 0))
         raise _label_problem(raw, split, row, f"label {int(values[row])} is negative")
-    return "ids", values
+    return "ids", values, None
 
 
 def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.ndarray]):
@@ -285,7 +300,10 @@ def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.n
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    kinds = {split: _label_values(raw, split, column) for split, raw in raws.items()}
+    read = {split: _label_values(raw, split, column) for split, raw in raws.items()}
+    if any(k == "names" for k, _, _ in read.values()):  # csv class ids beside names are names too
+        read = {s: ("names", text, None) if text is not None else (k, v, text) for s, (k, v, text) in read.items()}
+    kinds = {s: (k, v) for s, (k, v, _) in read.items()}
     if len({k for k, _ in kinds.values()}) > 1:
         raise DataError(f"label column {column!r} holds names in one file and numbers in another "
                         f"({', '.join(f'{s}: {k}' for s, (k, _) in kinds.items())}); use the same kind in every split")
@@ -361,14 +379,26 @@ def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarr
         if col.null_count:
             row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise _label_problem(raw, split, row, "regression target is null")
-        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):  # csv cells, or text in json
+            try:
+                values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+            except pa.ArrowInvalid:  # Python's float() is more lenient (spaces): it decides, row by row
+                written = col.to_pylist()
+                values = np.empty(len(written), dtype=np.float64)
+                for row, text in enumerate(written):
+                    try:
+                        values[row] = float(text)
+                    except ValueError:
+                        raise _label_problem(raw, split, row, f"regression target {text!r} is not a number") from None
+        elif pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
+            values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        else:
             raise _label_problem(raw, split, 0, f"regression target {col[0].as_py()!r} is not a number "
                                                 f"(column {column!r} holds {col.type})")
-        values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise _label_problem(raw, split, row, f"regression target {values[row]!r} is not a finite number")
+            row = int(np.flatnonzero(bad)[0])  # the value as the file has it: 'inf' in csv, inf in json
+            raise _label_problem(raw, split, row, f"regression target {col[row].as_py()!r} is not a finite number")
         out[split] = values.astype(np.float32)
     return out
 

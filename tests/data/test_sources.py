@@ -130,7 +130,7 @@ def test_files_string_labels(tmp_path, ext):
 
 
 @pytest.mark.parametrize("ext", EXTS)
-def test_files_int_labels(tmp_path, ext):
+def test_files_int_labels(tmp_path, ext):  # csv: every cell a canonical integer
     train = pd.DataFrame({"text": ["a b", "b c", "c d", "d e", "a"], "label": [0, 2, 1, 2, 0]})
     val = pd.DataFrame({"text": ["a q", "e"], "label": [2, 1]})
     s = load_splits(files_cfg(write(train, tmp_path / f"t{ext}"), write(val, tmp_path / f"v{ext}")), 0)
@@ -142,11 +142,52 @@ def test_files_int_labels(tmp_path, ext):
     assert s.train.labels.dtype == np.int64
 
 
-def test_files_integral_float_labels_become_ints(tmp_path):
+LABEL_TEXTS = {  # csv cells as written -> the run's labels ([] for class ids)
+    ("0", "1", "01"): ["0", "01", "1"],  # three labels: 01 is not 1
+    ("True", "False", "True"): ["False", "True"],
+    ("00", "01", "02"): ["00", "01", "02"],
+    ("0.0", "1.0", "1.0"): ["0.0", "1.0"],
+    ("-1", "1", "1"): ["-1", "1"],
+    ("0", "1", "2"): [],  # canonical integers: class ids, as before
+}
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv"])
+@pytest.mark.parametrize("cells", list(LABEL_TEXTS))
+def test_csv_labels_keep_their_text_unless_all_are_canonical_integers(tmp_path, ext, cells):
+    sep = "," if ext == ".csv" else "\t"
+    t = tmp_path / f"t{ext}"
+    t.write_text(f"text{sep}label\n" + "".join(f"w{i}{sep}{c}\n" for i, c in enumerate(cells * 2)))
+    v = tmp_path / f"v{ext}"
+    v.write_text(f"text{sep}label\nw0{sep}{cells[-1]}\n")
+    s = load_splits(files_cfg(str(t), str(v)), 0)
+    names = LABEL_TEXTS[cells]
+    assert s.vocab.labels == names and s.num_classes == (len(names) or 3)
+    shown = [names[i] for i in s.train.labels] if names else s.train.labels.tolist()
+    assert shown == [c if names else int(c) for c in cells * 2]
+
+
+def test_class_ids_in_csv_beside_names_in_another_split_are_names(tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("text,label\na,0\nb,01\nc,1\n")
+    v = tmp_path / "v.csv"  # every cell canonical on its own, but the training file has names
+    v.write_text("text,label\na,1\nb,0\n")
+    s = load_splits(files_cfg(str(t), str(v)), 0)
+    assert s.vocab.labels == ["0", "01", "1"] and s.validation.labels.tolist() == [2, 0]
+
+
+def test_json_booleans_are_the_names_true_and_false(tmp_path):
+    t = write(pd.DataFrame({"text": ["a", "b", "c"], "label": [True, False, True]}), tmp_path / "t.jsonl")
+    s = load_splits(files_cfg(t, t), 0)
+    assert s.vocab.labels == ["False", "True"] and s.train.labels.tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".jsonl"])
+def test_files_integral_float_labels_become_ints(tmp_path, ext):  # typed files; csv keeps "0.0" as text
     train = pd.DataFrame({"text": ["a", "b", "c"], "label": [0.0, 1.0, 1.0]})
     val = pd.DataFrame({"text": ["a"], "label": [1.0]})
-    s = load_splits(files_cfg(write(train, tmp_path / "t.csv"), write(val, tmp_path / "v.csv")), 0)
-    assert s.train["label"][:] == [0, 1, 1]
+    s = load_splits(files_cfg(write(train, tmp_path / f"t{ext}"), write(val, tmp_path / f"v{ext}")), 0)
+    assert s.train["label"][:] == [0, 1, 1] and s.vocab.labels == []
     assert all(type(x) is int for x in s.train["label"][:])
     collate([{"tokens": t, "label": l} for t, l in zip(s.train["tokens"][:], s.train["label"][:])])
 
@@ -306,7 +347,7 @@ def test_validation_label_unseen_in_training(tmp_path):
         load_splits(files_cfg(t, v), 0)
 
 
-@pytest.mark.parametrize("ext", [".csv", ".jsonl"])
+@pytest.mark.parametrize("ext", [".jsonl", ".parquet"])
 def test_float_label(tmp_path, ext):
     t = write(pd.DataFrame({"text": ["a", "b", "c"], "label": [0, 1.5, 1]}), tmp_path / f"t{ext}")
     v = write(pd.DataFrame({"text": ["a"], "label": [0]}), tmp_path / f"v{ext}")
@@ -314,9 +355,9 @@ def test_float_label(tmp_path, ext):
         load_splits(files_cfg(t, v), 0)
 
 
-def test_negative_label(tmp_path):
-    t = write(pd.DataFrame({"text": ["a", "b"], "label": [0, -1]}), tmp_path / "t.csv")
-    v = write(pd.DataFrame({"text": ["a"], "label": [0]}), tmp_path / "v.csv")
+def test_negative_label(tmp_path):  # an integer column of a typed file (in csv "-1" is the name "-1")
+    t = write(pd.DataFrame({"text": ["a", "b"], "label": [0, -1]}), tmp_path / "t.jsonl")
+    v = write(pd.DataFrame({"text": ["a"], "label": [0]}), tmp_path / "v.jsonl")
     with pytest.raises(DataError, match=r"train row 1: label -1 is negative"):
         load_splits(files_cfg(t, v), 0)
 
