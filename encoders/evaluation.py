@@ -19,7 +19,7 @@ import numpy as np
 
 from encoders.errors import DataError
 from encoders.metrics import classification_report, cross_entropy, is_bio_scheme, regression_report, span_f1
-from encoders.tables import is_missing
+from encoders.tables import data_row, is_missing
 
 __all__ = ["gold_ids", "gold_tag_ids", "gold_values", "evaluate", "evaluate_tagging", "evaluate_regression",
            "format_report"]
@@ -36,20 +36,20 @@ def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, 
     out = np.empty(len(values), dtype=np.int64)
     for row, value in enumerate(values, 1):
         if is_missing(value) or (isinstance(value, str) and not value.strip()):
-            raise DataError(f"{where}: data row {row}: no label in column {column!r}")
+            raise DataError(f"{where}: {data_row(where, row)}: no label in column {column!r}")
         if string_labels:
             key = value if isinstance(value, str) else str(value)
             if key not in index:
-                raise DataError(f"{where}: data row {row}: label {value!r} never occurs in the run's training data "
+                raise DataError(f"{where}: {data_row(where, row)}: label {value!r} never occurs in the run's training data "
                                 f"(its labels: {', '.join(map(repr, labels))})")
             out[row - 1] = index[key]
             continue
         k = _as_class_id(value)
         if k is None:
-            raise DataError(f"{where}: data row {row}: label {value!r} is not an integer class id "
+            raise DataError(f"{where}: {data_row(where, row)}: label {value!r} is not an integer class id "
                             f"(the run was trained on integer labels 0..{len(labels) - 1})")
         if not 0 <= k < len(labels):
-            raise DataError(f"{where}: data row {row}: label {k} never occurs in the run's training data "
+            raise DataError(f"{where}: {data_row(where, row)}: label {k} never occurs in the run's training data "
                             f"(its labels are the class ids 0..{len(labels) - 1})")
         out[row - 1] = k
     return out
@@ -96,7 +96,7 @@ def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens"
     for row, value in enumerate(values, 1):
         cell = [] if _missing_cell(value) else _list_cell(value)
         if cell is None or any(not isinstance(w, str) for w in cell):
-            raise DataError(f"{where}: data row {row}: column {column!r} holds {value!r:.60}, not a list of words")
+            raise DataError(f"{where}: {data_row(where, row)}: column {column!r} holds {value!r:.60}, not a list of words")
         out.append(cell)
     return out
 
@@ -124,15 +124,15 @@ def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[i
             elif is_missing(value):
                 cell = []
             else:
-                raise DataError(f"{where}: data row {row}: column {column!r} holds {value!r:.60}, not a list of tags")
+                raise DataError(f"{where}: {data_row(where, row)}: column {column!r} holds {value!r:.60}, not a list of tags")
         if len(cell) != int(n):
-            raise DataError(f"{where}: data row {row}: {int(n)} tokens but {len(cell)} tags in column {column!r}; "
+            raise DataError(f"{where}: {data_row(where, row)}: {int(n)} tokens but {len(cell)} tags in column {column!r}; "
                             f"every token needs exactly one tag")
         ids = np.empty(len(cell), dtype=np.int64)
         for i, tag in enumerate(cell):
             k = index.get(tag if isinstance(tag, str) else str(tag))
             if k is None:
-                raise DataError(f"{where}: data row {row}: tag {tag!r} never occurs in the run's training data "
+                raise DataError(f"{where}: {data_row(where, row)}: tag {tag!r} never occurs in the run's training data "
                                 f"(its tags: {', '.join(map(repr, list(tags)[:20]))})")
             ids[i] = k
         out.append(ids)
@@ -148,16 +148,16 @@ def gold_values(values: Sequence[Any], where: str = "input", column: str = "labe
     out = np.empty(len(values), dtype=np.float64)
     for row, value in enumerate(values, 1):
         if is_missing(value) or (isinstance(value, str) and not value.strip()):
-            raise DataError(f"{where}: data row {row}: no value in column {column!r}")
+            raise DataError(f"{where}: {data_row(where, row)}: no value in column {column!r}")
         try:
             if isinstance(value, (bool, np.bool_)):
                 raise ValueError
             x = float(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
-            raise DataError(f"{where}: data row {row}: {value!r:.60} in column {column!r} is not a number "
+            raise DataError(f"{where}: {data_row(where, row)}: {value!r:.60} in column {column!r} is not a number "
                             f"(the run is a regression)") from None
         if not math.isfinite(x):
-            raise DataError(f"{where}: data row {row}: {value!r} in column {column!r} is not a finite number")
+            raise DataError(f"{where}: {data_row(where, row)}: {value!r} in column {column!r} is not a finite number")
         out[row - 1] = x
     return out
 

@@ -200,6 +200,22 @@ def is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
+def line_of(path: str, row: int) -> Optional[int]:
+    """The file line of 1-based data row ``row``: csv/tsv have a header line, jsonl and standard input
+    one row per line; None where rows have no line of their own (json arrays, parquet)."""
+    if path in ("-", "<stdin>"):
+        return row
+    ext = os.path.splitext(path)[1].lower()
+    return row + 1 if ext in (".csv", ".tsv") else row if ext == ".jsonl" else None
+
+
+def data_row(path: str, row: int) -> str:
+    """How every message places a row of a user's file: ``data row 7 (line 8)``. Data rows count
+    from 1 after the header, lines are the file's own, as an editor shows both."""
+    line = line_of(path, row)
+    return f"data row {row}" + (f" (line {line})" if line is not None else "")
+
+
 def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[str]:
     """One column as a list of Python strings.
 
@@ -231,9 +247,9 @@ def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[
             try:
                 out.append(value.decode("utf-8"))
             except UnicodeDecodeError:
-                raise TableError(f"{where}: data row {row}: column {column!r} holds bytes that are not UTF-8") from None
+                raise TableError(f"{where}: {data_row(where, row)}: column {column!r} holds bytes that are not UTF-8") from None
         else:
-            raise TableError(f"{where}: data row {row}: column {column!r} holds {value!r:.60} "
+            raise TableError(f"{where}: {data_row(where, row)}: column {column!r} holds {value!r:.60} "
                              f"({type(value).__name__}), not a text")
     return out
 

@@ -19,12 +19,12 @@ def test_integer_labels_are_class_ids():
 
 
 @pytest.mark.parametrize("values,string,message", [
-    (["code", "spam"], True, "data row 2: label 'spam' never occurs"),
-    (["code", None], True, "data row 2: no label"),
-    (["code", ""], True, "data row 2: no label"),
-    ([0, math.nan], False, "data row 2: no label"),
-    ([0, 2], False, "data row 2: label 2 never occurs"),
-    ([0, "x"], False, "data row 2: label 'x' is not an integer class id"),
+    (["code", "spam"], True, "data row 2 \(line 3\): label 'spam' never occurs"),
+    (["code", None], True, "data row 2 \(line 3\): no label"),
+    (["code", ""], True, "data row 2 \(line 3\): no label"),
+    ([0, math.nan], False, "data row 2 \(line 3\): no label"),
+    ([0, 2], False, "data row 2 \(line 3\): label 2 never occurs"),
+    ([0, "x"], False, "data row 2 \(line 3\): label 'x' is not an integer class id"),
     ([0, 1.5], False, "is not an integer class id"),
     ([True], False, "is not an integer class id"),
 ])

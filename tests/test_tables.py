@@ -318,7 +318,7 @@ def test_texts_of_rejects_non_text_with_row_number(value, shown):
     df = pd.DataFrame({"t": ["ok", "fine", value]}, dtype=object)
     with pytest.raises(TableError) as e:
         texts_of(df, "t", path="in.jsonl")
-    assert str(e.value) == f"in.jsonl: data row 3: column 't' holds {shown}, not a text"
+    assert str(e.value) == f"in.jsonl: data row 3 (line 3): column 't' holds {shown}, not a text"
 
 
 def test_texts_of_row_number_ignores_the_index_and_counts_from_one():
@@ -333,7 +333,7 @@ def test_texts_of_row_number_ignores_the_index_and_counts_from_one():
 
 def test_texts_of_json_number_is_an_error_with_file_row(tmp_path):
     path = write_bytes(tmp_path / "n.jsonl", b'{"text": "a"}\n{"text": "b"}\n{"text": 3}\n')
-    with pytest.raises(TableError, match=f"^{path}: data row 3: column 'text' holds 3 \\(int\\)"):
+    with pytest.raises(TableError, match=f"^{path}: data row 3 \\(line 3\\): column 'text' holds 3 \\(int\\)"):
         texts_of(read_table(path), "text", path=path)
 
 

@@ -213,18 +213,18 @@ BAD = {
                                                    "--probabilities"], "TaskError", "is a regression run"),
     "an unseen tag": (lambda t, f: ["evaluate", tagging_run(f, "tf"), _jsonl(t, [
         {"tokens": ["a"], "tags": ["lower"]}, {"tokens": ["b", "c"], "tags": ["lower", "B-PER"]}])],
-        "DataError", "data row 2: tag 'B-PER' never occurs"),
+        "DataError", "data row 2 (line 2): tag 'B-PER' never occurs"),
     "tokens and tags of different lengths": (lambda t, f: ["evaluate", tagging_run(f, "torch"), _jsonl(t, [
         {"tokens": ["a", "b"], "tags": ["lower", "lower"]}, {"tokens": ["b", "c"], "tags": ["lower"]}])],
-        "DataError", "data row 2: 2 tokens but 1 tags"),
+        "DataError", "data row 2 (line 2): 2 tokens but 1 tags"),
     "no tags column": (lambda t, f: ["evaluate", tagging_run(f, "torch"), _jsonl(t, [{"tokens": ["a"]}])],
                        "DataError", "no tags column 'tags'"),
     "tokens that are not a list": (lambda t, f: ["predict", tagging_run(f, "torch"), _jsonl(t, [{"tokens": 3}])],
-                                   "DataError", "data row 1: column 'tokens'"),
+                                   "DataError", "data row 1 (line 1): column 'tokens'"),
     "a target that is not a number": (lambda t, f: ["evaluate", regression_run(f, "torch"), _jsonl(t, [
-        {"text": "a", "label": 1.5}, {"text": "b", "label": "high"}])], "DataError", "data row 2: 'high'"),
+        {"text": "a", "label": 1.5}, {"text": "b", "label": "high"}])], "DataError", "data row 2 (line 2): 'high'"),
     "a row without target": (lambda t, f: ["evaluate", regression_run(f, "tf"), _jsonl(t, [{"text": "a"}, {
-        "text": "b", "label": 2}])], "DataError", "data row 1: no value in column 'label'"),
+        "text": "b", "label": 2}])], "DataError", "data row 1 (line 1): no value in column 'label'"),
 }
 
 

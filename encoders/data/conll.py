@@ -151,12 +151,12 @@ def check_tagging_rows(tokens_lists: Sequence[Any], tags_lists: Sequence[Any], s
     for row, (tokens, tags) in enumerate(zip(tokens_lists, tags_lists), start=1):
         for name, values in (("tokens", tokens), ("tags", tags)):
             if not isinstance(values, (list, tuple)):
-                raise DataError(f"{where}: {split} row {row}: {name} must be a list of strings, "
+                raise DataError(f"{where}: {split} data row {row}: {name} must be a list of strings, "
                                 f"got {type(values).__name__} {values!r:.80}")
             bad = next((v for v in values if not isinstance(v, str)), _NONE)
             if bad is not _NONE:
-                raise DataError(f"{where}: {split} row {row}: {name} must be strings, got {bad!r} "
+                raise DataError(f"{where}: {split} data row {row}: {name} must be strings, got {bad!r} "
                                 f"({type(bad).__name__})")
         if len(tokens) != len(tags):
-            raise DataError(f"{where}: {split} row {row}: {len(tokens)} tokens but {len(tags)} tags; "
+            raise DataError(f"{where}: {split} data row {row}: {len(tokens)} tokens but {len(tags)} tags; "
                             f"every token needs exactly one tag")

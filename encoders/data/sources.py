@@ -140,14 +140,21 @@ class Raw:
     builder: str = ""
 
     def where(self, row: int) -> str:
-        """`` (data.train_file=t.csv, line 5)``: the file and the place a user finds the row at."""
+        """`` (data.train_file=t.csv, line 5)``: the file and the line a user finds 0-based ``row`` at
+        (``encoders.tables.line_of``: none in json arrays and parquet); a CoNLL file's sentence."""
+        from encoders.tables import line_of
+
         if not self.path:
             return f" ({self.key})"
         if self.builder == "conll":
             return f" ({self.key}={self.path}, sentence {row + 1})"
-        line = f", line {row + 2}" if self.builder == "csv" else (
-            f", line {row + 1}" if self.path.lower().endswith(".jsonl") else f", record {row}")
-        return f" ({self.key}={self.path}{line})"
+        line = line_of(self.path, row + 1)
+        return f" ({self.key}={self.path}{'' if line is None else f', line {line}'})"
+
+    def row(self, split: str, row: int) -> str:
+        """``train data row 18``: a 0-based row as messages name it (data rows count from 1, as on the
+        use side; ``encoders.tables.data_row``)."""
+        return f"{split} data row {row + 1}"
 
 
 def _builder_for(path: str, key: str) -> str:
@@ -243,7 +250,7 @@ def _hub(cfg: Any) -> Dict[str, Raw]:
 
 # -- labels ----------------------------------------------------------------------------------------
 def _label_problem(raw: Raw, split: str, row: int, problem: str) -> DataError:
-    return DataError(f"{split} row {row}: {problem}{raw.where(row)}")
+    return DataError(f"{raw.row(split, row)}: {problem}{raw.where(row)}")
 
 
 _CANONICAL_INT = r"^(0|[1-9][0-9]{0,17})$"  # how an integer class id is written: no sign, no leading zero
@@ -493,5 +500,5 @@ def check_token_budget(splits: Splits, max_tokens: Optional[int], key: str = "da
         longest = int(np.argmax(split.lengths))
         n = int(split.lengths[longest])
         if n > max_tokens:
-            raise DataError(f"{key}={max_tokens} is smaller than {name} example {int(split.rows[longest])}, which has "
+            raise DataError(f"{key}={max_tokens} is smaller than {name} data row {int(split.rows[longest]) + 1}, which has "
                             f"{n} tokens: truncate with data.max_tokens_per_example={max_tokens} or raise {key}")

@@ -64,7 +64,7 @@ def _list_column(raw: Raw, split: str, column: str, other: str):
                         f"(one entry per word){raw.where(0)}")
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise DataError(f"{split} row {row}: {column} is null{raw.where(row)}")
+        raise DataError(f"{raw.row(split, row)}: {column} is null{raw.where(row)}")
     vt = t.value_type
     if pa.types.is_null(vt) or pa.types.is_integer(vt):  # all-empty lists; ClassLabel-style int tags
         col = col.cast(pa.list_(pa.string()))
@@ -76,7 +76,7 @@ def _list_column(raw: Raw, split: str, column: str, other: str):
     if col.flatten().null_count:
         flat_null = np.flatnonzero(col.flatten().is_null().to_numpy(zero_copy_only=False))[0]
         row = int(np.searchsorted(col.offsets.to_numpy()[1:] - col.offsets.to_numpy()[0], flat_null, side="right"))
-        raise DataError(f"{split} row {row}: {column} holds a null entry{raw.where(row)}")
+        raise DataError(f"{raw.row(split, row)}: {column} holds a null entry{raw.where(row)}")
     return col
 
 
@@ -99,7 +99,7 @@ def _read_rows(raw: Raw, split: str, cfg: Any):
     bad = np.flatnonzero(n_words != n_tags)
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{split} row {row}: {n_words[row]} tokens but {n_tags[row]} tags; every token needs "
+        raise DataError(f"{raw.row(split, row)}: {n_words[row]} tokens but {n_tags[row]} tags; every token needs "
                         f"exactly one tag{raw.where(row)}")
     return words.flatten(), tags.flatten(), n_words
 
@@ -144,7 +144,7 @@ def tokenize_tagging(raws: Dict[str, Raw], cfg: Any, seed: int) -> Splits:
             pos = int(np.flatnonzero(tag_ids.is_null().to_numpy(zero_copy_only=False))[0])
             row = int(np.searchsorted(np.cumsum(lengths), pos, side="right"))
             in_train_file = split == "train"
-            raise DataError(f"{'validation' if in_train_file else split} row {row}: tag {tags[pos].as_py()!r} "
+            raise DataError(f"{raws[split].row('validation' if in_train_file else split, row)}: tag {tags[pos].as_py()!r} "
                             f"never occurs in the training split (training tags: {tag_names[:20]})"
                             f"{raws[split].where(row)}")
         tag_ids = tag_ids.to_numpy(zero_copy_only=False).astype(np.int32)

@@ -69,7 +69,7 @@ def test_a_text_column_of_numbers_is_text(tmp_path):
 
 def test_label_na_values_are_still_missing(tmp_path):
     t = csv(tmp_path / "t.csv", ["a,0", "b,1", "c,NA"])
-    with pytest.raises(DataError, match=r"train row 2: label is null \(data\.train_file=.*t\.csv, line 4\)"):
+    with pytest.raises(DataError, match=r"train data row 3: label is null \(data\.train_file=.*t\.csv, line 4\)"):
         load_splits(files_cfg(t, csv(tmp_path / "v.csv", ["a,0"])), 0)
 
 
@@ -80,7 +80,7 @@ def test_messages_name_the_file_row_even_when_rows_are_held_out(tmp_path):
         try:
             load_splits(files_cfg(t), seed)
         except DataError as e:
-            assert "row 40" in str(e) and "line 42" in str(e) and "'maybe'" in str(e), e
+            assert "data row 41" in str(e) and "line 42" in str(e) and "'maybe'" in str(e), e
             break
     else:
         pytest.fail("the held-out row with an unseen label was never refused")
@@ -109,7 +109,7 @@ def test_token_budget_smaller_than_an_example_says_which_and_what_to_do(tmp_path
     t = csv(tmp_path / "t.csv", ["a b c d e f,0", "a,1", "b c,0"])
     s = load_splits(files_cfg(t, csv(tmp_path / "v.csv", ["a,1"])), 0)
     check_token_budget(s, 6)
-    with pytest.raises(DataError, match=r"data\.max_tokens=5 is smaller than train example 0, which has 6 tokens: "
+    with pytest.raises(DataError, match=r"data\.max_tokens=5 is smaller than train data row 1, which has 6 tokens: "
                                         r"truncate with data\.max_tokens_per_example=5 or raise data\.max_tokens"):
         check_token_budget(s, 5)
 

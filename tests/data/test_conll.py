@@ -102,13 +102,13 @@ def test_check_tagging_rows_accepts_good_rows():
 
 
 @pytest.mark.parametrize("tokens, tags, message", [
-    ([["a"], ["b", "c"]], [["O"], ["O"]], r"train\.jsonl: train row 2: 2 tokens but 1 tags"),
-    ([["a"]], [[1]], r"train row 1: tags must be strings, got 1 \(int\)"),
-    ([["a"]], [[None]], r"train row 1: tags must be strings, got None"),
-    ([["a"]], [[0]], r"train row 1: tags must be strings, got 0"),
-    ([["a", 3]], [["O", "O"]], r"train row 1: tokens must be strings, got 3"),
-    (["a b"], [["O", "O"]], r"train row 1: tokens must be a list of strings, got str"),
-    ([["a"]], [None], r"train row 1: tags must be a list of strings, got NoneType"),
+    ([["a"], ["b", "c"]], [["O"], ["O"]], r"train\.jsonl: train data row 2: 2 tokens but 1 tags"),
+    ([["a"]], [[1]], r"train data row 1: tags must be strings, got 1 \(int\)"),
+    ([["a"]], [[None]], r"train data row 1: tags must be strings, got None"),
+    ([["a"]], [[0]], r"train data row 1: tags must be strings, got 0"),
+    ([["a", 3]], [["O", "O"]], r"train data row 1: tokens must be strings, got 3"),
+    (["a b"], [["O", "O"]], r"train data row 1: tokens must be a list of strings, got str"),
+    ([["a"]], [None], r"train data row 1: tags must be a list of strings, got NoneType"),
     ([["a"], ["b"]], [["O"]], r"train split has 2 token rows but 1 tag rows"),
 ])
 def test_check_tagging_rows_errors(tokens, tags, message):

@@ -88,14 +88,14 @@ def test_empty_training_parquet(tmp_path):
 @pytest.mark.parametrize("labels", [[1, None, 0, 1], ["pos", None, "neg", "pos"]], ids=["numeric", "string"])
 def test_null_label_in_parquet_names_split_and_row(tmp_path, labels):
     t = write(pd.DataFrame({"text": ["a", "b", "c", "d"], "label": labels}), tmp_path / "t.parquet")
-    with pytest.raises(DataError, match=r"train row 1: label is null"):
+    with pytest.raises(DataError, match=r"train data row 2: label is null"):
         load_splits(files_cfg(t), 0)
 
 
 def test_nan_label_in_csv_is_null(tmp_path):
     t = tmp_path / "t.csv"
     t.write_text("text,label\na,0\nb,1\nc,nan\n")
-    with pytest.raises(DataError, match=r"train row 2: label is null"):
+    with pytest.raises(DataError, match=r"train data row 3: label is null"):
         load_splits(files_cfg(t, write(VAL, tmp_path / "v.csv")), 0)
 
 
@@ -105,7 +105,7 @@ def test_unparsable_json_label_names_value_split_and_row(tmp_path, value, shown)
     t.write_text("\n".join(f'{{"text": "w{i}", "label": {value}}}' for i in range(4)) + "\n")
     v = tmp_path / "v.jsonl"
     v.write_text('{"text": "w0", "label": 0}\n')
-    with pytest.raises(DataError, match=rf"train row 0: label {shown} is not an integer class id"):
+    with pytest.raises(DataError, match=rf"train data row 1: label {shown} is not an integer class id"):
         load_splits(files_cfg(t, v), 0)
 
 
@@ -128,7 +128,7 @@ def test_unparsable_validation_label_names_the_validation_split(tmp_path):
     t = write(TRAIN, tmp_path / "t.jsonl")
     v = tmp_path / "v.jsonl"
     v.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 0.25}\n')
-    with pytest.raises(DataError, match=r"validation row 1: label 0\.25 is not an integer class id"):
+    with pytest.raises(DataError, match=r"validation data row 2: label 0\.25 is not an integer class id"):
         load_splits(files_cfg(t, v), 0)
 
 
@@ -136,7 +136,7 @@ def test_unparsable_validation_label_names_the_validation_split(tmp_path):
 def test_validation_string_label_unseen_in_parquet(tmp_path):
     t = write(pd.DataFrame({"text": ["a", "b"], "label": ["pos", "neg"]}), tmp_path / "t.parquet")
     v = write(pd.DataFrame({"text": ["a", "b"], "label": ["neg", "Pos"]}), tmp_path / "v.parquet")
-    with pytest.raises(DataError, match=r"validation row 1: label 'Pos' never occurs in the training split"):
+    with pytest.raises(DataError, match=r"validation data row 2: label 'Pos' never occurs in the training split"):
         load_splits(files_cfg(t, v), 0)
 
 

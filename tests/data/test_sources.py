@@ -324,7 +324,7 @@ def test_null_label_json(tmp_path):
     t = tmp_path / "t.jsonl"
     t.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n{"text": "c", "label": null}\n')
     v = write(pd.DataFrame({"text": ["a"], "label": [0]}), tmp_path / "v.jsonl")
-    with pytest.raises(DataError, match=r"train row 2: label is null"):
+    with pytest.raises(DataError, match=r"train data row 3: label is null"):
         load_splits(files_cfg(str(t), v), 0)
 
 
@@ -332,14 +332,14 @@ def test_null_label_csv(tmp_path):
     t = write(TRAIN, tmp_path / "t.csv")
     v = tmp_path / "v.csv"
     v.write_text("text,label\na,pos\nb,\n")
-    with pytest.raises(DataError, match=r"validation row 1: label is null"):
+    with pytest.raises(DataError, match=r"validation data row 2: label is null"):
         load_splits(files_cfg(t, str(v)), 0)
 
 
 def test_validation_label_unseen_in_training(tmp_path):
     t = write(TRAIN, tmp_path / "t.csv")
     v = write(pd.DataFrame({"text": ["a"], "label": ["neutral"]}), tmp_path / "v.csv")
-    with pytest.raises(DataError, match=r"validation row 0: label 'neutral' never occurs in the training split"):
+    with pytest.raises(DataError, match=r"validation data row 1: label 'neutral' never occurs in the training split"):
         load_splits(files_cfg(t, v), 0)
     t = write(pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}), tmp_path / "ti.csv")
     v = write(pd.DataFrame({"text": ["a"], "label": [4]}), tmp_path / "vi.csv")
@@ -351,14 +351,14 @@ def test_validation_label_unseen_in_training(tmp_path):
 def test_float_label(tmp_path, ext):
     t = write(pd.DataFrame({"text": ["a", "b", "c"], "label": [0, 1.5, 1]}), tmp_path / f"t{ext}")
     v = write(pd.DataFrame({"text": ["a"], "label": [0]}), tmp_path / f"v{ext}")
-    with pytest.raises(DataError, match=r"train row 1: label 1\.5 is not an integer class id"):
+    with pytest.raises(DataError, match=r"train data row 2: label 1\.5 is not an integer class id"):
         load_splits(files_cfg(t, v), 0)
 
 
 def test_negative_label(tmp_path):  # an integer column of a typed file (in csv "-1" is the name "-1")
     t = write(pd.DataFrame({"text": ["a", "b"], "label": [0, -1]}), tmp_path / "t.jsonl")
     v = write(pd.DataFrame({"text": ["a"], "label": [0]}), tmp_path / "v.jsonl")
-    with pytest.raises(DataError, match=r"train row 1: label -1 is negative"):
+    with pytest.raises(DataError, match=r"train data row 2: label -1 is negative"):
         load_splits(files_cfg(t, v), 0)
 
 

@@ -65,13 +65,13 @@ def test_held_out_rows_and_truncation_keep_words_and_tags_aligned(tmp_path):
 def test_a_validation_tag_unseen_in_training_is_named_with_its_row(tmp_path):
     val = write_jsonl(tmp_path / "v.jsonl", [ROWS[0], {"tokens": ["x"], "tags": ["B-ORG"]}])
     c = cfg(tmp_path, train_file=write_jsonl(tmp_path / "t.jsonl", ROWS), validation_file=val)
-    with pytest.raises(DataError, match=r"validation row 1: tag 'B-ORG' never occurs in the training split.*v\.jsonl, line 2"):
+    with pytest.raises(DataError, match=r"validation data row 2: tag 'B-ORG' never occurs in the training split.*v\.jsonl, line 2"):
         load_splits(c, 0, task="tagging")
 
 
 def test_tokens_and_tags_of_different_lengths_are_named_with_their_row(tmp_path):
     bad = ROWS + [{"tokens": ["a", "b"], "tags": ["O"]}]
-    with pytest.raises(DataError, match=r"train row 3: 2 tokens but 1 tags.*line 4"):
+    with pytest.raises(DataError, match=r"train data row 4: 2 tokens but 1 tags.*line 4"):
         load_splits(cfg(tmp_path, train_file=write_jsonl(tmp_path / "t.jsonl", bad)), 0, task="tagging")
     (tmp_path / "c.conll").write_text("a O\nb\n")
     with pytest.raises(DataError, match=r"line 2"):
@@ -98,8 +98,30 @@ def test_regression_targets_are_floats_and_a_null_is_named(tmp_path):
     b = s.train.tokens.pad(np.arange(len(s.train)), labels=s.train.labels)
     assert b["labels"].dtype == np.float32
     rows[5] = {"text": "x", "label": None}
-    with pytest.raises(DataError, match="train row 5: regression target is null"):
+    with pytest.raises(DataError, match="train data row 6: regression target is null"):
         load_splits(cfg(tmp_path, train_file=write_jsonl(tmp_path / "r2.jsonl", rows)), 0, task="regression")
+
+
+@pytest.mark.parametrize("cell,shown", [("abc", "'abc'"), ("1,5", "'1,5'"), ("inf", "'inf'"), ("-inf", "'-inf'")])
+def test_a_bad_regression_target_is_named_at_its_row_as_the_file_has_it(tmp_path, cell, shown):
+    lines = [f"w{i},{i / 10}" for i in range(1200)]
+    lines[999] = f'w999,"{cell}"'  # data row 1000, line 1001
+    t = tmp_path / "r.csv"
+    t.write_text("text,label\n" + "\n".join(lines) + "\n")
+    c = cfg(tmp_path, train_file=str(t), validation_file=str(t))
+    what = "is not a finite number" if "inf" in cell else "is not a number"
+    with pytest.raises(DataError, match=rf"^train data row 1000: regression target {shown} {what} "
+                                        rf"\(data\.train_file=.*r\.csv, line 1001\)$"):
+        load_splits(c, 0, task="regression")
+
+
+def test_an_infinite_regression_target_of_a_typed_file_is_shown_as_a_number(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "r.parquet"
+    pd.DataFrame({"text": ["a", "b", "c"], "label": [1.0, float("inf"), 2.0]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"^train data row 2: regression target inf is not a finite number"):
+        load_splits(cfg(tmp_path, train_file=str(path), validation_file=str(path)), 0, task="regression")
 
 
 def test_pad_refuses_tags_that_do_not_fit_the_tokens():
