@@ -151,6 +151,11 @@ class Raw:
         line = line_of(self.path, row + 1)
         return f" ({self.key}={self.path}{'' if line is None else f', line {line}'})"
 
+    def not_utf8(self) -> DataError:
+        """The error for a file that is not UTF-8, naming the line of its first bad byte."""
+        line, byte = _first_non_utf8(self.path) or (0, 0)
+        return DataError(f"{self.key}={self.path}: not UTF-8 text (line {line}: byte {byte:#04x}); save it as UTF-8")
+
     def row(self, split: str, row: int) -> str:
         """``train data row 18``: a 0-based row as messages name it (data rows count from 1, as on the
         use side; ``encoders.tables.data_row``)."""
@@ -186,6 +191,23 @@ def _has_no_rows(path: str, builder: str) -> bool:
         return False
 
 
+def _first_non_utf8(path: str, block: int = 1 << 20) -> Optional[tuple]:
+    """``(line, byte)`` of the first byte of ``path`` that is not UTF-8, or None."""
+    import codecs
+
+    decoder, line = codecs.getincrementaldecoder("utf-8")(), 1
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(block)
+            try:
+                decoder.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                return line + data.count(b"\n", 0, max(e.start, 0)), data[max(e.start, 0)] if data else 0
+            if not data:
+                return None
+            line += data.count(b"\n")
+
+
 def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None) -> Raw:
     """One local file as a ``datasets.Dataset``. csv cells are read as written: ``text_columns`` as
     strings (numbers too; an empty cell is an empty text), ``NA``/``nan``/empty in the
@@ -208,6 +230,8 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
     except Exception as e:  # parser errors from pyarrow/pandas: say which file
         if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
             raise DataError(f"{key}={path} has no rows") from e
+        if builder != "parquet" and _first_non_utf8(path):  # datasets says "An error occurred while generating..."
+            raise Raw(None, key, path, builder).not_utf8() from e
         raise DataError(f"{key}: could not read {path} as {builder}: {e}") from e
     return Raw(ds, key, path, builder)
 
@@ -362,7 +386,11 @@ def text_chunks(raw: Raw, column: str, split: str):
             raise DataError(f"{split} split: text column {column!r} holds {t}, not text{raw.where(0)}")
         col = col.cast(pa.string())
     for start in range(0, len(col), _CHUNK):
-        yield [x if x is not None else "" for x in col.slice(start, _CHUNK).to_pylist()]
+        try:
+            texts = col.slice(start, _CHUNK).to_pylist()
+        except UnicodeDecodeError:  # the json reader keeps bytes that are not UTF-8 as they are
+            raise raw.not_utf8() from None
+        yield [x if x is not None else "" for x in texts]
 
 
 def _hold_out(n: int, seed: int) -> np.ndarray:

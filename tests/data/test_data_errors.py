@@ -215,3 +215,15 @@ def test_tf_devices_not_a_number_names_the_key(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError, match=r"trainer\.devices.*'two'"):
         make_strategy("two", accelerator="cpu")
+
+
+@pytest.mark.parametrize("ext", [".csv", ".tsv", ".jsonl"])
+def test_a_latin1_training_file_is_named_not_utf8_with_its_line(tmp_path, ext):
+    rows = {".csv": ["text,label", "café,a", "naïve,b", "ok,a"], ".tsv": ["text\tlabel", "café\ta", "naïve\tb", "ok\ta"],
+            ".jsonl": ['{"text": "café", "label": "a"}', '{"text": "naïve", "label": "b"}', '{"text": "ok", "label": "a"}']}
+    t = tmp_path / f"t{ext}"
+    t.write_bytes(("\n".join(rows[ext]) + "\n").encode("latin-1"))
+    line = 1 if ext == ".jsonl" else 2  # the first non-ASCII byte: é of café
+    with pytest.raises(DataError, match=rf"^data\.train_file=.*t{ext}: not UTF-8 text \(line {line}: byte 0xe9\); "
+                                        r"save it as UTF-8$"):
+        load_splits(files_cfg(t, t), 0)
