@@ -262,8 +262,8 @@ def write_table(df: pd.DataFrame, path: Optional[str], stream: Optional[IO[str]]
 
     * ``.csv`` / ``.tsv``: header then rows, ``\\n`` line ends, fields quoted only when needed
       (every field when some text holds a carriage return, which the ``csv`` module would
-      otherwise leave unquoted); list cells are joined with single spaces; missing values are
-      empty cells.
+      otherwise leave unquoted); list cells are joined with single spaces (an item that is empty
+      or holds whitespace is refused: it could not be split back); missing values are empty cells.
     * ``.jsonl``: one object per row. ``.json``: an array of objects, one per line. Lists stay
       lists; missing and non-finite numbers are ``null``; numpy values become plain JSON values.
       (A table with no rows writes ``[]``/nothing, which keeps no column names.)
@@ -298,7 +298,7 @@ def write_table(df: pd.DataFrame, path: Optional[str], stream: Optional[IO[str]]
             except (ValueError, TypeError, NotImplementedError) as e:  # pyarrow's ArrowInvalid/TypeError
                 raise TableError(f"{path}: cannot write as Parquet: {e}") from None
             return
-        text = _delimited_text(df, "," if fmt == "csv" else "\t") if fmt in ("csv", "tsv") else _json_text(df, fmt)
+        text = _delimited_text(df, "," if fmt == "csv" else "\t", path) if fmt in ("csv", "tsv") else _json_text(df, fmt)
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
 
@@ -308,12 +308,25 @@ def write_table(df: pd.DataFrame, path: Optional[str], stream: Optional[IO[str]]
         raise TableError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
-def _delimited_text(df: pd.DataFrame, sep: str) -> str:
+def _joined(items: Any, name: str, column: Any, row: int) -> str:
+    """A list cell as csv holds it: items joined by single spaces. An item that is empty or has
+    whitespace would not split back into the same items (words and their tags would no longer
+    match), so it is refused rather than quoted in a way no reader of these files expects."""
+    items = [str(x) for x in items]
+    bad = next((x for x in items if not x or any(c.isspace() for c in x)), None)
+    if bad is not None:
+        raise TableError(f"{name}: {data_row(name, row)}: column {column!r} holds the list item {bad!r}, which "
+                         f"{'is empty' if not bad else 'has whitespace'}: csv/tsv join list items with spaces, so "
+                         f"it could not be split back; write .jsonl, .json or .parquet instead")
+    return " ".join(items)
+
+
+def _delimited_text(df: pd.DataFrame, sep: str, name: str = "<stdout>") -> str:
     flat = df.copy()
     for col in flat.columns:
         if flat[col].dtype == object:
-            flat[col] = [" ".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v
-                         for v in flat[col]]
+            flat[col] = [_joined(v, name, col, row) if isinstance(v, (list, tuple, np.ndarray)) else v
+                         for row, v in enumerate(flat[col], 1)]
     has_cr = any("\r" in str(c) for c in flat.columns) or any(
         isinstance(v, str) and "\r" in v for col in flat.columns for v in flat[col].tolist())
     # one column: a whitespace-only text would be a blank line, which readers skip; quoted, it stays a row

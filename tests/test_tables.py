@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import stat
 import sys
 
@@ -397,3 +398,17 @@ def test_write_errors(tmp_path):
     with pytest.raises(TableError, match="duplicate column name"):
         write_table(dup, str(tmp_path / "dup.json"))
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", None])
+@pytest.mark.parametrize("item,why", [("New York", "has whitespace"), ("", "is empty"), ("a\tb", "has whitespace")])
+def test_a_list_item_that_would_not_split_back_is_refused_in_csv(tmp_path, capsys, ext, item, why):
+    # a tagging prediction: words and tags must still pair up after the space-join
+    df = pd.DataFrame({"tokens": [["I", "live"], ["in", item]], "prediction": [["O", "O"], ["O", "B-LOC"]]})
+    path = str(tmp_path / f"out.{ext}") if ext else None
+    with pytest.raises(TableError, match=rf"data row 2{' .line 3.' if ext else ''}: column 'tokens' holds the list "
+                                         rf"item {re.escape(repr(item))}, which {why}: csv/tsv join list items with spaces"):
+        write_table(df, path)
+    assert not ext or not os.path.exists(path)
+    write_table(df, str(tmp_path / "out.jsonl"))  # list-keeping formats hold it as it is
+    assert read_table(str(tmp_path / "out.jsonl"))["tokens"].tolist()[1] == ["in", item]
