@@ -72,6 +72,18 @@ def check_token_ids(ids, input_dim: int, who: str = "PaddedEmbedding"):
     import tensorflow as tf
 
     ok = ops.logical_and(ids >= 0, ids < input_dim)
-    bad_ids = tf.boolean_mask(ids, tf.logical_not(ok))
-    return graph_assert(tf.reduce_all(ok), f"{who}: token id outside the vocabulary [0, {input_dim}); "
-                        "offending ids:", [bad_ids], then=ids)
+    return graph_assert(tf.reduce_all(ok), f"{who}:", [_first_bad_id_line(ids, ok, input_dim)], then=ids)
+
+
+def _first_bad_id_line(ids, ok, input_dim: int):
+    """In the graph: the eager ``ValueError``'s line for the first id outside the vocabulary
+    (``token id 13 at position (1, 1) is outside the vocabulary [0, 10)``), as a string tensor."""
+    import tensorflow as tf
+
+    rank = ids.shape.rank
+    # a row of zeros after everything, so that an all-good (or empty) batch still has a "first" position
+    where = tf.concat([tf.where(tf.logical_not(ok)), tf.zeros([1, rank], tf.int64)], 0)[0]
+    value = tf.gather_nd(tf.pad(ids, [[0, 1]] * rank), where)
+    pos = tf.strings.reduce_join(tf.strings.as_string(where), separator=", ") + ("," if rank == 1 else "")
+    return tf.strings.join(["token id ", tf.strings.as_string(value), " at position (", pos,
+                            f") is outside the vocabulary [0, {input_dim})"])

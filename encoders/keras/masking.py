@@ -40,9 +40,13 @@ def mask_to_lengths(mask, T):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        # the eager ValueError's line: "...; row 1 is [1, 0, 1, 0]" for the first offending row
         bad_rows = tf.reshape(tf.where(tf.reduce_any(tf.not_equal(mask, valid), axis=1)), [-1])
-        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), RIGHT_PADDED_MESSAGE + "; offending row(s):",
-                               [bad_rows], then=lengths)
+        b = tf.concat([bad_rows, tf.zeros([1], tf.int64)], 0)[0]
+        row = tf.gather(tf.pad(tf.cast(mask, tf.int64), [[0, 1], [0, 0]]), b)
+        line = tf.strings.join([f"{RIGHT_PADDED_MESSAGE}; row ", tf.strings.as_string(b), " is [",
+                                tf.strings.reduce_join(tf.strings.as_string(row), separator=", "), "]"])
+        lengths = graph_assert(tf.reduce_all(tf.equal(mask, valid)), "mask:", [line], then=lengths)
         valid = lengths_to_mask(lengths, T)
     return lengths, valid
 

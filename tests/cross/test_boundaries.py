@@ -152,9 +152,29 @@ def test_keras_fit_with_out_of_range_id_names_the_id():
     ids = np.array([[3, 4, 0], [5, 13, 2]])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside the vocabulary \[0, 10\)") as err:
         model.fit(ids, np.array([0, 1]), epochs=1, verbose=0)
-    assert "13" in str(err.value).split("outside the vocabulary")[-1], "the graph error lists the offending id"
+    assert "token id 13 at position (" in str(err.value), "the graph error names the offending id"
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside the vocabulary"):
         model.predict(np.array([[-1, 2]]), verbose=0)
+
+
+MASK_LINE = ("mask is not right-padded (it has holes or left padding): each row must be True for its first "
+             "`length` steps and False after; row {} is {}")
+
+
+@pytest.mark.parametrize("ids,line", [
+    ([[3, 4, 0], [5, 13, 2]], "token id 13 at position (1, 1) is outside the vocabulary [0, 10)"),
+    ([[-1, 2, 0], [4, 0, 0]], "token id -1 at position (0, 0) is outside the vocabulary [0, 10)"),
+    ([[3, 0, 4], [5, 6, 0]], MASK_LINE.format(0, [1, 0, 1])),
+    ([[3, 4, 0], [0, 0, 6]], MASK_LINE.format(1, [0, 0, 1]))], ids=["too big", "negative", "hole", "left padding"])
+def test_keras_graph_mode_errors_carry_the_eager_one_line_message(ids, line):
+    """model.predict runs in graph mode and raises TensorFlow's InvalidArgumentError (TF puts its node
+    trace first); the message holds, as one line, exactly the ValueError's line of an eager call."""
+    model = _tiny_classifier()
+    with pytest.raises(ValueError) as eager:
+        model(np.array(ids))
+    with pytest.raises(tf.errors.InvalidArgumentError) as graph:
+        model.predict(np.array(ids), verbose=0)
+    assert line in str(eager.value) and f"[{line}]" in str(graph.value), str(graph.value)[-600:]
 
 
 # -- masks that are not right-padded: eager, tf.function, model.fit ----------------------------------
