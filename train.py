@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> float:
     except OSError as e:  # a full disk in a framework's own write (Keras checkpoints, logs): one line too
         from encoders.io import storage_error
 
-        error = storage_error(e)
+        error = storage_error(e, where=f"the run dir {hc.runtime.output_dir}")
         if error is e:
             raise
         log.error("%s: %s", type(error).__name__, error)
@@ -52,5 +52,10 @@ if __name__ == "__main__":
     from encoders.app import hydra_errors_as_one_line
     from encoders.cli import exit_process
 
-    hydra_errors_as_one_line(main)  # Hydra's own config errors too: one line, exit code 2
+    try:
+        hydra_errors_as_one_line(main)  # Hydra's own config errors too: one line, exit code 2
+    except SystemExit as e:  # exit codes 2 and 130 too skip the teardown, where h5py can crash after a full disk
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        exit_process(e.code if e.code is None or isinstance(e.code, int) else 1)
     exit_process(0)  # everything is written: skip the interpreter's slow teardown of torch and Lightning

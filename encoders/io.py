@@ -35,16 +35,20 @@ def _what(path: str) -> str:
                                                 .get(ext, "file"))
 
 
-def storage_error(e: OSError, path: str = "") -> "Exception":
-    """A full disk (ENOSPC, EDQUOT) as a one-line ``StorageError`` naming the file and what it holds;
-    any other ``OSError`` as it is."""
+def storage_error(e: OSError, path: str = "", where: str = "") -> "Exception":
+    """A full disk (ENOSPC, EDQUOT) as a one-line ``StorageError`` naming the file and what it holds
+    (else ``where`` it was written, e.g. the run dir); any other ``OSError`` as it is."""
     from encoders.errors import StorageError
 
     if e.errno not in FULL_DISK:
         return e
-    path = path or e.filename or "a file"
-    return StorageError(f"{os.strerror(e.errno).lower()} while writing the {_what(str(path))} {path}: free some "
-                        f"space; files written before are intact")
+    problem = os.strerror(e.errno).lower()
+    path = path or e.filename
+    if not path:  # a framework's own write that did not say which file (Keras' backup, TensorBoard)
+        return StorageError(f"{problem} while writing a file{f' in {where}' if where else ''}: free some space; "
+                            f"the checkpoints written before are intact")
+    return StorageError(f"{problem} while writing the {_what(str(path))} {path}: free some space; files written "
+                        f"before are intact")
 
 
 def _fsync_dir(folder: str) -> None:

@@ -1,7 +1,9 @@
-"""``.keras`` models: loaded with ``safe_mode`` after a scan that refuses code, with errors naming the file.
+"""``.keras`` models: loaded with ``safe_mode`` after a scan that refuses code, with errors naming the file,
+and written during training by ``AtomicModelCheckpoint`` (a temporary file renamed, as torch's
+``AtomicCheckpointIO`` writes ``.ckpt`` files).
 
 Importing this module (inside ``encoders.keras``) registers the project's layers, so a saved
-classifier deserializes; Keras' own ``ModelCheckpoint`` writes the files during training."""
+classifier deserializes."""
 from __future__ import annotations
 
 import json
@@ -14,6 +16,31 @@ import keras
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError, UnsafeLoadError
 from encoders.resume import check_same_run, vocab_fingerprint
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model to ``path`` after every epoch, or, with ``monitor``, after each epoch that
+    improves it (``mode`` "max" or "min"; the first epoch always does), as Keras' ``ModelCheckpoint``
+    does, but through ``encoders.io``: a kill or a full disk during the write leaves the previous
+    file whole (Keras writes in place), and a full disk is a ``StorageError`` naming the file."""
+
+    def __init__(self, path: str, monitor: Optional[str] = None, mode: str = "max"):
+        super().__init__()
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best: Optional[float] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from encoders.io import atomic_write_with
+
+        if self.monitor:
+            value = (logs or {}).get(self.monitor)
+            if value is None:
+                return
+            value = float(value)
+            if self.best is not None and not (value > self.best if self.mode == "max" else value < self.best):
+                return
+            self.best = value
+        atomic_write_with(self.path, lambda tmp: self.model.save(tmp, overwrite=True))
+
 
 _KERAS_MODULES = ("keras", "encoders")
 _KERAS_BANNED_PARTS = frozenset({"utils", "saving", "config", "export", "legacy", "callbacks"})

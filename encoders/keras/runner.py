@@ -14,7 +14,7 @@ import tensorflow as tf
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
 from encoders.keras.batches import BucketedBatches, EpochSetter
-from encoders.keras.checkpoint_io import check_resume
+from encoders.keras.checkpoint_io import AtomicModelCheckpoint, check_resume
 from encoders.keras.classifier import build_classifier, compile_classifier
 from encoders.keras.tagger import TaggingValidation
 from encoders.keras.runtime import make_strategy, patch_fit_for_multi_worker, worker_info
@@ -86,8 +86,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         *validation,
         EpochSetter(train, val),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(best_path, monitor=metric.replace("/", "_"), mode=mode, save_best_only=True),
-        keras.callbacks.ModelCheckpoint(last_path),
+        AtomicModelCheckpoint(best_path, monitor=metric.replace("/", "_"), mode=mode),
+        AtomicModelCheckpoint(last_path),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps),
         # kept after the run so that ckpt_path=RUN_DIR can continue it; double_checkpoint keeps the
         # previous backup too, used when the latest one is unreadable
