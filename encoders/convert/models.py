@@ -176,7 +176,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m encoders convert", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run dir written by train.py (backend=torch or backend=tf)")
-    p.add_argument("--output", "-o", "--out", dest="out", default="",
+    p.add_argument("--output", "-o", "--out", dest="out", default="", metavar="PATH",
                    help="output path (default: checkpoints/WHICH.keras for a torch run, "
                         "checkpoints/WHICH.ckpt for a tf run)")
     checkpoint_option(p)
