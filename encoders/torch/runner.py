@@ -24,7 +24,7 @@ from encoders.torch.batches import SequenceDataModule  # noqa: E402
 from encoders.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
 from encoders.torch.classifier import SequenceClassifier  # noqa: E402
-from encoders.torch.runtime import limit_gpu_memory  # noqa: E402
+from encoders.torch.runtime import limit_gpu_memory, set_fp32_precision  # noqa: E402
 
 log = logging.getLogger(__name__)
 # every task's per-epoch figures (a run records those its task logs)
@@ -78,6 +78,17 @@ class GPUMemoryLimit(Callback):
     def setup(self, trainer, pl_module, stage):
         device = trainer.strategy.root_device
         limit_gpu_memory(self.memory_limit_mb, device.index if device.type == "cuda" else None)
+
+
+class Fp32Precision(Callback):
+    """``trainer.fp32_precision`` in the worker processes of a ``*_spawn`` strategy, which start
+    with torch's own flags (``app.run`` sets them in the launching process)."""
+
+    def __init__(self, precision: str):
+        self.precision = precision
+
+    def setup(self, trainer, pl_module, stage):
+        set_fp32_precision(self.precision)
 
 
 class LastCheckpoint(Checkpoint):
@@ -148,6 +159,8 @@ def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) ->
     # Lightning calls every hook on every callback (about 30 us per callback per step here): no
     # callback where there is nothing to do
     limit = [GPUMemoryLimit(cfg.gpu.memory_limit_mb)] if cfg.gpu.memory_limit_mb is not None else []
+    if "spawn" in str(t.strategy):
+        limit.append(Fp32Precision(t.fp32_precision))
     kwargs: Dict[str, Any] = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
