@@ -14,6 +14,15 @@ Two execution paths give the same numbers:
 
 ``path="auto"`` picks ``packed`` on CUDA and ``padded`` elsewhere. ``forward_final`` computes
 ``final`` alone; on the padded path it needs neither trick (1) nor the zeroing of outputs.
+
+Weight layout: each ``weight_ih_l{k}`` parameter is a view of the first ``I`` columns of a
+``[G, I+1]`` block whose last column is the pad column, so the padded path hands the kernel that
+block without concatenating anything per call. On CUDA the blocks (padded path) or all weights
+(packed path) also sit in cuDNN's flat layout, as ``nn.LSTM`` keeps its own, so cuDNN never
+repacks them. The layout is redone after ``.to()``/``.cuda()``/``.double()`` (``_apply``) and, at
+the next call, after anything else replaced a parameter's storage (``load_state_dict(assign=True)``,
+a deep copy); ``load_state_dict`` copies into the views, so state-dict keys and shapes stay
+``nn.LSTM``'s.
 """
 from __future__ import annotations
 
@@ -54,6 +63,21 @@ def _pad_gate_column(cell: str, hidden_size: int) -> torch.Tensor:
     else:  # gates r, z, n: update gate open, so h_t = h_{t-1}
         col[H:2 * H] = _SATURATE
     return col
+
+
+class _PadColumnBlock(torch.autograd.Function):
+    """``weight_ih`` ``[G, I]`` (a view of a laid-out block) -> the whole ``[G, I+1]`` block, pad
+    column included, without a copy; the gradient reaches the first ``I`` columns only, so the
+    pad column is a constant."""
+
+    @staticmethod
+    def forward(ctx, w):
+        G, I = w.shape
+        return w.as_strided((G, I + 1), (I + 1, 1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[:, :-1]
 
 
 class RNNEncoder(nn.Module):
@@ -122,7 +146,9 @@ class RNNEncoder(nn.Module):
                     self.register_parameter(n, nn.Parameter(torch.empty(*s)))
                 self._param_names.append(names)
         self.register_buffer("pad_column", _pad_gate_column(cell, hidden_size), persistent=False)
+        self._layout: Tuple[str, Tuple[int, ...]] = ("", ())  # (kind, data_ptr of each weight_ih)
         self.reset_parameters()
+        self._lay_out()
 
     @property
     def output_size(self) -> int:
@@ -140,6 +166,58 @@ class RNNEncoder(nn.Module):
 
     def _weights(self, layer: int, direction: int) -> List[torch.Tensor]:
         return [getattr(self, n) for n in self._param_names[layer * self.num_directions + direction]]
+
+    # -- weight layout (module docstring) ----------------------------------------------------
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._lay_out()
+        return out
+
+    def _ih_ptrs(self) -> Tuple[int, ...]:
+        return tuple(getattr(self, names[0]).data_ptr() for names in self._param_names)
+
+    def _lay_out(self) -> None:
+        """Put the weights in the layout the device's path runs on without copies (module docstring)."""
+        w0 = self.weight_ih_l0
+        cudnn = w0.is_cuda and torch.backends.cudnn.is_acceptable(w0)
+        kind = "cudnn-packed" if cudnn and self.resolved_path(w0.device) == "packed" else (
+            "cudnn-blocks" if cudnn else "blocks")
+        with torch.no_grad():
+            if kind == "cudnn-packed":  # nn.LSTM's own layout: one flat buffer for all layers
+                flat = [getattr(self, n) for names in self._param_names for n in names]
+                for w in flat:
+                    w.data = w.data.contiguous()
+                torch._cudnn_rnn_flatten_weight(flat, 4, self.input_size, self._cudnn_mode(), self.hidden_size, 0,
+                                                self.num_layers, True, self.bidirectional)
+            else:
+                for names in self._param_names:
+                    w_ih, w_hh, b_ih, b_hh = (getattr(self, n) for n in names)
+                    block = torch.cat([w_ih.data, self.pad_column.to(w_ih.dtype)], dim=1)
+                    if cudnn:  # the block and this direction's other weights in one cuDNN buffer
+                        rest = [w.data.contiguous() for w in (w_hh, b_hh, b_ih)]
+                        for w, r in zip((w_hh, b_hh, b_ih), rest):
+                            w.data = r
+                        torch._cudnn_rnn_flatten_weight([block, w_hh, b_ih, b_hh], 4, w_ih.size(1) + 1,
+                                                        self._cudnn_mode(), self.hidden_size, 0, 1, True, False)
+                    w_ih.data = block[:, :-1]
+        self._layout = (kind, self._ih_ptrs())
+
+    def _cudnn_mode(self) -> int:
+        from torch.backends.cudnn import rnn
+
+        return rnn.get_cudnn_mode(self.cell.upper())
+
+    def _check_layout(self) -> None:
+        if self._layout[1] != self._ih_ptrs():  # a parameter's storage was replaced since _lay_out
+            self._lay_out()
+
+    def _with_pad_column(self, w_ih: torch.Tensor) -> torch.Tensor:
+        """The ``[G, I+1]`` block of ``w_ih`` (its pad column last), as the padded path feeds the kernel."""
+        if torch.jit.is_tracing() or self._layout[0] == "cudnn-packed":  # export traces the plain concatenation
+            return torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
+        if torch.is_grad_enabled() and w_ih.requires_grad:
+            return _PadColumnBlock.apply(w_ih)
+        return w_ih.detach().as_strided((w_ih.size(0), w_ih.size(1) + 1), (w_ih.size(1) + 1, 1))
 
     def resolved_path(self, device: torch.device) -> str:
         path = self.path if self.path != "auto" else ("packed" if device.type == "cuda" else "padded")
@@ -193,6 +271,7 @@ class RNNEncoder(nn.Module):
         B, T, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
+        self._check_layout()
         return x, check_lengths(lengths, B, T, x.device)
 
     # -- padded path -----------------------------------------------------------------------
@@ -200,7 +279,7 @@ class RNNEncoder(nn.Module):
         """One direction over ``x`` (``[x ; is_pad]`` when ``pad_column``): outputs and, for LSTM, c_n."""
         w_ih, w_hh, b_ih, b_hh = weights
         if pad_column:
-            w_ih = torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
+            w_ih = self._with_pad_column(w_ih)
         B = x.size(0)
         h0 = x.new_zeros(1, B, self.hidden_size)
         if self.cell == "lstm":
@@ -249,14 +328,21 @@ class RNNEncoder(nn.Module):
         # NaN/inf left in its padding would turn the zero gradients of padded steps into NaN.
         B, T, _ = x.shape
         rev = reverse_index(lengths, T) if self.num_directions == 2 else None
-        layer_in = torch.where(lengths_to_mask(lengths, T).unsqueeze(-1), x, x.new_zeros(()))
+        mask = lengths_to_mask(lengths, T).unsqueeze(-1)
+        layer_in = torch.where(mask, x, x.new_zeros(()))
+        # in cuDNN's buffer the weights are laid out with the pad column: the kernel gets that
+        # block and an is-padding input column (the same numbers), so nothing is repacked
+        blocks = self._layout[0] == "cudnn-blocks"
+        is_pad = (~mask).to(x.dtype) if blocks else None
         finals: List[torch.Tensor] = []
         for layer in range(self.num_layers):
             top = layer + 1 == self.num_layers
             outs = []
             for d in range(self.num_directions):
                 inp = layer_in if d == 0 else reverse_within_lengths(layer_in, lengths, rev)
-                out, _ = self._run_direction(inp, self._weights(layer, d), pad_column=False)
+                if blocks:
+                    inp = torch.cat([inp, is_pad], dim=-1)
+                out, _ = self._run_direction(inp, self._weights(layer, d), pad_column=blocks)
                 if top:  # processing order: the row's own last step holds its final state
                     finals.append(last_step(out, lengths))
                 else:

@@ -50,24 +50,77 @@ def test_torch_memory_limit_caps_this_process():
     assert "memory capped at 256 MiB" in out.stdout and "CAPPED" in out.stdout
 
 
+# TF32 (trainer.fp32_precision=tf32) rounds each float32 operand of a product to a 10-bit mantissa:
+# relative error up to 2**-11 per operand. The encoder's outputs are tanh/sigmoid-bounded (|v| <= 1)
+# and each is a few such roundings deep through contracting nonlinearities (the H200 showed 1.0e-4
+# against full float32), so 2**-8 (3.9e-3: 8 units of TF32's own roundoff on an O(1) output) bounds
+# it with room; with TF32 off the CPU-vs-cuDNN tolerance stays 1e-5.
+TOLERANCE = {"ieee": dict(atol=1e-5, rtol=1e-4), "tf32": dict(atol=2**-8, rtol=2**-8)}
+
+
+@pytest.fixture(params=["ieee", "tf32"])
+def fp32_precision(request):
+    """Each GPU parity test runs with TF32 off and on (as torch's own tf32_on_and_off), flags restored after."""
+    from encoders.torch.runtime import set_fp32_precision
+
+    before = "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+    set_fp32_precision(request.param)
+    yield request.param
+    set_fp32_precision(before)
+
+
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("path", ["auto", "padded", "packed"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-def test_cuda_path_equals_cpu_padded_path(cell, num_layers):
+def test_cuda_path_equals_cpu_padded_path(cell, num_layers, path, fp32_precision):
     torch.manual_seed(0)
-    enc = RNNEncoder(8, 16, cell, num_layers, bidirectional=True)
+    enc = RNNEncoder(8, 16, cell, num_layers, bidirectional=True, path=path)
     lengths = torch.tensor([7, 0, 3, 1, 7, 5])
     x = torch.randn(6, 7, 8)
     ref = enc(x, lengths)
+    ref_final = enc.forward_final(x, lengths)
     gpu = enc.cuda()
-    assert gpu.resolved_path(torch.device("cuda")) == "packed"  # cuDNN's packed kernel on CUDA
     xg = x.cuda().requires_grad_(True)
     out = gpu(xg, lengths)  # lengths stay on the CPU: any device is accepted
-    torch.testing.assert_close(out.sequence.cpu(), ref.sequence, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(out.final.cpu(), ref.final, atol=1e-5, rtol=1e-4)
+    tol = TOLERANCE[fp32_precision]
+    torch.testing.assert_close(out.sequence.cpu(), ref.sequence, **tol)
+    torch.testing.assert_close(out.final.cpu(), ref.final, **tol)
+    torch.testing.assert_close(gpu.forward_final(xg, lengths).cpu(), ref_final, **tol)
+    if cell == "lstm":
+        torch.testing.assert_close(out.state[1].cpu(), ref.state[1], **tol)
     out.final.sum().backward()
     assert torch.isfinite(xg.grad).all() and xg.grad[1].abs().sum() == 0  # empty row: zero gradient
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("path", ["auto", "padded", "packed"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cuda_weights_stay_in_cudnn_layout(cell, path):
+    """cuDNN warns (and copies every weight) when they are not one flat chunk: here that is an error,
+    after .cuda(), .to(), load_state_dict (a copy into the views) and load_state_dict(assign=True)."""
+    import warnings
+
+    torch.manual_seed(0)
+    x, lengths = torch.randn(5, 9, 6, device="cuda"), torch.tensor([9, 0, 4, 1, 7])
+    state = RNNEncoder(6, 8, cell, 2, True).state_dict()
+    encs = [RNNEncoder(6, 8, cell, 2, True, path=path).cuda(),
+            RNNEncoder(6, 8, cell, 2, True, path=path).to("cuda", torch.float32)]
+    encs[0].load_state_dict(state)
+    assigned = RNNEncoder(6, 8, cell, 2, True, path=path).cuda()
+    assigned.load_state_dict({k: v.cuda() for k, v in state.items()}, assign=True)
+    encs.append(assigned)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not part of single contiguous chunk.*")
+        for enc in encs:
+            for training in (True, False):
+                enc.train(training)
+                xg = x.clone().requires_grad_(True)
+                out = enc(xg, lengths)
+                (out.sequence.sum() + enc.forward_final(xg, lengths).sum()).backward()
+    torch.testing.assert_close(encs[0](x, lengths).sequence, encs[2](x, lengths).sequence)
 
 
 @pytest.mark.gpu
