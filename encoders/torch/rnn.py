@@ -33,7 +33,6 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encoders.config import CELLS
 from encoders.torch.masking import check_lengths, last_step, lengths_to_mask, reverse_index, reverse_within_lengths
@@ -227,10 +226,10 @@ class RNNEncoder(nn.Module):
         return path
 
     def forward(self, x: torch.Tensor, lengths) -> EncoderOutput:
-        x, lengths = self._checked(x, lengths)
+        x, lengths, host = self._checked(x, lengths)
         B, T, _ = x.shape
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
-        if B == 0 or T == 0 or not bool(lengths.any()):
+        if B == 0 or T == 0 or not bool(host.any()):
             # nothing to run: zeros that still depend on x and the weights, so the graph stays connected
             # all of x is padding here and may hold NaN/inf: 0 * NaN is NaN, so mask it out instead
             anchor = (x.masked_fill(torch.ones_like(x, dtype=torch.bool), 0.0).sum()
@@ -239,7 +238,7 @@ class RNNEncoder(nn.Module):
             h = x.new_zeros(L * D, B, H) + anchor
             return EncoderOutput(zeros, x.new_zeros(B, D * H) + anchor, (h, h.clone() if self.cell == "lstm" else None))
         if self.resolved_path(x.device) == "packed":
-            return self._forward_packed(x, lengths)
+            return self._forward_packed(x, lengths, host)
         return self._forward_padded(x, lengths)
 
     def forward_final(self, x: torch.Tensor, lengths) -> torch.Tensor:
@@ -251,14 +250,21 @@ class RNNEncoder(nn.Module):
         Takes the same input and raises the same errors as ``forward``; it is a plain method, so
         forward hooks on this module do not run.
         """
-        x, lengths = self._checked(x, lengths)
+        x, dev_lengths, host = self._checked(x, lengths)
         B, T, _ = x.shape
-        if B == 0 or T == 0 or not bool(lengths.any()) or self.resolved_path(x.device) == "packed":
-            return self.forward(x, lengths).final
+        if B == 0 or T == 0 or not bool(host.any()) or self.resolved_path(x.device) == "packed":
+            return self.forward(x, host).final
+        lengths = dev_lengths
         return self._final_padded(x, lengths)
 
     def _checked(self, x: torch.Tensor, lengths):
-        """``x`` in the parameters' dtype and ``lengths`` as int64 on its device, or the error that names the problem."""
+        """``x`` in the parameters' dtype, ``lengths`` as int64 on its device and on the host, or the
+        error that names the problem.
+
+        The host copy is what the caller gave when it is on the CPU (the Lightning modules keep a
+        batch's lengths there): the emptiness test and packing read it without waiting for the
+        device. Lengths given on an accelerator are copied to the host here (one sync per call).
+        """
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise ValueError(f"x must be a [batch, time, features] tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -272,7 +278,10 @@ class RNNEncoder(nn.Module):
         if I != self.input_size:
             raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
         self._check_layout()
-        return x, check_lengths(lengths, B, T, x.device)
+        host = lengths if isinstance(lengths, torch.Tensor) and lengths.device.type == "cpu" else None
+        lengths = check_lengths(lengths, B, T, x.device)
+        host = lengths.cpu() if host is None else host.long()
+        return x, lengths, host
 
     # -- padded path -----------------------------------------------------------------------
     def _run_direction(self, x: torch.Tensor, weights: List[torch.Tensor], pad_column: bool = True):
@@ -354,30 +363,34 @@ class RNNEncoder(nn.Module):
         return torch.cat(finals, dim=-1)
 
     # -- packed path -----------------------------------------------------------------------
-    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor, host: torch.Tensor) -> EncoderOutput:
         B, T, _ = x.shape
         nonempty = lengths > 0
-        # packing rejects length 0: run those rows for one step on zero input, then zero them
-        run_len = lengths.clamp(min=1)
         x = x.masked_fill(~lengths_to_mask(lengths, T).unsqueeze(-1), 0.0)
-        packed = pack_padded_sequence(x, run_len.cpu(), batch_first=True, enforce_sorted=False)
+        # Packing as pack_padded_sequence(enforce_sorted=False) does, with the order worked out on
+        # the host lengths and sent to the device without waiting (torch's own helpers copy the
+        # indices with a sync). Packing rejects length 0: those rows run one step on zero input
+        # and are zeroed after.
+        run_len, order = torch.sort(host.clamp(min=1), descending=True)
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(B)
+        order, unsort = (i.to(x.device, non_blocking=True) for i in (order, unsort))
+        data, batch_sizes = torch._VF._pack_padded_sequence(x.index_select(0, order), run_len, True)
         flat = [w for names in self._param_names for w in (getattr(self, n) for n in names)]
         h0 = x.new_zeros(self.num_layers * self.num_directions, B, self.hidden_size)
-        # the kernel takes and returns rows in packed (sorted) order
-        h0 = h0.index_select(1, packed.sorted_indices)
         if self.cell == "lstm":
-            data, h_n, c_n = torch.lstm(packed.data, packed.batch_sizes, (h0, h0), flat, True, self.num_layers,
+            data, h_n, c_n = torch.lstm(data, batch_sizes, (h0, h0), flat, True, self.num_layers,
                                         self.dropout, self.training, self.bidirectional)
         else:
-            data, h_n = torch.gru(packed.data, packed.batch_sizes, h0, flat, True, self.num_layers,
+            data, h_n = torch.gru(data, batch_sizes, h0, flat, True, self.num_layers,
                                   self.dropout, self.training, self.bidirectional)
             c_n = None
-        out = packed._replace(data=data)
-        seq, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        seq, _ = torch._VF._pad_packed_sequence(data, batch_sizes, True, 0.0, T)
+        # the kernel takes and returns rows in packed (sorted) order
         keep = nonempty.view(1, B, 1).to(x.dtype)
-        h_n = h_n.index_select(1, packed.unsorted_indices) * keep
-        c_n = c_n.index_select(1, packed.unsorted_indices) * keep if c_n is not None else None
-        seq = seq * nonempty.view(B, 1, 1).to(x.dtype)
+        h_n = h_n.index_select(1, unsort) * keep
+        c_n = c_n.index_select(1, unsort) * keep if c_n is not None else None
+        seq = seq.index_select(0, unsort) * nonempty.view(B, 1, 1).to(x.dtype)
         D = self.num_directions
         final = torch.cat(list(h_n[-D:]), dim=-1)
         return EncoderOutput(seq, final, (h_n, c_n))
