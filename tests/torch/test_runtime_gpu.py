@@ -129,3 +129,84 @@ def test_all_empty_batch_on_cuda_gives_zeros():
     enc = RNNEncoder(4, 5, "lstm", 2, bidirectional=True).cuda()
     out = enc(torch.randn(3, 4, 4, device="cuda"), torch.zeros(3, dtype=torch.long, device="cuda"))
     assert out.sequence.abs().sum() == 0 and out.final.abs().sum() == 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("path", ["auto", "padded", "packed"])
+def test_batch_invariance_on_cuda(path, fp32_precision):
+    """A row's outputs in a ragged batch equal the row run alone, on cuDNN (TF32 bound: TOLERANCE)."""
+    torch.manual_seed(0)
+    enc = RNNEncoder(8, 16, "lstm", 2, bidirectional=True, path=path).cuda().eval()
+    lengths = torch.tensor([9, 0, 4, 1, 9, 6, 2])
+    x = torch.randn(7, 9, 8, device="cuda")
+    out = enc(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        if n:
+            alone = enc(x[b:b + 1, :n], lengths[b:b + 1])
+            torch.testing.assert_close(out.sequence[b, :n], alone.sequence[0], **TOLERANCE[fp32_precision])
+            torch.testing.assert_close(out.final[b], alone.final[0], **TOLERANCE[fp32_precision])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("path", ["padded", "packed"])
+def test_mixed_precision_keeps_pad_vectors_exactly_zero_on_cuda(dtype, path):
+    from encoders.torch import PaddedEmbedding
+
+    emb, enc = PaddedEmbedding(20, 8).cuda(), RNNEncoder(8, 16, "lstm", 2, True, path=path).cuda()
+    tokens = torch.tensor([[3, 4, 5, 0, 0], [0, 0, 0, 0, 0], [7, 0, 0, 0, 0]], device="cuda")
+    lengths = torch.tensor([3, 0, 1])
+    with torch.autocast("cuda", dtype=dtype):
+        x = emb(tokens)
+        out = enc(x, lengths)
+    assert torch.all(x[tokens == 0] == 0)
+    pad = torch.arange(5).unsqueeze(0) >= lengths.unsqueeze(1)
+    assert torch.all(out.sequence[pad.cuda()] == 0) and torch.all(out.final[1] == 0)
+
+
+class SyncsAreErrors:
+    """Lightning callback: every training and validation batch (step, backward, optimizer step)
+    runs under torch.cuda.set_sync_debug_mode("error"). First in the callback list, so it is off
+    again before any other callback (a progress bar, a logger) reads a value."""
+
+    def __new__(cls):
+        from pytorch_lightning.callbacks import Callback
+
+        class _Syncs(Callback):
+            def on_train_batch_start(self, *args):
+                torch.cuda.set_sync_debug_mode("error")
+
+            def on_train_batch_end(self, *args):
+                torch.cuda.set_sync_debug_mode("default")
+
+            on_validation_batch_start = on_train_batch_start
+            on_validation_batch_end = on_train_batch_end
+
+        return _Syncs()
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("path", ["auto", "padded", "packed"])
+def test_training_and_validation_steps_never_sync(path, precision):
+    import pytorch_lightning as pl
+
+    from encoders.config import DataConfig
+    from encoders.data.sources import load_splits
+    from encoders.torch import SequenceClassifier
+    from encoders.torch.batches import SequenceDataModule
+
+    splits = load_splits(DataConfig(num_train=512, num_val=256, max_length=60), 0)
+    dm = SequenceDataModule(splits.train, splits.validation, batch_size=64)
+    model = SequenceClassifier(splits.vocab_size, splits.num_classes, encoder_path=path)
+    trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=1, precision=precision, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=10**6,
+                         gradient_clip_val=1.0, callbacks=[SyncsAreErrors()])
+    try:
+        trainer.fit(model, datamodule=dm)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.global_step == 8
