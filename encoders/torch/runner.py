@@ -205,6 +205,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
     # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
+    if splits.test is not None and trainer.strategy.root_device.type != "cpu":
+        model.to(trainer.strategy.root_device)  # the test split is scored where training ran (fit moved it back)
     extra = test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
     extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings)}
     return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,
