@@ -4,7 +4,7 @@ A value check of a tensor on an accelerator (``aminmax`` then a Python ``if``) w
 (a device->host sync). So a check runs where it is free, on the host: always for CPU tensors, and
 for accelerator tensors unless the caller says the values were checked upstream
 (:func:`checked_upstream`). The Lightning modules say so inside their steps for batches their
-``transfer_batch_to_device`` checked on the CPU before moving them (``encoders.torch.steps``);
+``transfer_batch_to_device`` checked on the CPU before moving them (``encoders.torch.batches.HostCheckedBatches``);
 everyone else calling a module directly gets the checks and their clear errors wherever the tensor is.
 """
 from __future__ import annotations

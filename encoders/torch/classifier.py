@@ -14,7 +14,7 @@ from encoders.config import PAD_ID, ClassifierSpec
 from encoders.torch.embedding import PaddedEmbedding
 from encoders.torch.pooling import MaskedPooling, encode_pooled
 from encoders.torch.rnn import RNNEncoder
-from encoders.torch.steps import HostCheckedBatches
+from encoders.torch.batches import HostCheckedBatches
 
 
 class SequenceClassifier(HostCheckedBatches, pl.LightningModule):
@@ -32,7 +32,7 @@ class SequenceClassifier(HostCheckedBatches, pl.LightningModule):
         ``forward(tokens, lengths) -> logits [B, num_classes]``.
 
     On an accelerator the batch's values are checked on the CPU before it moves, and its lengths
-    stay there (``encoders.torch.steps``): no step waits for the device.
+    stay there (``encoders.torch.batches.HostCheckedBatches``): no step waits for the device.
 
     Padding: ``pooling="last"`` uses the encoder's ``final`` (``[fw h at len-1 ; bw h at 0]``),
     other modes pool the masked ``sequence``; an empty row gets the logits of a zero vector.

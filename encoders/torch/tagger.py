@@ -13,7 +13,7 @@ from encoders.config import PAD_ID, TAG_PAD_ID, ClassifierSpec
 from encoders.tasks import TaggingTally
 from encoders.torch.embedding import PaddedEmbedding
 from encoders.torch.rnn import RNNEncoder
-from encoders.torch.steps import HostCheckedBatches
+from encoders.torch.batches import HostCheckedBatches
 
 
 class TaskModule(HostCheckedBatches, pl.LightningModule):

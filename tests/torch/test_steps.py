@@ -9,7 +9,7 @@ import torch
 from encoders.config import TAG_PAD_ID
 from encoders.torch import SequenceClassifier
 from encoders.torch.batches import collate_torch
-from encoders.torch.steps import CHECKED
+from encoders.torch.batches import CHECKED
 from encoders.torch.tagger import SequenceTagger
 
 META = torch.device("meta")
