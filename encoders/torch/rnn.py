@@ -26,6 +26,7 @@ a deep copy); ``load_state_dict`` copies into the views, so state-dict keys and 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import List, NamedTuple, Optional, Tuple
@@ -178,10 +179,12 @@ class RNNEncoder(nn.Module):
     def _lay_out(self) -> None:
         """Put the weights in the layout the device's path runs on without copies (module docstring)."""
         w0 = self.weight_ih_l0
-        cudnn = w0.is_cuda and torch.backends.cudnn.is_acceptable(w0)
+        cudnn = w0.is_cuda and torch.backends.cudnn.is_acceptable(w0) and torch._use_cudnn_rnn_flatten_weight()
         kind = "cudnn-packed" if cudnn and self.resolved_path(w0.device) == "packed" else (
             "cudnn-blocks" if cudnn else "blocks")
-        with torch.no_grad():
+        # cuDNN takes the weights as they are when they are one flat buffer in its layout (the
+        # whole storage of the first weight, as nn.LSTM's flatten_parameters makes it)
+        with torch.no_grad(), (torch.cuda.device_of(w0) if cudnn else contextlib.nullcontext()):
             if kind == "cudnn-packed":  # nn.LSTM's own layout: one flat buffer for all layers
                 flat = [getattr(self, n) for names in self._param_names for n in names]
                 for w in flat:
