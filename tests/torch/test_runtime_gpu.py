@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from pytorch_lightning.callbacks import Callback
 
 from tests.helpers import ROOT
 from encoders.runtime import limit_gpu_memory
@@ -166,25 +167,19 @@ def test_mixed_precision_keeps_pad_vectors_exactly_zero_on_cuda(dtype, path):
     assert torch.all(out.sequence[pad.cuda()] == 0) and torch.all(out.final[1] == 0)
 
 
-class SyncsAreErrors:
-    """Lightning callback: every training and validation batch (step, backward, optimizer step)
-    runs under torch.cuda.set_sync_debug_mode("error"). First in the callback list, so it is off
-    again before any other callback (a progress bar, a logger) reads a value."""
+class SyncsAreErrors(Callback):
+    """Every training and validation batch (step, backward, optimizer step) runs under
+    torch.cuda.set_sync_debug_mode("error"). First in the callback list, so it is off again before
+    any other callback (a progress bar, a logger) reads a value."""
 
-    def __new__(cls):
-        from pytorch_lightning.callbacks import Callback
+    def on_train_batch_start(self, *args):
+        torch.cuda.set_sync_debug_mode("error")
 
-        class _Syncs(Callback):
-            def on_train_batch_start(self, *args):
-                torch.cuda.set_sync_debug_mode("error")
+    def on_train_batch_end(self, *args):
+        torch.cuda.set_sync_debug_mode("default")
 
-            def on_train_batch_end(self, *args):
-                torch.cuda.set_sync_debug_mode("default")
-
-            on_validation_batch_start = on_train_batch_start
-            on_validation_batch_end = on_train_batch_end
-
-        return _Syncs()
+    on_validation_batch_start = on_train_batch_start
+    on_validation_batch_end = on_train_batch_end
 
 
 @pytest.mark.gpu
