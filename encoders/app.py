@@ -158,9 +158,10 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     check_token_budget(splits, schema.data.max_tokens)
     encoder_name = encoder_name or schema.encoder.cell
     if backend == "torch":
-        from encoders.torch.runtime import flush_denormal, set_alloc_conf
+        from encoders.torch.runtime import flush_denormal, set_alloc_conf, set_fp32_precision
 
         flush_denormal(schema.trainer.flush_denormal)  # before torch starts its CPU threads, which copy it
+        set_fp32_precision(schema.trainer.fp32_precision)  # before the first CUDA kernel
         set_alloc_conf(schema.gpu.alloc_conf)
         from encoders.torch.runner import run as run_backend
     else:

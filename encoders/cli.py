@@ -1,7 +1,8 @@
 """``python -m encoders COMMAND`` (console script ``encoders``): use a trained run.
 
     encoders predict  RUN_DIR INPUT [--output FILE] [--batch-size N] [--probabilities] [--checkpoint best|last]
-    encoders evaluate RUN_DIR INPUT [--output FILE.json] [--batch-size N] [--checkpoint best|last]
+                      [--device D]
+    encoders evaluate RUN_DIR INPUT [--output FILE.json] [--batch-size N] [--checkpoint best|last] [--device D]
     encoders export   RUN_DIR --format onnx|savedmodel [--output PATH] [--atol 1e-4] [--overwrite] [--checkpoint ...]
     encoders convert  RUN_DIR [--output PATH] [--checkpoint best|last] [...]  (= python -m encoders.convert)
 
@@ -90,7 +91,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from encoders.trained_run import TaskError, load_run
 
     _check_table_output(a.output)
-    run = load_run(a.run_dir, a.checkpoint)
+    run = load_run(a.run_dir, a.checkpoint, device=a.device)
     if a.probabilities and run.task != "classification":
         raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
                         f"(its prediction column is all predict writes)")
@@ -156,7 +157,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     for path in (output, picture):
         if is_training_output(run_dir, path):
             raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
-    run = load_run(run_dir, a.checkpoint)
+    run = load_run(run_dir, a.checkpoint, device=a.device)
     df = _read_input(a.input, run.text_column)
     name = "<stdin>" if a.input == "-" else a.input
     if run.task == "tagging":
@@ -206,6 +207,10 @@ def checkpoint_option(parser: argparse.ArgumentParser) -> None:
                         help="which checkpoint of the run: best (on validation, the default) or last")
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from encoders.export import DEFAULT_ATOL, FORMATS
     from encoders.trained_run import DEFAULT_BATCH_SIZE
@@ -231,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
     pr.add_argument("--probabilities", action="store_true", help="add one column per class: probability_LABEL")
     checkpoint_option(pr)
+    add_device(pr)
     pr.set_defaults(func=cmd_predict)
 
     ev = sub.add_parser("evaluate", help="score the run on a labelled table",
@@ -242,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "confusion_matrix.png goes in the same folder")
     ev.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
     checkpoint_option(ev)
+    add_device(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     ex = sub.add_parser("export", help="write ONNX or a TensorFlow SavedModel for serving",

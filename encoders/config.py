@@ -19,6 +19,7 @@ BACKENDS = ("torch", "tf")
 SOURCES = ("synthetic", "files", "hub")
 TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
 TASKS = ("classification", "tagging", "regression")  # task=...: what the head predicts
+FP32_PRECISIONS = ("ieee", "tf32")  # trainer.fp32_precision: float32 matmuls and cuDNN RNNs on CUDA
 WORD_TOKENIZERS = ("whitespace", "char")  # the ones pretrained word vectors can align to
 DEFAULT_EMBEDDING_DIM = 32  # model.embedding_dim when it is not set (and no vectors file sets it)
 TAG_PAD_ID = -100  # the tag of a pad position in a tagging batch: the loss and metrics skip it
@@ -182,9 +183,13 @@ class TrainerConfig:
     # torch: denormal floats count as zero on the CPU (TensorFlow's kernels always do), which keeps
     # RNN gradients over long rows fast; false keeps IEEE denormals. Not in ddp_spawn workers.
     flush_denormal: bool = True
+    # torch on CUDA: float32 matmuls and cuDNN RNNs in full float32 ("ieee") or TensorFloat-32
+    # ("tf32": faster on Ampere and newer, about 1e-3 relative error per product; README "GPU")
+    fp32_precision: str = "ieee"
 
     def validate(self) -> "TrainerConfig":
         _at_least("trainer.max_epochs", self.max_epochs, 1)
+        _one_of("trainer.fp32_precision", self.fp32_precision, FP32_PRECISIONS)
         if not _is_devices(self.devices):
             raise ConfigError(f"trainer.devices must be a number of devices >= 1, -1 or 'auto' (every device), or a "
                               f"list of device indices such as [0,1], got {self.devices!r}")

@@ -100,11 +100,14 @@ class TrainedRun:
         text_column, label_column: the run's ``data.text_column`` / ``data.label_column``.
         tokens_column, tags_column: the run's ``data.tokens_column`` / ``data.tags_column`` (tagging).
         spec: the model's ``ClassifierSpec``.
+        device: where the model runs (``load_run``'s ``device``): ``"cpu"``/``"cuda:N"`` for torch,
+            ``"/CPU:0"``/``"/GPU:N"`` for tf.
     """
 
     def __init__(self, run_dir: str, backend: str, checkpoint: str, model: Any, spec: Any, vocab: Any,
-                 data_cfg: Any):
+                 data_cfg: Any, device: Optional[str] = None):
         self.run_dir, self.backend, self.checkpoint = run_dir, backend, checkpoint
+        self.device = device or ("cpu" if backend == "torch" else "/CPU:0")
         self.model, self.spec, self.vocab = model, spec, vocab
         self.pad_id = int(spec.padding_idx)
         self.text_column = str(data_cfg.get("text_column", "text"))
@@ -186,6 +189,12 @@ class TrainedRun:
 
     # -- scoring ---------------------------------------------------------------------------------
     def _logits(self, buf: TokenBuffer, batch_size: int):
+        from encoders.devices import device_scope
+
+        with device_scope(self.backend, self.device):
+            return self._device_logits(buf, batch_size)
+
+    def _device_logits(self, buf: TokenBuffer, batch_size: int):
         if self.task == "tagging":
             return buffer_token_logits(self._logits_of_batch, self.model, buf, batch_size, self.pad_id)
         return buffer_logits(self._logits_of_batch, self.model, buf,
@@ -248,10 +257,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def load_run(run_dir: str, checkpoint: str = "best") -> TrainedRun:
-    """Load a run dir written by ``train.py`` for prediction (``checkpoint``: ``"best"`` or ``"last"``).
+def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
+    """Load a run dir written by ``train.py`` for prediction (``checkpoint``: ``"best"`` or ``"last"``)
+    on ``device``: ``"auto"`` (the first GPU the run's framework sees, else the CPU), ``"cpu"``,
+    ``"cuda"`` or ``"cuda:N"`` (``encoders.devices``; ``run.device`` says which).
 
     Raises:
+        ConfigError: ``device`` is not one of those, or does not exist here.
         RunDirError: not a run dir, or it lacks its config, vocabulary or checkpoint, or they are
             unreadable or do not belong together.
         UnsafeLoadError: the checkpoint asks for code to run (nothing ran).
@@ -266,6 +278,9 @@ def load_run(run_dir: str, checkpoint: str = "best") -> TrainedRun:
     name = (cfg.get("backend", None) or {}).get("name")  # the config just read; run_backend would read it again
     backend = name if name in CHECKPOINT_EXT else run_backend(run_dir)
     data_cfg = cfg.get("data", None) or {}
+    from encoders.devices import device_scope, resolve_device
+
+    device = resolve_device(backend, device)
     vocab = load_vocab(run_dir)
     path = checkpoint_path(run_dir, checkpoint, backend)
     if backend == "torch":
@@ -273,9 +288,12 @@ def load_run(run_dir: str, checkpoint: str = "best") -> TrainedRun:
     else:
         from encoders.keras import inference
     try:
-        model, spec = inference.load_classifier(path)
+        with device_scope(backend, device):
+            model, spec = inference.load_classifier(path)
+        if backend == "torch":
+            model.to(device)
     except EncodersError:
         raise
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
         raise RunDirError(f"cannot load {path}: {e}") from None
-    return TrainedRun(run_dir, backend, path, model, spec, vocab, data_cfg)
+    return TrainedRun(run_dir, backend, path, model, spec, vocab, data_cfg, device)

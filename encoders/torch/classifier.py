@@ -14,9 +14,10 @@ from encoders.config import PAD_ID, ClassifierSpec
 from encoders.torch.embedding import PaddedEmbedding
 from encoders.torch.pooling import MaskedPooling, encode_pooled
 from encoders.torch.rnn import RNNEncoder
+from encoders.torch.batches import HostCheckedBatches
 
 
-class SequenceClassifier(pl.LightningModule):
+class SequenceClassifier(HostCheckedBatches, pl.LightningModule):
     """Sequence classifier on right-padded batches: embedding -> encoder -> pooling -> linear head.
 
     Args:
@@ -29,6 +30,9 @@ class SequenceClassifier(pl.LightningModule):
     Input (a batch from ``SequenceDataModule`` or ``encoders.data.collate``):
         ``{"tokens": [B, T] int64, "lengths": [B] int64, "labels": [B] int64}``;
         ``forward(tokens, lengths) -> logits [B, num_classes]``.
+
+    On an accelerator the batch's values are checked on the CPU before it moves, and its lengths
+    stay there (``encoders.torch.batches.HostCheckedBatches``): no step waits for the device.
 
     Padding: ``pooling="last"`` uses the encoder's ``final`` (``[fw h at len-1 ; bw h at 0]``),
     other modes pool the masked ``sequence``; an empty row gets the logits of a zero vector.
@@ -50,7 +54,7 @@ class SequenceClassifier(pl.LightningModule):
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         # labels are range-checked in _loss, so torchmetrics' own per-update checks are off
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_loss = MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")  # its NaN check reads the device every step
         self._train_sums: Optional[torch.Tensor] = None  # loss*n, correct of this epoch
         self._train_n = 0
         self._resumed_sums: Optional[list] = None  # [loss*n, correct, n] from a checkpoint
@@ -87,13 +91,18 @@ class SequenceClassifier(pl.LightningModule):
                 bad = labels[(labels < 0) | (labels >= k)][0]
                 raise ValueError(f"label {int(bad)} is outside [0, {k})")
 
+    def check_targets(self, batch: Dict[str, torch.Tensor]) -> None:
+        if "labels" in batch:
+            self._check_labels(batch["labels"])
+
     def _loss(self, batch: Dict[str, torch.Tensor]):
         labels = batch["labels"]
-        # on an accelerator the check would stall every step on a device->host copy; our data
-        # sources have checked the labels against the classes before training starts
+        # on an accelerator the check would stall every step on a device->host copy: there
+        # transfer_batch_to_device checked the labels on the CPU
         if labels.device.type == "cpu":
             self._check_labels(labels)
-        logits = self(batch["tokens"], batch["lengths"])
+        with self.checked(batch):
+            logits = self(batch["tokens"], batch["lengths"])
         return F.cross_entropy(logits, labels), logits, labels
 
     # Per training step only two running sums move (loss*n, correct; n is a Python int); the
@@ -143,7 +152,7 @@ class SequenceClassifier(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         loss, logits, labels = self._loss(batch)
-        self.val_loss.update(loss, labels.numel())
+        self.val_loss.update(loss, torch.full_like(loss, labels.numel()))  # a device weight: no host copy
         self.val_acc.update(logits, labels)
 
     def on_validation_epoch_end(self) -> None:

@@ -9,6 +9,8 @@ from typing import Optional
 
 import torch
 
+from encoders.torch.checks import must_check
+
 
 def lengths_to_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """``mask[b, t] = t < lengths[b]``: a [B, T] bool tensor on ``lengths``' device."""
@@ -61,9 +63,10 @@ def check_lengths(lengths, batch: int, T: int, device: torch.device) -> torch.Te
     if lengths.dim() != 1 or lengths.numel() != batch:
         raise ValueError(f"lengths must have one entry per row: expected shape ({batch},), "
                          f"got {tuple(lengths.shape)}")
-    if batch:
+    if batch and must_check(lengths):
         lo, hi = torch.aminmax(lengths)
         if lo < 0 or hi > T:
             bad = int(((lengths < 0) | (lengths > T)).nonzero()[0])
             raise ValueError(f"lengths[{bad}] = {int(lengths[bad])} is outside 0..{T} (T = padded length)")
-    return lengths.to(device=device, dtype=torch.long)
+    # non_blocking: from the host this copy need not wait for the device (no sync)
+    return lengths.to(device=device, dtype=torch.long, non_blocking=True)

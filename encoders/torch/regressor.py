@@ -42,7 +42,8 @@ class SequenceRegressor(TaskModule):
         return self.head(encode_pooled(self.encoder, self.pool, self.embedding(tokens), lengths)).squeeze(-1)
 
     def _loss(self, batch: Dict[str, torch.Tensor]):
-        pred = self(batch["tokens"], batch["lengths"])
+        with self.checked(batch):
+            pred = self(batch["tokens"], batch["lengths"])
         target = batch["labels"].to(pred.dtype)
         return F.mse_loss(pred, target), pred, target
 

@@ -14,9 +14,19 @@ Two execution paths give the same numbers:
 
 ``path="auto"`` picks ``packed`` on CUDA and ``padded`` elsewhere. ``forward_final`` computes
 ``final`` alone; on the padded path it needs neither trick (1) nor the zeroing of outputs.
+
+Weight layout: each ``weight_ih_l{k}`` parameter is a view of the first ``I`` columns of a
+``[G, I+1]`` block whose last column is the pad column, so the padded path hands the kernel that
+block without concatenating anything per call. On CUDA the blocks (padded path) or all weights
+(packed path) also sit in cuDNN's flat layout, as ``nn.LSTM`` keeps its own, so cuDNN never
+repacks them. The layout is redone after ``.to()``/``.cuda()``/``.double()`` (``_apply``) and, at
+the next call, after anything else replaced a parameter's storage (``load_state_dict(assign=True)``,
+a deep copy); ``load_state_dict`` copies into the views, so state-dict keys and shapes stay
+``nn.LSTM``'s.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import List, NamedTuple, Optional, Tuple
@@ -24,7 +34,6 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encoders.config import CELLS
 from encoders.torch.masking import check_lengths, last_step, lengths_to_mask, reverse_index, reverse_within_lengths
@@ -54,6 +63,21 @@ def _pad_gate_column(cell: str, hidden_size: int) -> torch.Tensor:
     else:  # gates r, z, n: update gate open, so h_t = h_{t-1}
         col[H:2 * H] = _SATURATE
     return col
+
+
+class _PadColumnBlock(torch.autograd.Function):
+    """``weight_ih`` ``[G, I]`` (a view of a laid-out block) -> the whole ``[G, I+1]`` block, pad
+    column included, without a copy; the gradient reaches the first ``I`` columns only, so the
+    pad column is a constant."""
+
+    @staticmethod
+    def forward(ctx, w):
+        G, I = w.shape
+        return w.as_strided((G, I + 1), (I + 1, 1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[:, :-1]
 
 
 class RNNEncoder(nn.Module):
@@ -122,7 +146,9 @@ class RNNEncoder(nn.Module):
                     self.register_parameter(n, nn.Parameter(torch.empty(*s)))
                 self._param_names.append(names)
         self.register_buffer("pad_column", _pad_gate_column(cell, hidden_size), persistent=False)
+        self._layout: Tuple[str, Tuple[int, ...]] = ("", ())  # (kind, data_ptr of each weight_ih)
         self.reset_parameters()
+        self._lay_out()
 
     @property
     def output_size(self) -> int:
@@ -141,6 +167,60 @@ class RNNEncoder(nn.Module):
     def _weights(self, layer: int, direction: int) -> List[torch.Tensor]:
         return [getattr(self, n) for n in self._param_names[layer * self.num_directions + direction]]
 
+    # -- weight layout (module docstring) ----------------------------------------------------
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._lay_out()
+        return out
+
+    def _ih_ptrs(self) -> Tuple[int, ...]:
+        return tuple(getattr(self, names[0]).data_ptr() for names in self._param_names)
+
+    def _lay_out(self) -> None:
+        """Put the weights in the layout the device's path runs on without copies (module docstring)."""
+        w0 = self.weight_ih_l0
+        cudnn = w0.is_cuda and torch.backends.cudnn.is_acceptable(w0) and torch._use_cudnn_rnn_flatten_weight()
+        kind = "cudnn-packed" if cudnn and self.resolved_path(w0.device) == "packed" else (
+            "cudnn-blocks" if cudnn else "blocks")
+        # cuDNN takes the weights as they are when they are one flat buffer in its layout (the
+        # whole storage of the first weight, as nn.LSTM's flatten_parameters makes it)
+        with torch.no_grad(), (torch.cuda.device_of(w0) if cudnn else contextlib.nullcontext()):
+            if kind == "cudnn-packed":  # nn.LSTM's own layout: one flat buffer for all layers
+                flat = [getattr(self, n) for names in self._param_names for n in names]
+                for w in flat:
+                    w.data = w.data.contiguous()
+                torch._cudnn_rnn_flatten_weight(flat, 4, self.input_size, self._cudnn_mode(), self.hidden_size, 0,
+                                                self.num_layers, True, self.bidirectional)
+            else:
+                for names in self._param_names:
+                    w_ih, w_hh, b_ih, b_hh = (getattr(self, n) for n in names)
+                    block = torch.cat([w_ih.data, self.pad_column.to(w_ih.dtype)], dim=1)
+                    if cudnn:  # the block and this direction's other weights in one cuDNN buffer
+                        rest = [w.data.contiguous() for w in (w_hh, b_hh, b_ih)]
+                        for w, r in zip((w_hh, b_hh, b_ih), rest):
+                            w.data = r
+                        torch._cudnn_rnn_flatten_weight([block, w_hh, b_ih, b_hh], 4, w_ih.size(1) + 1,
+                                                        self._cudnn_mode(), self.hidden_size, 0, 1, True, False)
+                    w_ih.data = block[:, :-1]
+        self._layout = (kind, self._ih_ptrs())
+
+    def _cudnn_mode(self) -> int:
+        from torch.backends.cudnn import rnn
+
+        return rnn.get_cudnn_mode(self.cell.upper())
+
+    def _check_layout(self) -> None:
+        if self._layout[1] != self._ih_ptrs():  # a parameter's storage was replaced since _lay_out
+            self._lay_out()
+
+    def _with_pad_column(self, w_ih: torch.Tensor) -> torch.Tensor:
+        """The ``[G, I+1]`` block of ``w_ih`` (its pad column last), as the padded path feeds the kernel."""
+        if torch.jit.is_tracing() or self._layout[0] == "cudnn-packed":  # export traces the plain concatenation
+            return torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
+        if torch.is_grad_enabled() and w_ih.requires_grad:
+            return _PadColumnBlock.apply(w_ih)
+        return w_ih.detach().as_strided((w_ih.size(0), w_ih.size(1) + 1), (w_ih.size(1) + 1, 1))
+
     def resolved_path(self, device: torch.device) -> str:
         path = self.path if self.path != "auto" else ("packed" if device.type == "cuda" else "padded")
         if (path, device.type) not in _logged_paths:
@@ -149,10 +229,10 @@ class RNNEncoder(nn.Module):
         return path
 
     def forward(self, x: torch.Tensor, lengths) -> EncoderOutput:
-        x, lengths = self._checked(x, lengths)
+        x, lengths, host = self._checked(x, lengths)
         B, T, _ = x.shape
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
-        if B == 0 or T == 0 or not bool(lengths.any()):
+        if B == 0 or T == 0 or not bool(host.any()):
             # nothing to run: zeros that still depend on x and the weights, so the graph stays connected
             # all of x is padding here and may hold NaN/inf: 0 * NaN is NaN, so mask it out instead
             anchor = (x.masked_fill(torch.ones_like(x, dtype=torch.bool), 0.0).sum()
@@ -161,7 +241,7 @@ class RNNEncoder(nn.Module):
             h = x.new_zeros(L * D, B, H) + anchor
             return EncoderOutput(zeros, x.new_zeros(B, D * H) + anchor, (h, h.clone() if self.cell == "lstm" else None))
         if self.resolved_path(x.device) == "packed":
-            return self._forward_packed(x, lengths)
+            return self._forward_packed(x, lengths, host)
         return self._forward_padded(x, lengths)
 
     def forward_final(self, x: torch.Tensor, lengths) -> torch.Tensor:
@@ -173,14 +253,21 @@ class RNNEncoder(nn.Module):
         Takes the same input and raises the same errors as ``forward``; it is a plain method, so
         forward hooks on this module do not run.
         """
-        x, lengths = self._checked(x, lengths)
+        x, dev_lengths, host = self._checked(x, lengths)
         B, T, _ = x.shape
-        if B == 0 or T == 0 or not bool(lengths.any()) or self.resolved_path(x.device) == "packed":
-            return self.forward(x, lengths).final
+        if B == 0 or T == 0 or not bool(host.any()) or self.resolved_path(x.device) == "packed":
+            return self.forward(x, host).final
+        lengths = dev_lengths
         return self._final_padded(x, lengths)
 
     def _checked(self, x: torch.Tensor, lengths):
-        """``x`` in the parameters' dtype and ``lengths`` as int64 on its device, or the error that names the problem."""
+        """``x`` in the parameters' dtype, ``lengths`` as int64 on its device and on the host, or the
+        error that names the problem.
+
+        The host copy is what the caller gave when it is on the CPU (the Lightning modules keep a
+        batch's lengths there): the emptiness test and packing read it without waiting for the
+        device. Lengths given on an accelerator are copied to the host here (one sync per call).
+        """
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             raise ValueError(f"x must be a [batch, time, features] tensor, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -193,14 +280,18 @@ class RNNEncoder(nn.Module):
         B, T, I = x.shape
         if I != self.input_size:
             raise ValueError(f"x has feature size {I}, but this encoder was built with input_size={self.input_size}")
-        return x, check_lengths(lengths, B, T, x.device)
+        self._check_layout()
+        host = lengths if isinstance(lengths, torch.Tensor) and lengths.device.type == "cpu" else None
+        lengths = check_lengths(lengths, B, T, x.device)
+        host = lengths.cpu() if host is None else host.long()
+        return x, lengths, host
 
     # -- padded path -----------------------------------------------------------------------
     def _run_direction(self, x: torch.Tensor, weights: List[torch.Tensor], pad_column: bool = True):
         """One direction over ``x`` (``[x ; is_pad]`` when ``pad_column``): outputs and, for LSTM, c_n."""
         w_ih, w_hh, b_ih, b_hh = weights
         if pad_column:
-            w_ih = torch.cat([w_ih, self.pad_column.to(w_ih.dtype)], dim=1)
+            w_ih = self._with_pad_column(w_ih)
         B = x.size(0)
         h0 = x.new_zeros(1, B, self.hidden_size)
         if self.cell == "lstm":
@@ -249,14 +340,21 @@ class RNNEncoder(nn.Module):
         # NaN/inf left in its padding would turn the zero gradients of padded steps into NaN.
         B, T, _ = x.shape
         rev = reverse_index(lengths, T) if self.num_directions == 2 else None
-        layer_in = torch.where(lengths_to_mask(lengths, T).unsqueeze(-1), x, x.new_zeros(()))
+        mask = lengths_to_mask(lengths, T).unsqueeze(-1)
+        layer_in = torch.where(mask, x, x.new_zeros(()))
+        # in cuDNN's buffer the weights are laid out with the pad column: the kernel gets that
+        # block and an is-padding input column (the same numbers), so nothing is repacked
+        blocks = self._layout[0] == "cudnn-blocks"
+        is_pad = (~mask).to(x.dtype) if blocks else None
         finals: List[torch.Tensor] = []
         for layer in range(self.num_layers):
             top = layer + 1 == self.num_layers
             outs = []
             for d in range(self.num_directions):
                 inp = layer_in if d == 0 else reverse_within_lengths(layer_in, lengths, rev)
-                out, _ = self._run_direction(inp, self._weights(layer, d), pad_column=False)
+                if blocks:
+                    inp = torch.cat([inp, is_pad], dim=-1)
+                out, _ = self._run_direction(inp, self._weights(layer, d), pad_column=blocks)
                 if top:  # processing order: the row's own last step holds its final state
                     finals.append(last_step(out, lengths))
                 else:
@@ -268,30 +366,34 @@ class RNNEncoder(nn.Module):
         return torch.cat(finals, dim=-1)
 
     # -- packed path -----------------------------------------------------------------------
-    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor, host: torch.Tensor) -> EncoderOutput:
         B, T, _ = x.shape
         nonempty = lengths > 0
-        # packing rejects length 0: run those rows for one step on zero input, then zero them
-        run_len = lengths.clamp(min=1)
         x = x.masked_fill(~lengths_to_mask(lengths, T).unsqueeze(-1), 0.0)
-        packed = pack_padded_sequence(x, run_len.cpu(), batch_first=True, enforce_sorted=False)
+        # Packing as pack_padded_sequence(enforce_sorted=False) does, with the order worked out on
+        # the host lengths and sent to the device without waiting (torch's own helpers copy the
+        # indices with a sync). Packing rejects length 0: those rows run one step on zero input
+        # and are zeroed after.
+        run_len, order = torch.sort(host.clamp(min=1), descending=True)
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(B)
+        order, unsort = (i.to(x.device, non_blocking=True) for i in (order, unsort))
+        data, batch_sizes = torch._VF._pack_padded_sequence(x.index_select(0, order), run_len, True)
         flat = [w for names in self._param_names for w in (getattr(self, n) for n in names)]
         h0 = x.new_zeros(self.num_layers * self.num_directions, B, self.hidden_size)
-        # the kernel takes and returns rows in packed (sorted) order
-        h0 = h0.index_select(1, packed.sorted_indices)
         if self.cell == "lstm":
-            data, h_n, c_n = torch.lstm(packed.data, packed.batch_sizes, (h0, h0), flat, True, self.num_layers,
+            data, h_n, c_n = torch.lstm(data, batch_sizes, (h0, h0), flat, True, self.num_layers,
                                         self.dropout, self.training, self.bidirectional)
         else:
-            data, h_n = torch.gru(packed.data, packed.batch_sizes, h0, flat, True, self.num_layers,
+            data, h_n = torch.gru(data, batch_sizes, h0, flat, True, self.num_layers,
                                   self.dropout, self.training, self.bidirectional)
             c_n = None
-        out = packed._replace(data=data)
-        seq, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+        seq, _ = torch._VF._pad_packed_sequence(data, batch_sizes, True, 0.0, T)
+        # the kernel takes and returns rows in packed (sorted) order
         keep = nonempty.view(1, B, 1).to(x.dtype)
-        h_n = h_n.index_select(1, packed.unsorted_indices) * keep
-        c_n = c_n.index_select(1, packed.unsorted_indices) * keep if c_n is not None else None
-        seq = seq * nonempty.view(B, 1, 1).to(x.dtype)
+        h_n = h_n.index_select(1, unsort) * keep
+        c_n = c_n.index_select(1, unsort) * keep if c_n is not None else None
+        seq = seq.index_select(0, unsort) * nonempty.view(B, 1, 1).to(x.dtype)
         D = self.num_directions
         final = torch.cat(list(h_n[-D:]), dim=-1)
         return EncoderOutput(seq, final, (h_n, c_n))

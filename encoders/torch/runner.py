@@ -22,7 +22,7 @@ from encoders.torch.batches import SequenceDataModule  # noqa: E402
 from encoders.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
 from encoders.torch.classifier import SequenceClassifier  # noqa: E402
-from encoders.torch.runtime import limit_gpu_memory  # noqa: E402
+from encoders.torch.runtime import limit_gpu_memory, set_fp32_precision  # noqa: E402
 
 log = logging.getLogger(__name__)
 # every task's per-epoch figures (a run records those its task logs)
@@ -76,6 +76,17 @@ class GPUMemoryLimit(Callback):
     def setup(self, trainer, pl_module, stage):
         device = trainer.strategy.root_device
         limit_gpu_memory(self.memory_limit_mb, device.index if device.type == "cuda" else None)
+
+
+class Fp32Precision(Callback):
+    """``trainer.fp32_precision`` in the worker processes of a ``*_spawn`` strategy, which start
+    with torch's own flags (``app.run`` sets them in the launching process)."""
+
+    def __init__(self, precision: str):
+        self.precision = precision
+
+    def setup(self, trainer, pl_module, stage):
+        set_fp32_precision(self.precision)
 
 
 class LastCheckpoint(Checkpoint):
@@ -146,6 +157,8 @@ def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) ->
     # Lightning calls every hook on every callback (about 30 us per callback per step here): no
     # callback where there is nothing to do
     limit = [GPUMemoryLimit(cfg.gpu.memory_limit_mb)] if cfg.gpu.memory_limit_mb is not None else []
+    if "spawn" in str(t.strategy):
+        limit.append(Fp32Precision(t.fp32_precision))
     kwargs: Dict[str, Any] = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
@@ -220,6 +233,8 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
     last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
+    if splits.test is not None and trainer.strategy.root_device.type != "cpu":
+        model.to(trainer.strategy.root_device)  # the test split is scored where training ran (fit moved it back)
     extra = test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
     extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings)}
     return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,

@@ -1,5 +1,5 @@
-"""torch runtime: GPU memory (a per-process fraction of the device this process or rank uses) and
-the CPU's handling of denormal floats."""
+"""torch runtime: GPU memory (a per-process fraction of the device this process or rank uses), the
+CPU's handling of denormal floats and the precision of float32 matmuls and cuDNN RNNs on the GPU."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from encoders.config import FP32_PRECISIONS
 from encoders.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,3 +59,45 @@ def check_accelerator(accelerator: str) -> None:
             torch.cuda.is_available() or torch.backends.mps.is_available()):
         raise ConfigError(f"trainer.accelerator={accelerator} but torch sees no GPU: use trainer.accelerator=cpu "
                           "or auto")
+
+
+def set_fp32_precision(precision: str) -> dict:
+    """How float32 matmuls and cuDNN RNNs/convolutions compute on CUDA: ``"ieee"`` (full float32)
+    or ``"tf32"`` (TensorFloat-32 on Ampere and newer: 10-bit mantissa inputs, float32 sums).
+
+    torch has two sets of switches: the old ``allow_tf32`` flags and, from 2.9, ``fp32_precision``
+    per backend and operator, which alone reaches cuDNN RNNs (whose default there is tf32;
+    ``torch.set_float32_matmul_precision`` does not reach them). Both are set, old first, so
+    either can be read back (torch refuses reads when they disagree). Call it before the first
+    CUDA kernel; on a CPU-only build it only sets the flags. Returns the flags as read back.
+    """
+    if precision not in FP32_PRECISIONS:
+        raise ConfigError(f"trainer.fp32_precision must be one of {FP32_PRECISIONS}, got {precision!r}")
+    on = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+    for name in ("cuda.matmul", "cudnn.conv", "cudnn.rnn"):  # torch >= 2.9
+        owner = _backend(name)
+        if owner is not None and hasattr(owner, "fp32_precision"):
+            owner.fp32_precision = precision
+    flags = fp32_flags()
+    log.info("float32 on CUDA: %s (%s)", precision, ", ".join(f"{k}={v}" for k, v in flags.items()))
+    return flags
+
+
+def fp32_flags() -> dict:
+    """The float32 precision switches of this torch, as they stand now."""
+    flags = {"cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+             "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
+    for name in ("cuda.matmul", "cudnn.conv", "cudnn.rnn"):
+        owner = _backend(name)
+        if owner is not None and hasattr(owner, "fp32_precision"):
+            flags[f"{name}.fp32_precision"] = owner.fp32_precision
+    return flags
+
+
+def _backend(name: str):
+    owner = torch.backends
+    for part in name.split("."):
+        owner = getattr(owner, part, None)
+    return owner

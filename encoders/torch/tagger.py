@@ -13,9 +13,10 @@ from encoders.config import PAD_ID, TAG_PAD_ID, ClassifierSpec
 from encoders.tasks import TaggingTally
 from encoders.torch.embedding import PaddedEmbedding
 from encoders.torch.rnn import RNNEncoder
+from encoders.torch.batches import HostCheckedBatches
 
 
-class TaskModule(pl.LightningModule):
+class TaskModule(HostCheckedBatches, pl.LightningModule):
     """What the task modules share: the embedding and encoder of a ``ClassifierSpec``, AdamW, and
     ``freeze_embeddings`` (the table gets no gradient, so it never changes)."""
 
@@ -121,16 +122,23 @@ class SequenceTagger(TaskModule):
         """(summed cross-entropy over real tokens, their count) of a batch's logits."""
         k = self.hparams.num_classes
         real = tags != TAG_PAD_ID
-        if tags.device.type == "cpu" and real.any():
-            t = tags[real]
-            if int(t.min()) < 0 or int(t.max()) >= k:
-                raise ValueError(f"tag {int(t[(t < 0) | (t >= k)][0])} is outside [0, {k})")
+        if tags.device.type == "cpu":  # on an accelerator transfer_batch_to_device checked them on the CPU
+            self.check_targets({"tags": tags})
         total = F.cross_entropy(logits.reshape(-1, k).float(), tags.reshape(-1), ignore_index=TAG_PAD_ID,
                                 reduction="sum")
         return total, real.sum()
 
+    def check_targets(self, batch: Dict[str, torch.Tensor]) -> None:
+        k, tags = self.hparams.num_classes, batch.get("tags")
+        real = None if tags is None else tags != TAG_PAD_ID
+        if real is not None and real.any():
+            t = tags[real]
+            if int(t.min()) < 0 or int(t.max()) >= k:
+                raise ValueError(f"tag {int(t[(t < 0) | (t >= k)][0])} is outside [0, {k})")
+
     def _loss(self, batch: Dict[str, torch.Tensor]):
-        logits = self(batch["tokens"], batch["lengths"])
+        with self.checked(batch):
+            logits = self(batch["tokens"], batch["lengths"])
         total, n = self.loss_sum(logits, batch["tags"])
         return total / n.clamp(min=1), total, n, logits
 
@@ -144,7 +152,8 @@ class SequenceTagger(TaskModule):
         self._val = TaggingTally(self.hparams.tag_names)
 
     def validation_step(self, batch, batch_idx):
-        logits = self(batch["tokens"], batch["lengths"])
+        with self.checked(batch):
+            logits = self(batch["tokens"], batch["lengths"])
         self._val.update(logits.detach().float().cpu().numpy(), batch["tags"].cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:

@@ -1,0 +1,61 @@
+"""The device a trained run is used on: ``device="auto" | "cpu" | "cuda" | "cuda:N"``.
+
+``encoders.load_run(..., device=...)`` and ``--device`` of ``predict``/``evaluate`` take it.
+``auto`` is the first GPU when the run's framework sees one, else the CPU. A device that does not
+exist here is a ``ConfigError`` naming it (one line and exit code 2 in the CLI). torch runs map to
+``torch.device``; tf runs to TensorFlow's ``/CPU:0`` and ``/GPU:N`` (``cuda:N`` is ``/GPU:N``).
+Only the run's own framework is imported.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+
+from encoders.errors import ConfigError
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+_FORM = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(device) -> tuple:
+    """``(kind, index or None)`` of a device name, or a ConfigError naming it."""
+    m = _FORM.match(str(device).strip().lower()) if isinstance(device, str) else None
+    if m is None or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
+    return m.group(1), None if m.group(2) is None else int(m.group(2))
+
+
+def resolve_device(backend: str, device: str = "auto") -> str:
+    """The device ``backend`` will use for ``device``: ``"cpu"``/``"cuda:N"`` (torch) or
+    ``"/CPU:0"``/``"/GPU:N"`` (tf); ConfigError if it does not exist here."""
+    kind, index = parse_device(device)
+    count = _gpu_count(backend)
+    if kind == "auto":
+        kind, index = ("cuda", 0) if count else ("cpu", None)
+    if kind == "cpu":
+        return "cpu" if backend == "torch" else "/CPU:0"
+    index = 0 if index is None else index
+    if index >= count:
+        seen = f"{count} GPU{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})" if count else "no GPU"
+        raise ConfigError(f"device={device!r}: {'torch' if backend == 'torch' else 'TensorFlow'} sees {seen} "
+                          f"here; use device=cpu or auto")
+    return f"cuda:{index}" if backend == "torch" else f"/GPU:{index}"
+
+
+def device_scope(backend: str, resolved: str):
+    """Where a tf run's variables and ops go (``tf.device``); torch places by tensor (no scope)."""
+    if backend == "torch":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    return tf.device(resolved)
+
+
+def _gpu_count(backend: str) -> int:
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
