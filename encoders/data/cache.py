@@ -1,6 +1,8 @@
 """Tokenized local files, cached: a second run on the same files and settings does not tokenize again.
 
-The key is a hash of every input file's path, size and modification time and of every setting
+The key is a hash of every input file's path, inode, size and change time (``st_ctime``: any
+write, ``touch -r``, ``cp -p`` or a rename over the file moves it, and no user can set it back,
+unlike the modification time) and of every setting
 that changes the ids (columns, tokenizer, vocabulary limits, truncation, the hold-out seed when
 validation rows come from the training file). An entry is a folder of ``.npy`` buffers per split
 (token values, offsets, labels, file rows), the vocabulary and a ``meta.json``. It is written to
@@ -15,7 +17,9 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable
+import tempfile
+from types import SimpleNamespace
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -33,9 +37,17 @@ def cache_root(cfg: Any) -> str:
             or os.path.join(os.path.expanduser("~"), ".cache", "padded-encoders"))
 
 
+def scratch_folder(cache_dir: Optional[str] = None) -> str:
+    """A fresh folder under ``<cache root>/scratch`` for a temporary copy of the input (the
+    ``datasets`` Arrow file); its reader deletes it. ``cache clear`` removes leftovers of killed runs."""
+    root = os.path.join(cache_root(SimpleNamespace(cache_dir=cache_dir)), "scratch")
+    os.makedirs(root, exist_ok=True)
+    return tempfile.mkdtemp(dir=root)
+
+
 def _stat(path: str) -> list:
     st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    return [os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def cache_key(cfg: Any, seed: int, task: str = "classification") -> str:
@@ -49,6 +61,7 @@ def cache_key(cfg: Any, seed: int, task: str = "classification") -> str:
 def cached(cfg: Any, seed: int, build: Callable[[], Any], task: str = "classification"):
     """``build()``'s ``Splits``, or the same read back from the cache entry of these files and settings."""
     entry = os.path.join(cache_root(cfg), "tokens", cache_key(cfg, seed, task))
+    damaged = False
     if os.path.isfile(os.path.join(entry, "meta.json")):
         try:
             splits = _load(entry)
@@ -56,18 +69,19 @@ def cached(cfg: Any, seed: int, build: Callable[[], Any], task: str = "classific
             return splits
         except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, never trusted
             log.warning("cache entry %s is unreadable (%s): tokenizing again", entry, e)
+            damaged = True
     splits = build()
     try:
-        _save(splits, entry)
+        _save(splits, entry, replace=damaged)
     except OSError as e:  # a read-only or full disk must not stop training
         log.warning("could not write the cache entry %s (%s); the next run tokenizes again", entry, e)
     return splits
 
 
-def _save(splits: Any, entry: str) -> None:
+def _save(splits: Any, entry: str, replace: bool = False) -> None:
     from encoders.io import atomic_folder
 
-    with atomic_folder(entry) as tmp:
+    with atomic_folder(entry, replace=replace) as tmp:
         for name in SPLITS:
             split = getattr(splits, name)
             if split is None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -163,12 +165,21 @@ def _has_no_rows(path: str, builder: str) -> bool:
         return False
 
 
-def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None) -> Raw:
+def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None,
+              cache_dir: Optional[str] = None) -> Raw:
     """One local file as a ``datasets.Dataset``. csv cells are read as written: ``text_columns`` as
     strings (numbers too; an empty cell is an empty text), ``NA``/``nan``/empty in the
-    ``label_column`` as missing."""
+    ``label_column`` as missing.
+
+    The Arrow copy ``datasets`` makes is written to a fresh folder under the tokens cache's
+    ``scratch/`` (``data.cache_dir`` when given) and deleted with the dataset: our own cache keeps
+    the tokens, and ``datasets``' cache, keyed on size and modification time, could hand back an
+    edited file's old rows.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files never need the network
     from datasets import load_dataset
+
+    from encoders.data.cache import scratch_folder
 
     builder = _builder_for(path, key)
     kwargs: Dict[str, Any] = {}
@@ -180,7 +191,10 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
         if path.lower().endswith(".tsv"):
             kwargs["delimiter"] = "\t"
     try:
-        ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", **kwargs)
+        scratch = scratch_folder(cache_dir)
+        ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
+                          **kwargs)
+        weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
     except Exception as e:  # parser errors from pyarrow/pandas: say which file
         if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
             raise DataError(f"{key}={path} has no rows") from e
@@ -190,7 +204,7 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
 
 def _files(cfg: Any, read=None) -> Dict[str, Raw]:
     """Every split's file that is set, read by ``read(path, key)`` (default: text and label columns)."""
-    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column))
+    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column, cfg.cache_dir))
     out = {}
     for split, key, path in (("train", "data.train_file", cfg.train_file),
                              ("validation", "data.validation_file", cfg.validation_file),
