@@ -93,17 +93,18 @@ def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
     DataConfig.validate(cfg)
     if cfg.source == "synthetic":
         return _synthetic(cfg, seed)
+    from encoders.data.cache import cached, uncached
+
     if task == "tagging":
         from encoders.data.tagging import tagging_files, tokenize_tagging
 
-        build = lambda: tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed)  # noqa: E731
+        def build(writer):
+            writer.save(tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed))
     else:
-        build = lambda: _tokenize(_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed, task)  # noqa: E731
-    if cfg.source == "files":
-        from encoders.data.cache import cached
-
-        return cached(cfg, seed, build, task=task)
-    return build()
+        def build(writer):
+            _tokenize(_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed, writer, task)
+    # ids are written to the entry as they are made, then read back memory-mapped: memory stays flat
+    return cached(cfg, seed, build, task=task) if cfg.source == "files" else uncached(build)
 
 
 def _synthetic(cfg: Any, seed: int) -> Splits:
@@ -371,7 +372,8 @@ def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarr
     return out
 
 
-def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, task: str = "classification") -> Splits:
+def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, writer: Any, task: str = "classification") -> None:
+    """Every split's ids, labels and file rows written to ``writer`` (an ``EntryWriter``), a chunk at a time."""
     text_col, label_col = cfg.text_column, cfg.label_column
     for split, raw in raws.items():
         missing = [c for c in (text_col, label_col) if c not in raw.ds.column_names]
@@ -390,26 +392,23 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, task: str = "classifica
         label_ids, names, num_classes = _encode_labels(raws, label_col, train_rows)
         if num_classes < 2:
             raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
+    del train_rows
 
-    vocab, buffers = _build_vocab(cfg, raws, held)
+    vocab = _write_ids(cfg, raws, held, writer)
     vocab.labels = names
-    out: Dict[str, Split] = {}
-    truncated: Dict[str, int] = {}
-    for split, buf in buffers.items():
-        if cfg.max_tokens_per_example:
-            buf, truncated[split] = buf.truncate(cfg.max_tokens_per_example)
+    for split in writer.files:
         source = "train" if held is not None and split == "validation" else split
         rows = np.arange(len(label_ids[source])) if held is None or source != "train" else np.flatnonzero(
             held if split == "validation" else ~held)
-        out[split] = Split(buf, label_ids[source][rows], rows)
-    if not out["train"].tokens.offsets[-1] > out["train"].tokens.offsets[0]:
+        writer.finish(split, label_ids[source][rows], rows)
+    if not writer.ends["train"]:
         raise DataError(f"text column {text_col!r} is empty in every training row{raws['train'].where(0)}: "
                         f"check data.text_column")
+    truncated = dict(writer.truncated) if cfg.max_tokens_per_example else {}
     if any(truncated.values()):
         log.info("data.max_tokens_per_example=%d cut %s rows", cfg.max_tokens_per_example,
                  ", ".join(f"{n} {s}" for s, n in truncated.items() if n))
-    return Splits(out["train"], out["validation"], num_classes=num_classes, vocab_size=len(vocab), vocab=vocab,
-                  test=out.get("test"), truncated=truncated)
+    writer.close(vocab, num_classes, len(vocab), truncated)
 
 
 def _routed_chunks(raws: Dict[str, Raw], column: str, held: Optional[np.ndarray]):
@@ -426,13 +425,20 @@ def _routed_chunks(raws: Dict[str, Raw], column: str, held: Optional[np.ndarray]
             start += len(chunk)
 
 
-def _build_vocab(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray]):
-    """The run's vocabulary (from the training rows) and every split's token ids."""
+def _write_ids(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray], writer: Any):
+    """The run's vocabulary (from the training rows); every split's ids appended to ``writer`` as they
+    are made. Word-level ids are numbered by first sight while the words are counted and renumbered
+    in place on disk once the vocabulary is known: one pass over the text, one chunk in memory."""
     from encoders.data.vocab import SubwordVocab, Vocab
 
+    cut = cfg.max_tokens_per_example
     if cfg.tokenizer in ("whitespace", "char") and not cfg.tokenizer_file:
-        return Vocab.build_and_encode(_routed_chunks(raws, cfg.text_column, held), ("train",), cfg.tokenizer,
-                                      cfg.lowercase, cfg.min_freq, cfg.max_vocab_size)
+        vocab, remap = Vocab.build_streaming(_routed_chunks(raws, cfg.text_column, held), ("train",),
+                                             lambda split, ids: writer.append(split, ids, max_tokens=cut),
+                                             cfg.tokenizer, cfg.lowercase, cfg.min_freq, cfg.max_vocab_size)
+        for split in writer.files:
+            writer.remap(split, remap)
+        return vocab
     from encoders.data.tokenizers import load_tokenizer_file, train_tokenizer
 
     if cfg.tokenizer_file:
@@ -447,10 +453,9 @@ def _build_vocab(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray]):
         vocab = SubwordVocab(tok, kind)
     except ValueError as e:
         raise DataError(f"data.tokenizer_file={cfg.tokenizer_file}: {e}") from None
-    parts: Dict[str, List[TokenBuffer]] = {}
     for split, chunk in _routed_chunks(raws, cfg.text_column, held):
-        parts.setdefault(split, []).append(vocab.encode_many(chunk))
-    return vocab, {split: TokenBuffer.concat(p) for split, p in parts.items()}
+        writer.append(split, vocab.encode_many(chunk), max_tokens=cut)
+    return vocab
 
 
 def check_token_budget(splits: Splits, max_tokens: Optional[int], key: str = "data.max_tokens") -> None:
