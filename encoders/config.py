@@ -182,9 +182,13 @@ class TrainerConfig:
     # torch: denormal floats count as zero on the CPU (TensorFlow's kernels always do), which keeps
     # RNN gradients over long rows fast; false keeps IEEE denormals. Not in ddp_spawn workers.
     flush_denormal: bool = True
+    # CPU threads of this process; null: its fair share, cores / our processes running on the machine
+    num_threads: Optional[int] = None
 
     def validate(self) -> "TrainerConfig":
         _at_least("trainer.max_epochs", self.max_epochs, 1)
+        if self.num_threads is not None:
+            _at_least("trainer.num_threads", self.num_threads, 1)
         if not _is_devices(self.devices):
             raise ConfigError(f"trainer.devices must be a number of devices >= 1, -1 or 'auto' (every device), or a "
                               f"list of device indices such as [0,1], got {self.devices!r}")
