@@ -139,6 +139,8 @@ class DataConfig:
     # Batches by padded tokens (rows x longest row <= N) instead of data.batch_size rows.
     max_tokens: Optional[int] = None
     cache_dir: Optional[str] = None  # tokenized files; default $ENCODERS_CACHE or ~/.cache/padded-encoders
+    # the tokens cache's size cap: least recently used entries go first once a new one passes it; null: no cap
+    cache_max_gb: Optional[float] = 20.0
 
     @property
     def eval_rows(self) -> int:
@@ -156,6 +158,8 @@ class DataConfig:
             raise DataConfigError("data.source=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
         if self.source != "synthetic":
             _one_of("data.tokenizer", self.tokenizer, TOKENIZERS, DataConfigError)
+        if self.cache_max_gb is not None and not self.cache_max_gb > 0:
+            raise DataConfigError(f"data.cache_max_gb must be > 0 (null: no cap), got {self.cache_max_gb}")
         for key in ("max_tokens_per_example", "max_tokens", "subword_vocab_size", "eval_batch_size"):
             value = getattr(self, key)
             if value is not None:

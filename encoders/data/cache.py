@@ -21,7 +21,7 @@ import shutil
 import struct
 import tempfile
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -70,6 +70,7 @@ def cached(cfg: Any, seed: int, build: Callable[["EntryWriter"], None], task: st
         try:
             splits = _load(entry)
             log.info("tokenized data read from the cache: %s", entry)
+            _touch(entry)
             return splits
         except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, never trusted
             log.warning("cache entry %s is unreadable (%s): tokenizing again", entry, e)
@@ -82,7 +83,68 @@ def cached(cfg: Any, seed: int, build: Callable[["EntryWriter"], None], task: st
     except OSError as e:  # a read-only or full disk must not stop training
         log.warning("could not write the cache entry %s (%s); the next run tokenizes again", entry, e)
         return uncached(build)
+    _touch(entry)
+    max_gb = getattr(cfg, "cache_max_gb", None)
+    if max_gb:
+        evict(os.path.dirname(entry), int(max_gb * 2**30), keep=entry)
     return _load(entry)
+
+
+# -- the cache's size: least recently used entries go first ----------------------------------------
+def _touch(entry: str) -> None:
+    """Mark the entry used now (its folder's mtime is the last use)."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass
+
+
+def entries(tokens_dir: str) -> List[Dict[str, Any]]:
+    """Complete entries under ``tokens_dir``, least recently used first: path, bytes, last use (epoch s)."""
+    out = []
+    try:
+        names = os.listdir(tokens_dir)
+    except OSError:
+        return out
+    for name in names:
+        path = os.path.join(tokens_dir, name)
+        if name.startswith(".") or not os.path.isfile(os.path.join(path, "meta.json")):
+            continue
+        try:
+            size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+            out.append({"path": path, "bytes": size, "used": os.stat(path).st_mtime})
+        except OSError:  # removed meanwhile
+            continue
+    return sorted(out, key=lambda e: (e["used"], e["path"]))
+
+
+def remove_entry(path: str) -> None:
+    """Rename away, then delete: a reader never sees half an entry (mapped files stay readable)."""
+    gone = os.path.join(os.path.dirname(path), f".old-{os.path.basename(path)}-{os.getpid()}")
+    try:
+        os.rename(path, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def evict(tokens_dir: str, max_bytes: int, keep: Optional[str] = None) -> List[str]:
+    """Delete least recently used entries until the rest fit in ``max_bytes`` (``keep`` stays); returns them."""
+    found = entries(tokens_dir)
+    total = sum(e["bytes"] for e in found)
+    removed = []
+    for e in found:
+        if total <= max_bytes:
+            break
+        if keep and os.path.abspath(e["path"]) == os.path.abspath(keep):
+            continue
+        remove_entry(e["path"])
+        total -= e["bytes"]
+        removed.append(e["path"])
+    if removed:
+        log.info("tokens cache over %.1f GB: removed %d least recently used entr%s", max_bytes / 2**30,
+                 len(removed), "y" if len(removed) == 1 else "ies")
+    return removed
 
 
 def uncached(build: Callable[["EntryWriter"], None]):
@@ -217,3 +279,28 @@ def _load(entry: str):
     return Splits(splits["train"], splits["validation"], num_classes=meta["num_classes"],
                   vocab_size=meta["vocab_size"], vocab=load_vocab(entry), test=splits.get("test"),
                   truncated=meta.get("truncated", {}))
+
+
+def command(action: str, cache_dir: Optional[str] = None) -> int:
+    """``python -m encoders cache list|clear``: the entries, least recently used first, or delete them all."""
+    import time
+
+    root = cache_root(SimpleNamespace(cache_dir=cache_dir))
+    found = entries(os.path.join(root, "tokens"))
+    leftovers = [os.path.join(d, n) for d in (os.path.join(root, "tokens"), os.path.join(root, "scratch"))
+                 if os.path.isdir(d) for n in os.listdir(d)
+                 if d.endswith("scratch") or n.startswith((".tmp-", ".old-"))]
+    if action == "clear":
+        for e in found:
+            remove_entry(e["path"])
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        print(f"removed {len(found)} entries ({sum(e['bytes'] for e in found) / 2**20:.1f} MB) and "
+              f"{len(leftovers)} leftovers from {root}")
+        return 0
+    for e in found:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["used"]))
+        print(f"{used}  {e['bytes'] / 2**20:10.1f} MB  {e['path']}")
+    print(f"{len(found)} entries, {sum(e['bytes'] for e in found) / 2**20:.1f} MB in {root}"
+          + (f"; {len(leftovers)} leftovers of killed runs (cache clear removes them)" if leftovers else ""))
+    return 0
