@@ -166,11 +166,60 @@ def _has_no_rows(path: str, builder: str) -> bool:
         return False
 
 
+class ArrowFiles:
+    """The Arrow files ``datasets`` wrote for one file, read a batch at a time from disk (never
+    memory-mapped: a mapping keeps every page it touched resident, so memory would grow with the
+    rows). Offers what tokenizing needs of a ``Dataset``: ``column_names``, ``len()``,
+    ``data.column(name)`` (that column alone, copied out of its batches) and ``batches(column)``."""
+
+    def __init__(self, paths: List[str], num_rows: int):
+        import pyarrow as pa
+
+        self.paths, self.num_rows = paths, num_rows
+        with pa.OSFile(paths[0]) as f:
+            self.schema = pa.ipc.open_stream(f).schema
+        self.column_names = self.schema.names
+        self.data = self
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def batches(self, column: str):
+        """``column`` of each record batch in row order (the batch's other columns are let go)."""
+        import pyarrow as pa
+
+        for path in self.paths:
+            with pa.OSFile(path) as f:
+                for batch in pa.ipc.open_stream(f):
+                    yield batch.column(column)
+
+    def column(self, name: str):
+        import pyarrow as pa
+
+        # copied, so the batch each came from (all its columns, one buffer) is freed
+        return pa.chunked_array([pa.concat_arrays([c]) for c in self.batches(name)], type=self.schema.field(name).type)
+
+
+def _prepared(builder: str, path: str, scratch: str, kwargs: Dict[str, Any]) -> ArrowFiles:
+    """``datasets`` parses the file into Arrow files under ``scratch``; they are read as a stream."""
+    import glob
+
+    from datasets import load_dataset_builder
+
+    b = load_dataset_builder(builder, data_files={"data": os.path.abspath(path)}, cache_dir=scratch, **kwargs)
+    b.download_and_prepare()
+    files = sorted(glob.glob(os.path.join(b.cache_dir, f"{b.dataset_name}-data*.arrow")))
+    rows = b.info.splits["data"].num_examples
+    if not files or not rows:
+        raise ValueError(f"{path}: no rows")  # named by the caller as load_dataset's failures are
+    return ArrowFiles(files, rows)
+
+
 def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None,
-              cache_dir: Optional[str] = None) -> Raw:
+              cache_dir: Optional[str] = None, stream: bool = False) -> Raw:
     """One local file as a ``datasets.Dataset``. csv cells are read as written: ``text_columns`` as
     strings (numbers too; an empty cell is an empty text), ``NA``/``nan``/empty in the
-    ``label_column`` as missing.
+    ``label_column`` as missing. ``stream``: an ``ArrowFiles`` instead of a ``Dataset``.
 
     The Arrow copy ``datasets`` makes is written to a fresh folder under the tokens cache's
     ``scratch/`` (``data.cache_dir`` when given) and deleted with the dataset: our own cache keeps
@@ -193,8 +242,11 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
             kwargs["delimiter"] = "\t"
     try:
         scratch = scratch_folder(cache_dir)
-        ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
-                          **kwargs)
+        if stream:
+            ds = _prepared(builder, path, scratch, kwargs)
+        else:
+            ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
+                              **kwargs)
         weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
     except Exception as e:  # parser errors from pyarrow/pandas: say which file
         if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
@@ -205,7 +257,8 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
 
 def _files(cfg: Any, read=None) -> Dict[str, Raw]:
     """Every split's file that is set, read by ``read(path, key)`` (default: text and label columns)."""
-    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column, cfg.cache_dir))
+    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column, cfg.cache_dir,
+                                                stream=True))
     out = {}
     for split, key, path in (("train", "data.train_file", cfg.train_file),
                              ("validation", "data.validation_file", cfg.validation_file),
@@ -329,14 +382,18 @@ def text_chunks(raw: Raw, column: str, split: str):
     """The text column as lists of Python strings, ``_CHUNK`` at a time (null -> "", numbers -> text)."""
     import pyarrow as pa
 
-    col = raw.ds.data.column(column)
-    t = col.type
+    if isinstance(raw.ds, ArrowFiles):
+        t, parts = raw.ds.schema.field(column).type, raw.ds.batches(column)
+    else:
+        col = raw.ds.data.column(column)
+        t, parts = col.type, [col]
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         if pa.types.is_nested(t) or pa.types.is_binary(t):
             raise DataError(f"{split} split: text column {column!r} holds {t}, not text{raw.where(0)}")
-        col = col.cast(pa.string())
-    for start in range(0, len(col), _CHUNK):
-        yield [x if x is not None else "" for x in col.slice(start, _CHUNK).to_pylist()]
+    for col in parts:
+        col = col if pa.types.is_string(t) or pa.types.is_large_string(t) else col.cast(pa.string())
+        for start in range(0, len(col), _CHUNK):
+            yield [x if x is not None else "" for x in col.slice(start, _CHUNK).to_pylist()]
 
 
 def _hold_out(n: int, seed: int) -> np.ndarray:
