@@ -6,7 +6,8 @@ array and each example's row in its file (for messages), plus what the model nee
 Errors in the data (a missing file or column, null labels, ...) are raised here, before training,
 naming the file and the row.
 
-Files are read with ``datasets.load_dataset`` (Arrow, memory-mapped); text columns are text:
+Files are parsed by ``datasets`` into Arrow files (in a scratch folder, deleted after), which
+training reads back a batch at a time (``ArrowFiles``); text columns are text:
 csv cells are read as strings, so ``NA``, ``null`` or ``None`` stay words and only an empty
 cell is an empty text. The tokenized splits of local files are cached (``encoders.data.cache``):
 a second run on the same files with the same settings reads them back memory-mapped.
