@@ -159,7 +159,12 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
         set_threads(schema.trainer.num_threads)  # before TensorFlow starts (it can't change them later)
         limit_gpu_memory(schema.gpu.memory_limit_mb, schema.gpu.allow_growth)  # before TF touches a GPU
         from encoders.keras.runner import run as run_backend
-    return run_backend(schema, splits, run_dir, encoder_name)
+    try:
+        return run_backend(schema, splits, run_dir, encoder_name)
+    finally:
+        from encoders.threads import release
+
+        release()  # other processes' fair share grows again
 
 
 __all__ = ["run", "to_schema", "check_config", "hydra_errors_as_one_line", "ConfigError", "DataError", "EncodersError", "USER_ERROR"]

@@ -44,6 +44,19 @@ def register() -> None:
         log.info("threads: can't register in %s (%s); counting this process alone", folder, e)
 
 
+def release() -> None:
+    """Stop counting this process (its run is over; a notebook that trained once should not keep a share)."""
+    global _registration
+    if _registration is None:
+        return
+    try:
+        os.unlink(os.path.join(registry(), str(os.getpid())))
+    except OSError:
+        pass
+    os.close(_registration)
+    _registration = None
+
+
 def live_processes() -> int:
     """Processes registered and alive on this machine (this one included); stale files are removed."""
     folder = registry()

@@ -64,8 +64,6 @@ def test_each_process_sets_its_share_for_its_framework(tmp_path, backend):
         for p in procs:
             p.stdin.close()
             p.wait()
-    if backend == "torch":  # the user's own OMP_NUM_THREADS wins (the same code decides for tf)
-        assert int(_child(tmp_path, read, OMP_NUM_THREADS="3")) == 3
 
 
 def test_trainer_num_threads_wins_over_the_share(tmp_path, monkeypatch):
@@ -79,14 +77,18 @@ def test_trainer_num_threads_wins_over_the_share(tmp_path, monkeypatch):
         assert set_threads(3) == 3 and torch.get_num_threads() == 3
         assert set_threads(None) == threads.cores() // threads.live_processes()
     finally:
+        threads.release()
         torch.set_num_threads(before)
         for key in ("OMP_NUM_THREADS", "ENCODERS_THREADS_AUTO"):
             monkeypatch.delenv(key, raising=False)
 
 
-def test_a_child_recounts_instead_of_taking_the_parents_share_as_fixed(tmp_path, monkeypatch):
+def test_the_users_omp_num_threads_is_fixed_but_a_parents_choice_is_recounted(tmp_path, monkeypatch):
     monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own: fixed
+    assert threads.fair_share(None) == (3, "OMP_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
     threads.mark_chosen(7)  # what a parent exports for the libraries it starts
     try:
         assert os.environ["OMP_NUM_THREADS"] == "7" and threads.fixed_threads(None) is None
@@ -113,6 +115,19 @@ def test_torch_threads_follow_processes_that_start_during_training(tmp_path, mon
             p.stdin.close()
             p.wait()
         torch.set_num_threads(before)
+
+
+def test_a_released_process_is_no_longer_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    procs = _holders(tmp_path, 1)
+    try:
+        threads.register()
+        assert threads.live_processes() == 2
+        threads.release()
+        assert threads.live_processes() == 1 and os.listdir(tmp_path) == [str(procs[0].pid)]
+    finally:
+        procs[0].stdin.close()
+        procs[0].wait()
 
 
 def test_num_threads_below_one_is_refused():
