@@ -158,18 +158,25 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     check_token_budget(splits, schema.data.max_tokens)
     encoder_name = encoder_name or schema.encoder.cell
     if backend == "torch":
-        from encoders.torch.runtime import flush_denormal, set_alloc_conf, set_fp32_precision
+        from encoders.torch.runtime import flush_denormal, set_alloc_conf, set_fp32_precision, set_threads
 
         flush_denormal(schema.trainer.flush_denormal)  # before torch starts its CPU threads, which copy it
+        set_threads(schema.trainer.num_threads)  # before the first kernel
         set_fp32_precision(schema.trainer.fp32_precision)  # before the first CUDA kernel
         set_alloc_conf(schema.gpu.alloc_conf)
         from encoders.torch.runner import run as run_backend
     else:
-        from encoders.keras.runtime import limit_gpu_memory
+        from encoders.keras.runtime import limit_gpu_memory, set_threads
 
+        set_threads(schema.trainer.num_threads)  # before TensorFlow starts (it can't change them later)
         limit_gpu_memory(schema.gpu.memory_limit_mb, schema.gpu.allow_growth)  # before TF touches a GPU
         from encoders.keras.runner import run as run_backend
-    return run_backend(schema, splits, run_dir, encoder_name)
+    try:
+        return run_backend(schema, splits, run_dir, encoder_name)
+    finally:
+        from encoders.threads import release
+
+        release()  # other processes' fair share grows again
 
 
 __all__ = ["run", "to_schema", "check_config", "hydra_errors_as_one_line", "ConfigError", "DataError", "EncodersError", "USER_ERROR"]

@@ -5,6 +5,7 @@
     encoders evaluate RUN_DIR INPUT [--output FILE.json] [--batch-size N] [--checkpoint best|last] [--device D]
     encoders export   RUN_DIR --format onnx|savedmodel [--output PATH] [--atol 1e-4] [--overwrite] [--checkpoint ...]
     encoders convert  RUN_DIR [--output PATH] [--checkpoint best|last] [...]  (= python -m encoders.convert)
+    encoders cache    list|clear [--cache-dir DIR]
 
 INPUT is a csv/tsv/json/jsonl/parquet table with the run's text column (``data.text_column``;
 evaluate also needs ``data.label_column``), or ``-`` for one text per line on standard input.
@@ -209,6 +210,10 @@ def checkpoint_option(parser: argparse.ArgumentParser) -> None:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+def cmd_cache(a: argparse.Namespace) -> int:
+    from encoders.data.cache import command
+
+    return command(a.action, a.cache_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export at the output path")
     checkpoint_option(ex)
     ex.set_defaults(func=cmd_export)
+
+    ca = sub.add_parser("cache", help="list or clear the tokens cache of train.py",
+                        description="list: every cache entry (last use, size) and leftovers of killed runs; "
+                                    "clear: delete them all. The next run tokenizes its files again.")
+    ca.add_argument("action", choices=["list", "clear"])
+    ca.add_argument("--cache-dir", default=None, help="the runs' data.cache_dir (default: $ENCODERS_CACHE, "
+                                                      "else ~/.cache/padded-encoders)")
+    ca.set_defaults(func=cmd_cache)
 
     sub.add_parser("convert", help="move the run to the other backend (python -m encoders.convert; "
                                    "encoders convert --help for its options)", add_help=False)

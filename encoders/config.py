@@ -140,6 +140,8 @@ class DataConfig:
     # Batches by padded tokens (rows x longest row <= N) instead of data.batch_size rows.
     max_tokens: Optional[int] = None
     cache_dir: Optional[str] = None  # tokenized files; default $ENCODERS_CACHE or ~/.cache/padded-encoders
+    # the tokens cache's size cap: least recently used entries go first once a new one passes it; null: no cap
+    cache_max_gb: Optional[float] = 20.0
 
     @property
     def eval_rows(self) -> int:
@@ -157,6 +159,8 @@ class DataConfig:
             raise DataConfigError("data.source=hub needs data.name=DATASET (a Hugging Face hub dataset id)")
         if self.source != "synthetic":
             _one_of("data.tokenizer", self.tokenizer, TOKENIZERS, DataConfigError)
+        if self.cache_max_gb is not None and not self.cache_max_gb > 0:
+            raise DataConfigError(f"data.cache_max_gb must be > 0 (null: no cap), got {self.cache_max_gb}")
         for key in ("max_tokens_per_example", "max_tokens", "subword_vocab_size", "eval_batch_size"):
             value = getattr(self, key)
             if value is not None:
@@ -186,10 +190,14 @@ class TrainerConfig:
     # torch on CUDA: float32 matmuls and cuDNN RNNs in full float32 ("ieee") or TensorFloat-32
     # ("tf32": faster on Ampere and newer, about 1e-3 relative error per product; README "GPU")
     fp32_precision: str = "ieee"
+    # CPU threads of this process; null: its fair share, cores / our processes running on the machine
+    num_threads: Optional[int] = None
 
     def validate(self) -> "TrainerConfig":
         _at_least("trainer.max_epochs", self.max_epochs, 1)
         _one_of("trainer.fp32_precision", self.fp32_precision, FP32_PRECISIONS)
+        if self.num_threads is not None:
+            _at_least("trainer.num_threads", self.num_threads, 1)
         if not _is_devices(self.devices):
             raise ConfigError(f"trainer.devices must be a number of devices >= 1, -1 or 'auto' (every device), or a "
                               f"list of device indices such as [0,1], got {self.devices!r}")

@@ -1,6 +1,8 @@
 """Tokenized local files, cached: a second run on the same files and settings does not tokenize again.
 
-The key is a hash of every input file's path, size and modification time and of every setting
+The key is a hash of every input file's path, inode, size and change time (``st_ctime``: any
+write, ``touch -r``, ``cp -p`` or a rename over the file moves it, and no user can set it back,
+unlike the modification time) and of every setting
 that changes the ids (columns, tokenizer, vocabulary limits, truncation, the hold-out seed when
 validation rows come from the training file). An entry is a folder of ``.npy`` buffers per split
 (token values, offsets, labels, file rows), the vocabulary and a ``meta.json``. It is written to
@@ -15,7 +17,11 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Callable
+import shutil
+import struct
+import tempfile
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -24,6 +30,7 @@ from encoders.data.flat import TokenBuffer
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what an entry holds changes
 SPLITS = ("train", "validation", "test")
+REMAP_STEP = 1 << 20  # ids renumbered at a time on disk
 _SETTINGS = ("text_column", "label_column", "tokenizer", "lowercase", "min_freq", "max_vocab_size",
              "subword_vocab_size", "max_tokens_per_example", "tokens_column", "tags_column")
 
@@ -33,9 +40,17 @@ def cache_root(cfg: Any) -> str:
             or os.path.join(os.path.expanduser("~"), ".cache", "padded-encoders"))
 
 
+def scratch_folder(cache_dir: Optional[str] = None) -> str:
+    """A fresh folder under ``<cache root>/scratch`` for a temporary copy of the input (the
+    ``datasets`` Arrow file); its reader deletes it. ``cache clear`` removes leftovers of killed runs."""
+    root = os.path.join(cache_root(SimpleNamespace(cache_dir=cache_dir)), "scratch")
+    os.makedirs(root, exist_ok=True)
+    return tempfile.mkdtemp(dir=root)
+
+
 def _stat(path: str) -> list:
     st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    return [os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def cache_key(cfg: Any, seed: int, task: str = "classification") -> str:
@@ -46,43 +61,202 @@ def cache_key(cfg: Any, seed: int, task: str = "classification") -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cached(cfg: Any, seed: int, build: Callable[[], Any], task: str = "classification"):
-    """``build()``'s ``Splits``, or the same read back from the cache entry of these files and settings."""
+def cached(cfg: Any, seed: int, build: Callable[["EntryWriter"], None], task: str = "classification"):
+    """The ``Splits`` of these files and settings, read memory-mapped from their cache entry;
+    ``build(writer)`` writes the entry first when there is none (or a damaged one, which it replaces)."""
     entry = os.path.join(cache_root(cfg), "tokens", cache_key(cfg, seed, task))
+    damaged = False
     if os.path.isfile(os.path.join(entry, "meta.json")):
         try:
             splits = _load(entry)
             log.info("tokenized data read from the cache: %s", entry)
+            _touch(entry)
             return splits
         except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, never trusted
             log.warning("cache entry %s is unreadable (%s): tokenizing again", entry, e)
-    splits = build()
+            damaged = True
     try:
-        _save(splits, entry)
+        from encoders.io import atomic_folder
+
+        with atomic_folder(entry, replace=damaged) as tmp:
+            build(EntryWriter(tmp))
     except OSError as e:  # a read-only or full disk must not stop training
         log.warning("could not write the cache entry %s (%s); the next run tokenizes again", entry, e)
-    return splits
+        return uncached(build)
+    _touch(entry)
+    max_gb = getattr(cfg, "cache_max_gb", None)
+    if max_gb:
+        evict(os.path.dirname(entry), int(max_gb * 2**30), keep=entry)
+    return _load(entry)
 
 
-def _save(splits: Any, entry: str) -> None:
-    from encoders.io import atomic_folder
+# -- the cache's size: least recently used entries go first ----------------------------------------
+def _touch(entry: str) -> None:
+    """Mark the entry used now (its folder's mtime is the last use)."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass
 
-    with atomic_folder(entry) as tmp:
+
+def entries(tokens_dir: str) -> List[Dict[str, Any]]:
+    """Complete entries under ``tokens_dir``, least recently used first: path, bytes, last use (epoch s)."""
+    out = []
+    try:
+        names = os.listdir(tokens_dir)
+    except OSError:
+        return out
+    for name in names:
+        path = os.path.join(tokens_dir, name)
+        if name.startswith(".") or not os.path.isfile(os.path.join(path, "meta.json")):
+            continue
+        try:
+            size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+            out.append({"path": path, "bytes": size, "used": os.stat(path).st_mtime})
+        except OSError:  # removed meanwhile
+            continue
+    return sorted(out, key=lambda e: (e["used"], e["path"]))
+
+
+def remove_entry(path: str) -> None:
+    """Rename away, then delete: a reader never sees half an entry (mapped files stay readable)."""
+    gone = os.path.join(os.path.dirname(path), f".old-{os.path.basename(path)}-{os.getpid()}")
+    try:
+        os.rename(path, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def evict(tokens_dir: str, max_bytes: int, keep: Optional[str] = None) -> List[str]:
+    """Delete least recently used entries until the rest fit in ``max_bytes`` (``keep`` stays); returns them."""
+    found = entries(tokens_dir)
+    total = sum(e["bytes"] for e in found)
+    removed = []
+    for e in found:
+        if total <= max_bytes:
+            break
+        if keep and os.path.abspath(e["path"]) == os.path.abspath(keep):
+            continue
+        remove_entry(e["path"])
+        total -= e["bytes"]
+        removed.append(e["path"])
+    if removed:
+        log.info("tokens cache over %.1f GB: removed %d least recently used entr%s", max_bytes / 2**30,
+                 len(removed), "y" if len(removed) == 1 else "ies")
+    return removed
+
+
+def uncached(build: Callable[["EntryWriter"], None]):
+    """``build``'s ``Splits`` through a temporary entry (deleted once mapped: POSIX keeps mapped pages)."""
+    tmp = tempfile.mkdtemp(prefix="encoders-tokens-")
+    try:
+        build(EntryWriter(tmp))
+        return _load(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class NpyAppender:
+    """A 1-D ``.npy`` file written piece by piece; its header (which holds the length) is written last."""
+
+    HEADER = 128  # bytes: magic, version, header length, then the padded dict (fits any 1-D length)
+
+    def __init__(self, path: str, dtype: Any):
+        self.path, self.dtype, self.size = path, np.dtype(dtype), 0
+        self.file = open(path, "wb")
+        self.file.write(b"\0" * self.HEADER)
+
+    def append(self, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array, dtype=self.dtype)
+        self.file.write(memoryview(array).cast("B"))
+        self.size += array.size
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        text = "{'descr': %r, 'fortran_order': False, 'shape': (%d,), }" % (
+            np.lib.format.dtype_to_descr(self.dtype), self.size)
+        text = text.ljust(self.HEADER - 10 - 1) + "\n"
+        self.file.seek(0)
+        self.file.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1"))
+        self.file.close()
+
+
+class EntryWriter:
+    """Writes a cache entry split by split, a chunk of rows at a time, so memory stays at one chunk.
+
+    Per split: ``append`` each chunk's ids (optionally tags) in row order, then ``finish`` with the
+    labels and file rows. ``remap`` rewrites the written ids in place (word ids numbered by first
+    sight, renumbered once the vocabulary is known). ``close`` writes the vocabulary and
+    ``meta.json``, which marks the entry complete.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.files: Dict[str, Dict[str, NpyAppender]] = {}
+        self.ends: Dict[str, int] = {}  # tokens written so far, per split
+        self.truncated: Dict[str, int] = {}
+
+    def _path(self, split: str, what: str) -> str:
+        return os.path.join(self.folder, f"{split}.{what}.npy")
+
+    def append(self, split: str, tokens: TokenBuffer, tags: Optional[TokenBuffer] = None,
+               max_tokens: Optional[int] = None) -> None:
+        """Rows of ``tokens`` after those written; ``max_tokens`` cuts each row (counted in ``truncated``)."""
+        if split not in self.files:
+            self.files[split] = {"values": NpyAppender(self._path(split, "values"), tokens.values.dtype),
+                                 "offsets": NpyAppender(self._path(split, "offsets"), np.int64)}
+            if tags is not None:
+                self.files[split]["tags"] = NpyAppender(self._path(split, "tags"), tags.values.dtype)
+            self.files[split]["offsets"].append(np.zeros(1, np.int64))
+            self.ends[split], self.truncated[split] = 0, 0
+        if max_tokens:
+            tokens, cut = tokens.truncate(max_tokens)
+            self.truncated[split] += cut
+        files, lo, hi = self.files[split], tokens.offsets[0], tokens.offsets[-1]
+        files["values"].append(tokens.values[lo:hi])
+        files["offsets"].append(tokens.offsets[1:] - lo + self.ends[split])
+        if tags is not None:
+            tags = tags.truncate(max_tokens)[0] if max_tokens else tags
+            files["tags"].append(tags.values[tags.offsets[0]:tags.offsets[-1]])
+        self.ends[split] += int(hi - lo)
+
+    def finish(self, split: str, labels: np.ndarray, rows: np.ndarray) -> None:
+        if split not in self.files:  # a split with no rows at all
+            self.append(split, TokenBuffer(np.zeros(0, np.int32), np.zeros(1, np.int64)))
+        for f in self.files[split].values():
+            f.close()
+        np.save(self._path(split, "labels"), np.ascontiguousarray(labels))
+        np.save(self._path(split, "rows"), np.ascontiguousarray(rows))
+
+    def remap(self, split: str, table: np.ndarray) -> None:
+        """``values = table[values]`` in place, ``step`` ids at a time (read and written, not mapped:
+        a mapping would keep every page it touched resident)."""
+        out, step = self.files[split]["values"], REMAP_STEP
+        out.close()
+        with open(out.path, "r+b") as f:
+            for start in range(0, out.size, step):
+                at = NpyAppender.HEADER + start * out.dtype.itemsize
+                f.seek(at)
+                chunk = np.fromfile(f, dtype=out.dtype, count=min(step, out.size - start))
+                f.seek(at)
+                f.write(memoryview(np.ascontiguousarray(table[chunk], dtype=out.dtype)).cast("B"))
+
+    def save(self, splits: Any) -> None:
+        """Write ``Splits`` built in memory (tagging) as one chunk per split."""
         for name in SPLITS:
             split = getattr(splits, name)
-            if split is None:
-                continue
-            tokens = split.tokens.take(np.arange(len(split))) if split.tokens.offsets[0] else split.tokens
-            for what, array in (("values", tokens.values), ("offsets", tokens.offsets), ("labels", split.labels),
-                                ("rows", split.rows)):
-                np.save(os.path.join(tmp, f"{name}.{what}.npy"), np.ascontiguousarray(array))
-            if split.tags is not None:  # task=tagging: same offsets as the tokens
-                tags = split.tags.take(np.arange(len(split))) if split.tags.offsets[0] else split.tags
-                np.save(os.path.join(tmp, f"{name}.tags.npy"), np.ascontiguousarray(tags.values))
-        splits.vocab.save(tmp)
-        meta = {"num_classes": splits.num_classes, "vocab_size": splits.vocab_size, "truncated": splits.truncated,
-                "splits": [n for n in SPLITS if getattr(splits, n) is not None]}
-        with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+            if split is not None:
+                self.append(name, split.tokens, split.tags)
+                self.finish(name, split.labels, split.rows)
+        self.close(splits.vocab, splits.num_classes, splits.vocab_size, splits.truncated)
+
+    def close(self, vocab: Any, num_classes: int, vocab_size: int, truncated: Dict[str, int]) -> None:
+        vocab.save(self.folder)
+        meta = {"num_classes": num_classes, "vocab_size": vocab_size, "truncated": truncated,
+                "splits": [n for n in SPLITS if n in self.files]}
+        with open(os.path.join(self.folder, "meta.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f)
 
 
@@ -105,3 +279,28 @@ def _load(entry: str):
     return Splits(splits["train"], splits["validation"], num_classes=meta["num_classes"],
                   vocab_size=meta["vocab_size"], vocab=load_vocab(entry), test=splits.get("test"),
                   truncated=meta.get("truncated", {}))
+
+
+def command(action: str, cache_dir: Optional[str] = None) -> int:
+    """``python -m encoders cache list|clear``: the entries, least recently used first, or delete them all."""
+    import time
+
+    root = cache_root(SimpleNamespace(cache_dir=cache_dir))
+    found = entries(os.path.join(root, "tokens"))
+    leftovers = [os.path.join(d, n) for d in (os.path.join(root, "tokens"), os.path.join(root, "scratch"))
+                 if os.path.isdir(d) for n in os.listdir(d)
+                 if d.endswith("scratch") or n.startswith((".tmp-", ".old-"))]
+    if action == "clear":
+        for e in found:
+            remove_entry(e["path"])
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        print(f"removed {len(found)} entries ({sum(e['bytes'] for e in found) / 2**20:.1f} MB) and "
+              f"{len(leftovers)} leftovers from {root}")
+        return 0
+    for e in found:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["used"]))
+        print(f"{used}  {e['bytes'] / 2**20:10.1f} MB  {e['path']}")
+    print(f"{len(found)} entries, {sum(e['bytes'] for e in found) / 2**20:.1f} MB in {root}"
+          + (f"; {len(leftovers)} leftovers of killed runs (cache clear removes them)" if leftovers else ""))
+    return 0

@@ -6,7 +6,8 @@ array and each example's row in its file (for messages), plus what the model nee
 Errors in the data (a missing file or column, null labels, ...) are raised here, before training,
 naming the file and the row.
 
-Files are read with ``datasets.load_dataset`` (Arrow, memory-mapped); text columns are text:
+Files are parsed by ``datasets`` into Arrow files (in a scratch folder, deleted after), which
+training reads back a batch at a time (``ArrowFiles``); text columns are text:
 csv cells are read as strings, so ``NA``, ``null`` or ``None`` stay words and only an empty
 cell is an empty text. The tokenized splits of local files are cached (``encoders.data.cache``):
 a second run on the same files with the same settings reads them back memory-mapped.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -91,18 +94,18 @@ def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
     DataConfig.validate(cfg)
     if cfg.source == "synthetic":
         return _synthetic(cfg, seed)
+    from encoders.data.cache import cached, uncached
+
     if task == "tagging":
         from encoders.data.tagging import tagging_files, tokenize_tagging
 
-        build = lambda: tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed)  # noqa: E731
+        def build(writer):
+            writer.save(tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed))
     else:
-        build = lambda: _tokenize(_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed, task)  # noqa: E731
-    if cfg.source == "files":
-        from encoders.data.cache import cached
-
-        splits = cached(cfg, seed, build, task=task)
-    else:
-        splits = build()
+        def build(writer):
+            _tokenize(_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed, writer, task)
+    # ids are written to the entry as they are made, then read back memory-mapped: memory stays flat
+    splits = cached(cfg, seed, build, task=task) if cfg.source == "files" else uncached(build)
     _log_shape(splits, cfg)
     return splits
 
@@ -208,12 +211,70 @@ def _first_non_utf8(path: str, block: int = 1 << 20) -> Optional[tuple]:
             line += data.count(b"\n")
 
 
-def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None) -> Raw:
+class ArrowFiles:
+    """The Arrow files ``datasets`` wrote for one file, read a batch at a time from disk (never
+    memory-mapped: a mapping keeps every page it touched resident, so memory would grow with the
+    rows). Offers what tokenizing needs of a ``Dataset``: ``column_names``, ``len()``,
+    ``data.column(name)`` (that column alone, copied out of its batches) and ``batches(column)``."""
+
+    def __init__(self, paths: List[str], num_rows: int):
+        import pyarrow as pa
+
+        self.paths, self.num_rows = paths, num_rows
+        with pa.OSFile(paths[0]) as f:
+            self.schema = pa.ipc.open_stream(f).schema
+        self.column_names = self.schema.names
+        self.data = self
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def batches(self, column: str):
+        """``column`` of each record batch in row order (the batch's other columns are let go)."""
+        import pyarrow as pa
+
+        for path in self.paths:
+            with pa.OSFile(path) as f:
+                for batch in pa.ipc.open_stream(f):
+                    yield batch.column(column)
+
+    def column(self, name: str):
+        import pyarrow as pa
+
+        # copied, so the batch each came from (all its columns, one buffer) is freed
+        return pa.chunked_array([pa.concat_arrays([c]) for c in self.batches(name)], type=self.schema.field(name).type)
+
+
+def _prepared(builder: str, path: str, scratch: str, kwargs: Dict[str, Any]) -> ArrowFiles:
+    """``datasets`` parses the file into Arrow files under ``scratch``; they are read as a stream."""
+    import glob
+
+    from datasets import load_dataset_builder
+
+    b = load_dataset_builder(builder, data_files={"data": os.path.abspath(path)}, cache_dir=scratch, **kwargs)
+    b.download_and_prepare()
+    files = sorted(glob.glob(os.path.join(b.cache_dir, f"{b.dataset_name}-data*.arrow")))
+    rows = b.info.splits["data"].num_examples
+    if not files or not rows:
+        raise ValueError(f"{path}: no rows")  # named by the caller as load_dataset's failures are
+    return ArrowFiles(files, rows)
+
+
+def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None,
+              cache_dir: Optional[str] = None, stream: bool = False) -> Raw:
     """One local file as a ``datasets.Dataset``. csv cells are read as written: ``text_columns`` as
     strings (numbers too; an empty cell is an empty text), ``NA``/``nan``/empty in the
-    ``label_column`` as missing."""
+    ``label_column`` as missing. ``stream``: an ``ArrowFiles`` instead of a ``Dataset``.
+
+    The Arrow copy ``datasets`` makes is written to a fresh folder under the tokens cache's
+    ``scratch/`` (``data.cache_dir`` when given) and deleted with the dataset: our own cache keeps
+    the tokens, and ``datasets``' cache, keyed on size and modification time, could hand back an
+    edited file's old rows.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files never need the network
     from datasets import load_dataset
+
+    from encoders.data.cache import scratch_folder
 
     builder = _builder_for(path, key)
     kwargs: Dict[str, Any] = {}
@@ -226,7 +287,13 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
         if path.lower().endswith(".tsv"):
             kwargs["delimiter"] = "\t"
     try:
-        ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", **kwargs)
+        scratch = scratch_folder(cache_dir)
+        if stream:
+            ds = _prepared(builder, path, scratch, kwargs)
+        else:
+            ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
+                              **kwargs)
+        weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
     except Exception as e:  # parser errors from pyarrow/pandas: say which file
         if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
             raise DataError(f"{key}={path} has no rows") from e
@@ -238,7 +305,8 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
 
 def _files(cfg: Any, read=None) -> Dict[str, Raw]:
     """Every split's file that is set, read by ``read(path, key)`` (default: text and label columns)."""
-    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column))
+    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column, cfg.cache_dir,
+                                                stream=True))
     out = {}
     for split, key, path in (("train", "data.train_file", cfg.train_file),
                              ("validation", "data.validation_file", cfg.validation_file),
@@ -379,18 +447,22 @@ def text_chunks(raw: Raw, column: str, split: str):
     """The text column as lists of Python strings, ``_CHUNK`` at a time (null -> "", numbers -> text)."""
     import pyarrow as pa
 
-    col = raw.ds.data.column(column)
-    t = col.type
+    if isinstance(raw.ds, ArrowFiles):
+        t, parts = raw.ds.schema.field(column).type, raw.ds.batches(column)
+    else:
+        col = raw.ds.data.column(column)
+        t, parts = col.type, [col]
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         if pa.types.is_nested(t) or pa.types.is_binary(t):
             raise DataError(f"{split} split: text column {column!r} holds {t}, not text{raw.where(0)}")
-        col = col.cast(pa.string())
-    for start in range(0, len(col), _CHUNK):
-        try:
-            texts = col.slice(start, _CHUNK).to_pylist()
-        except UnicodeDecodeError:  # the json reader keeps bytes that are not UTF-8 as they are
-            raise raw.not_utf8() from None
-        yield [x if x is not None else "" for x in texts]
+    for col in parts:
+        col = col if pa.types.is_string(t) or pa.types.is_large_string(t) else col.cast(pa.string())
+        for start in range(0, len(col), _CHUNK):
+            try:
+                texts = col.slice(start, _CHUNK).to_pylist()
+            except UnicodeDecodeError:  # the json reader keeps bytes that are not UTF-8 as they are
+                raise raw.not_utf8() from None
+            yield [x if x is not None else "" for x in texts]
 
 
 def _hold_out(n: int, seed: int) -> np.ndarray:
@@ -438,7 +510,8 @@ def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarr
     return out
 
 
-def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, task: str = "classification") -> Splits:
+def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, writer: Any, task: str = "classification") -> None:
+    """Every split's ids, labels and file rows written to ``writer`` (an ``EntryWriter``), a chunk at a time."""
     text_col, label_col = cfg.text_column, cfg.label_column
     for split, raw in raws.items():
         missing = [c for c in (text_col, label_col) if c not in raw.ds.column_names]
@@ -457,23 +530,19 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, task: str = "classifica
         label_ids, names, num_classes = _encode_labels(raws, label_col, train_rows)
         if num_classes < 2:
             raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
+    del train_rows
 
-    vocab, buffers = _build_vocab(cfg, raws, held)
+    vocab = _write_ids(cfg, raws, held, writer)
     vocab.labels = names
-    out: Dict[str, Split] = {}
-    truncated: Dict[str, int] = {}
-    for split, buf in buffers.items():
-        if cfg.max_tokens_per_example:
-            buf, truncated[split] = buf.truncate(cfg.max_tokens_per_example)
+    for split in writer.files:
         source = "train" if held is not None and split == "validation" else split
         rows = np.arange(len(label_ids[source])) if held is None or source != "train" else np.flatnonzero(
             held if split == "validation" else ~held)
-        out[split] = Split(buf, label_ids[source][rows], rows)
-    if not out["train"].tokens.offsets[-1] > out["train"].tokens.offsets[0]:
+        writer.finish(split, label_ids[source][rows], rows)
+    if not writer.ends["train"]:
         raise DataError(f"text column {text_col!r} is empty in every training row{raws['train'].where(0)}: "
                         f"check data.text_column")
-    return Splits(out["train"], out["validation"], num_classes=num_classes, vocab_size=len(vocab), vocab=vocab,
-                  test=out.get("test"), truncated=truncated)
+    writer.close(vocab, num_classes, len(vocab), dict(writer.truncated) if cfg.max_tokens_per_example else {})
 
 
 def _routed_chunks(raws: Dict[str, Raw], column: str, held: Optional[np.ndarray]):
@@ -490,13 +559,20 @@ def _routed_chunks(raws: Dict[str, Raw], column: str, held: Optional[np.ndarray]
             start += len(chunk)
 
 
-def _build_vocab(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray]):
-    """The run's vocabulary (from the training rows) and every split's token ids."""
+def _write_ids(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray], writer: Any):
+    """The run's vocabulary (from the training rows); every split's ids appended to ``writer`` as they
+    are made. Word-level ids are numbered by first sight while the words are counted and renumbered
+    in place on disk once the vocabulary is known: one pass over the text, one chunk in memory."""
     from encoders.data.vocab import SubwordVocab, Vocab
 
+    cut = cfg.max_tokens_per_example
     if cfg.tokenizer in ("whitespace", "char") and not cfg.tokenizer_file:
-        return Vocab.build_and_encode(_routed_chunks(raws, cfg.text_column, held), ("train",), cfg.tokenizer,
-                                      cfg.lowercase, cfg.min_freq, cfg.max_vocab_size)
+        vocab, remap = Vocab.build_streaming(_routed_chunks(raws, cfg.text_column, held), ("train",),
+                                             lambda split, ids: writer.append(split, ids, max_tokens=cut),
+                                             cfg.tokenizer, cfg.lowercase, cfg.min_freq, cfg.max_vocab_size)
+        for split in writer.files:
+            writer.remap(split, remap)
+        return vocab
     from encoders.data.tokenizers import load_tokenizer_file, train_tokenizer
 
     if cfg.tokenizer_file:
@@ -511,10 +587,9 @@ def _build_vocab(cfg: Any, raws: Dict[str, Raw], held: Optional[np.ndarray]):
         vocab = SubwordVocab(tok, kind)
     except ValueError as e:
         raise DataError(f"data.tokenizer_file={cfg.tokenizer_file}: {e}") from None
-    parts: Dict[str, List[TokenBuffer]] = {}
     for split, chunk in _routed_chunks(raws, cfg.text_column, held):
-        parts.setdefault(split, []).append(vocab.encode_many(chunk))
-    return vocab, {split: TokenBuffer.concat(p) for split, p in parts.items()}
+        writer.append(split, vocab.encode_many(chunk), max_tokens=cut)
+    return vocab
 
 
 def check_token_budget(splits: Splits, max_tokens: Optional[int], key: str = "data.max_tokens") -> None:

@@ -16,7 +16,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -121,11 +121,38 @@ class Vocab:
 
         ``chunks`` yields ``(split name, texts)`` pairs, each split's texts in order. Equal to
         ``build`` on the counted splits' texts followed by ``encode`` of every text, without
-        splitting any text twice or keeping a Python object per example.
+        splitting any text twice or keeping a Python object per example. In memory; ``build_streaming``
+        writes the ids out as it goes.
+        """
+        parts: Dict[str, List[TokenBuffer]] = {}
+        vocab, remap = cls.build_streaming(chunks, counted, lambda split, buf: parts.setdefault(split, []).append(buf),
+                                           tokenizer, lowercase, min_freq, max_size)
+        out = {}
+        for split, pieces in parts.items():
+            # remapped piece by piece into one new buffer, each piece freed once copied: memory
+            # stays at about one copy of the ids whatever the number of rows
+            lengths = np.concatenate([p.lengths for p in pieces])
+            values = np.empty(int(lengths.sum()), dtype=np.int32)
+            start = 0
+            for i, piece in enumerate(pieces):
+                np.take(remap, piece.values, out=values[start:start + len(piece.values)])
+                start += len(piece.values)
+                pieces[i] = None
+            out[split] = _buffer(values, lengths)
+        return vocab, out
+
+    @classmethod
+    def build_streaming(cls, chunks: Iterable[Tuple[str, Sequence[str]]], counted: Sequence[str],
+                        emit: Callable[[str, TokenBuffer], None], tokenizer: str, lowercase: bool = True,
+                        min_freq: int = 1, max_size: Optional[int] = None) -> Tuple["Vocab", np.ndarray]:
+        """One pass over ``(split, texts)`` chunks: ``emit(split, ids)`` for each chunk as it is split,
+        its words numbered in order of first sight, then the vocabulary of the ``counted`` splits
+        and ``remap`` (``remap[first-sight id]`` is the vocabulary's id; ``UNK_ID`` for dropped words).
+
+        Memory is one chunk plus one entry per distinct word (its text and count): it grows with
+        the vocabulary, not with the rows.
         """
         seen = _FirstSeen()
-        parts: Dict[str, List[np.ndarray]] = {}
-        lengths: Dict[str, List[np.ndarray]] = {}
         counts = np.zeros(0, dtype=np.int64)
         for split, texts in chunks:
             flat, n = split_column(texts, tokenizer, lowercase)
@@ -133,26 +160,14 @@ class Vocab:
             del flat
             if split in counted:
                 counts = _add_counts(counts, np.bincount(ids, minlength=len(seen)))
-            parts.setdefault(split, []).append(ids)
-            lengths.setdefault(split, []).append(n)
+            emit(split, _buffer(ids, n))
         first_seen = list(seen)
         del seen
         counts = _add_counts(counts, np.zeros(len(first_seen), np.int64))
         vocab = cls.from_counts({t: int(c) for t, c in zip(first_seen, counts) if c},
                                 tokenizer, lowercase, min_freq, max_size)
         remap = np.fromiter(map(vocab.index.get, first_seen, repeat(UNK_ID)), np.int32, len(first_seen))
-        out = {}
-        for split, pieces in parts.items():
-            # remapped piece by piece into one new buffer, each piece freed once copied: memory
-            # stays at about one copy of the ids whatever the number of rows
-            values = np.empty(sum(len(p) for p in pieces), dtype=np.int32)
-            start = 0
-            for i, piece in enumerate(pieces):
-                np.take(remap, piece, out=values[start:start + len(piece)])
-                start += len(piece)
-                pieces[i] = None
-            out[split] = _buffer(values, np.concatenate(lengths[split]))
-        return vocab, out
+        return vocab, remap
 
     def save(self, run_dir: str) -> None:
         from encoders.io import atomic_write_text

@@ -38,6 +38,25 @@ def limit_gpu_memory(memory_limit_mb: Optional[int], allow_growth: bool = False)
     return msg
 
 
+def set_threads(num_threads: Optional[int] = None) -> int:
+    """TensorFlow's CPU threads (within and between ops): ``num_threads``, else this process's fair
+    share of the cores (``encoders.threads``). TensorFlow reads them once, when it starts: call this first."""
+    import tensorflow as tf
+
+    from encoders.threads import fair_share, mark_chosen
+
+    n, why = fair_share(num_threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError as e:  # already started (a second run in one process): keep what it has
+        log.info("TensorFlow CPU threads unchanged, it has already started (%s)", e)
+        return tf.config.threading.get_intra_op_parallelism_threads()
+    mark_chosen(n)
+    log.info("TensorFlow CPU threads: %d (%s)", n, why)
+    return n
+
+
 def worker_info() -> Tuple[int, bool]:
     """(task index, is chief) from ``TF_CONFIG``; (0, True) without one."""
     spec = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")

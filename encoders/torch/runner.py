@@ -194,6 +194,12 @@ def tensorboard_without_tensorflow():
         del sys.modules["tensorboard.compat.notf"]
         if "tensorboard.compat" in sys.modules:
             importlib.reload(sys.modules["tensorboard.compat"])
+def _thread_share(cfg: Any) -> list:
+    """Threads follow the fair share as processes come and go, unless the user fixed them."""
+    from encoders.threads import fixed_threads
+    from encoders.torch.runtime import thread_share_callback
+
+    return [] if fixed_threads(getattr(cfg.trainer, "num_threads", None)) else [thread_share_callback()]
 
 
 def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
@@ -217,7 +223,8 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     vocab = vocab_fingerprint(run_dir)  # app.run saved vocab.json there
     if cfg.ckpt_path:  # the same model on the same data, before anything is restored
         check_resume(cfg.ckpt_path, model.spec, vocab)
-    trainer = build_trainer(cfg, run_dir, [*callbacks, *([VocabFingerprint(vocab)] if vocab else [])])
+    trainer = build_trainer(cfg, run_dir, [*callbacks, *([VocabFingerprint(vocab)] if vocab else []),
+                                           *_thread_share(cfg)])
     with warnings.catch_warnings():
         # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")

@@ -101,3 +101,33 @@ def _backend(name: str):
     for part in name.split("."):
         owner = getattr(owner, part, None)
     return owner
+def set_threads(num_threads: Optional[int] = None) -> int:
+    """This process's CPU threads for torch: ``num_threads``, else its fair share of the cores
+    (``encoders.threads``). Call it before the first kernel, after ``flush_denormal``: threads started
+    later copy the denormal mode of the thread that starts them."""
+    from encoders.threads import fair_share, mark_chosen
+
+    n, why = fair_share(num_threads)
+    torch.set_num_threads(n)
+    mark_chosen(n)
+    log.info("torch CPU threads: %d (%s)", n, why)
+    return n
+
+
+def thread_share_callback(every_n_steps: int = 20):
+    """A Lightning callback that re-counts the live processes every ``every_n_steps`` training steps
+    and changes torch's thread count to the new fair share (one that started or ended meanwhile)."""
+    from pytorch_lightning.callbacks import Callback
+
+    from encoders.threads import cores, live_processes
+
+    class ThreadShare(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx % every_n_steps:
+                return
+            n = max(1, cores() // live_processes())
+            if n != torch.get_num_threads():
+                log.info("torch CPU threads: %d -> %d (processes started or ended)", torch.get_num_threads(), n)
+                torch.set_num_threads(n)
+
+    return ThreadShare()

@@ -122,9 +122,11 @@ def test_second_load_reads_the_cache_and_a_changed_file_is_tokenized_again(tmp_p
     first = load_splits(cfg, 0)
     entries = os.listdir(tmp_path / "cache" / "tokens")
     assert len(entries) == 1
+    mtime = os.stat(tmp_path / "cache" / "tokens" / entries[0] / "train.values.npy").st_mtime_ns
     again = load_splits(cfg, 0)
-    assert _memory_mapped(again.train.tokens.values)  # read back from the entry, not tokenized again
-    assert not _memory_mapped(first.train.tokens.values)
+    # both read the entry memory-mapped (the first run wrote it as it tokenized); the second did not write it
+    assert _memory_mapped(again.train.tokens.values) and _memory_mapped(first.train.tokens.values)
+    assert os.stat(tmp_path / "cache" / "tokens" / entries[0] / "train.values.npy").st_mtime_ns == mtime
     assert again.train["tokens"] == first.train["tokens"] and again.validation["label"] == first.validation["label"]
     assert again.vocab.tokens == first.vocab.tokens and again.vocab.labels == ["neg", "pos"]
     load_splits(files_cfg(t, v, cache_dir=str(tmp_path / "cache"), min_freq=2), 0)  # other settings
@@ -148,10 +150,46 @@ def _memory_mapped(array) -> bool:
 def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
     t = csv(tmp_path / "t.csv", ["a b,0", "b c,1"])
     cfg = files_cfg(t, csv(tmp_path / "v.csv", ["a,0"]), cache_dir=str(tmp_path / "cache"))
-    first = load_splits(cfg, 0)
+    first = load_splits(cfg, 0).train["tokens"]  # read before the file it maps is damaged
     entry = tmp_path / "cache" / "tokens" / os.listdir(tmp_path / "cache" / "tokens")[0]
     (entry / "train.values.npy").write_bytes(b"garbage")
-    assert load_splits(cfg, 0).train["tokens"] == first.train["tokens"]
+    assert load_splits(cfg, 0).train["tokens"] == first
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncate"])
+def test_a_damaged_cache_entry_is_replaced_by_the_rebuilt_one(tmp_path, caplog, damage):
+    t = csv(tmp_path / "t.csv", ["a b c d e f g h,0", "b c,1"])
+    cfg = files_cfg(t, csv(tmp_path / "v.csv", ["a,0"]), cache_dir=str(tmp_path / "cache"))
+    first = load_splits(cfg, 0).train["tokens"]  # read before the file it maps is damaged
+    entry = tmp_path / "cache" / "tokens" / os.listdir(tmp_path / "cache" / "tokens")[0]
+    npy = entry / "train.values.npy"
+    npy.write_bytes(b"garbage" if damage == "garbage" else npy.read_bytes()[:-8])
+    with caplog.at_level(logging.WARNING):
+        load_splits(cfg, 0)
+    assert "unreadable" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again = load_splits(cfg, 0)  # the rebuilt entry took the damaged one's place
+    assert "unreadable" not in caplog.text and "read from the cache" in caplog.text
+    assert _memory_mapped(again.train.tokens.values) and again.train["tokens"] == first
+    assert os.listdir(tmp_path / "cache" / "tokens") == [entry.name]
+
+
+@pytest.mark.parametrize("how", ["same size and mtime", "cp -p"])
+def test_an_edit_that_keeps_size_and_mtime_is_tokenized_again(tmp_path, how):
+    t = csv(tmp_path / "t.csv", ["good movie,pos", "bad movie,neg"])
+    cfg = files_cfg(t, csv(tmp_path / "v.csv", ["good,pos"]), cache_dir=str(tmp_path / "cache"))
+    assert "awful" not in load_splits(cfg, 0).vocab.tokens
+    st = os.stat(t)
+    if how == "cp -p":  # another file of the same size and times copied over it (cp -p, rsync -a)
+        other = csv(tmp_path / "other.csv", ["good movie,pos", "awful lol,neg"])
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(other, t)
+    else:  # rewritten in place, then touch -r back to the old times
+        csv(t, ["good movie,pos", "awful lol,neg"])
+        os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.path.getsize(t) == st.st_size and os.stat(t).st_mtime_ns == st.st_mtime_ns
+    assert "awful" in load_splits(cfg, 0).vocab.tokens
 
 
 # -- subword tokenizers and tokenizer files ------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""Processes that share the machine: ``python train.py`` alone against two at once, with today's
+thread count (the fair share of ``encoders.threads``) and with every process on all cores (what
+torch does by itself; ``trainer.num_threads=<cores>``), interleaved so that load from elsewhere
+hits every variant alike.
+
+    python -m bench.contention [--repeats 2] [OVERRIDE ...]
+
+Overrides go to every ``train.py`` (e.g. ``trainer.limit_train_batches=50`` for a shorter run).
+The figure per run is its ``wall_time_s`` (metrics.json: model build, training and validation).
+Prints one JSON object: medians per variant and the slowdown of a pair against one alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _runs(n: int, overrides: List[str], work: str, tag: str) -> List[float]:
+    """``n`` train.py processes started together; each one's wall_time_s."""
+    procs, dirs = [], []
+    for i in range(n):
+        run_dir = os.path.join(work, f"{tag}-{i}")
+        dirs.append(run_dir)
+        cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"hydra.run.dir={run_dir}",
+               "trainer.enable_progress_bar=false", *overrides]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode:
+            raise RuntimeError(f"train.py failed ({p.returncode}): {err[-2000:]}")
+    return [json.load(open(os.path.join(d, "metrics.json")))["wall_time_s"] for d in dirs]
+
+
+def run(repeats: int, overrides: List[str]) -> Dict:
+    from encoders.threads import cores
+
+    variants = {"all_cores": [f"trainer.num_threads={cores()}"], "fair_share": []}
+    times: Dict[str, List[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="contention-") as work:
+        for r in range(repeats):
+            for n in (1, 2):
+                for name, extra in variants.items():
+                    key = f"{name}_{'alone' if n == 1 else 'pair'}"
+                    got = _runs(n, [*extra, *overrides], work, f"{key}-{r}")
+                    times.setdefault(key, []).extend(got)
+                    print(f"[contention] {key}: {got}", file=sys.stderr, flush=True)
+    out = {"cores": cores(), "repeats": repeats, "overrides": overrides}
+    out.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
+    for name in variants:
+        out[f"{name}_pair_vs_alone"] = out[f"{name}_pair_s"] / out[f"{name}_alone_s"]
+    out["fair_share_alone_vs_all_cores_alone"] = out["fair_share_alone_s"] / out["all_cores_alone_s"]
+    return out
+
+
+if __name__ == "__main__":
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in run(args.repeats, args.overrides).items()}))

@@ -1,0 +1,69 @@
+"""The tokens cache stays under data.cache_max_gb by dropping its least recently used entries, and
+``python -m encoders cache list|clear`` shows and empties it."""
+import os
+import time
+
+import pytest
+
+from encoders.cli import main
+from encoders.config import DataConfig
+from encoders.data.cache import entries, evict
+from encoders.data.sources import load_splits
+from encoders.errors import DataConfigError
+
+
+def _cfg(tmp_path, min_freq, **kw):
+    t = tmp_path / "t.csv"
+    if not t.exists():
+        t.write_text("text,label\n" + "".join(f"w{i} w{i % 7} x,{i % 2}\n" for i in range(40)), encoding="utf-8")
+    return DataConfig(source="files", train_file=str(t), cache_dir=str(tmp_path / "cache"), min_freq=min_freq, **kw)
+
+
+def _load(tmp_path, min_freq, **kw):
+    load_splits(_cfg(tmp_path, min_freq, **kw), 0)
+    time.sleep(0.01)  # distinct last-use times, whatever the file system's clock grain
+
+
+def test_least_recently_used_entries_go_first(tmp_path):
+    for m in (1, 2, 3):
+        _load(tmp_path, m)
+    _load(tmp_path, 1)  # read again: now the most recently used
+    tokens = str(tmp_path / "cache" / "tokens")
+    by_use = entries(tokens)
+    assert len(by_use) == 3
+    total = sum(e["bytes"] for e in by_use)
+    # min_freq=2 is the least recently used, then 3, then 1
+    assert evict(tokens, total - 1) == [by_use[0]["path"]]
+    assert evict(tokens, by_use[2]["bytes"]) == [by_use[1]["path"]]
+    assert [e["path"] for e in entries(tokens)] == [by_use[2]["path"]]
+
+
+def test_a_new_entry_past_the_cap_evicts_older_ones_but_never_itself(tmp_path):
+    for m in (1, 2):
+        _load(tmp_path, m)
+    s = load_splits(_cfg(tmp_path, 3, cache_max_gb=1e-9), 0)  # smaller than any entry
+    left = entries(str(tmp_path / "cache" / "tokens"))
+    assert len(left) == 1 and len(s.train) > 0
+    assert load_splits(_cfg(tmp_path, 3), 0).vocab.tokens == s.vocab.tokens  # the kept one is the new one
+    assert len(entries(str(tmp_path / "cache" / "tokens"))) == 1
+
+
+def test_cache_list_and_clear(tmp_path, capsys):
+    for m in (1, 2):
+        _load(tmp_path, m)
+    leftover = tmp_path / "cache" / "scratch" / "killed-run"  # what a killed run leaves
+    leftover.mkdir(parents=True)
+    cache = str(tmp_path / "cache")
+    assert main(["cache", "list", "--cache-dir", cache]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" MB  ") == 2 and "2 entries" in out and "1 leftovers" in out
+    assert main(["cache", "clear", "--cache-dir", cache]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert entries(os.path.join(cache, "tokens")) == [] and not leftover.exists()
+    main(["cache", "list", "--cache-dir", cache])
+    assert "0 entries" in capsys.readouterr().out
+
+
+def test_cache_max_gb_must_be_positive():
+    with pytest.raises(DataConfigError, match="data.cache_max_gb must be > 0"):
+        DataConfig(source="files", train_file="x.csv", cache_max_gb=0).validate()

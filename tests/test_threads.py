@@ -1,0 +1,136 @@
+"""Each process of ours takes its fair share of the cores: counted through real processes that
+register and exit, per process for torch and TensorFlow, and a user's fixed count wins."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from encoders import threads
+from encoders.config import TrainerConfig
+from encoders.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOLD = "import sys, time; from encoders.threads import register; register(); print('up', flush=True); sys.stdin.read()"
+
+
+def _env(registry, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "ENCODERS_THREADS_AUTO")}
+    env.update(ENCODERS_PROCS=str(registry), PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), **extra)
+    return env
+
+
+def _holders(registry, n):
+    """``n`` live registered processes (each ends when its stdin closes)."""
+    procs = [subprocess.Popen([sys.executable, "-c", HOLD], env=_env(registry), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "up"
+    return procs
+
+
+def _child(registry, code, **extra):
+    out = subprocess.run([sys.executable, "-c", code], env=_env(registry, **extra), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()[-1]
+
+
+def test_live_processes_are_counted_and_ended_ones_forgotten(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    procs = _holders(tmp_path, 3)
+    assert threads.live_processes() == 3
+    procs[0].stdin.close()
+    procs[0].wait()
+    assert threads.live_processes() == 2
+    procs[1].kill()  # however a process ends, its lock goes with it
+    procs[1].wait()
+    assert threads.live_processes() == 1 and len(os.listdir(tmp_path)) == 1  # the ended ones' files are gone
+    procs[2].stdin.close()
+    procs[2].wait()
+
+
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_each_process_sets_its_share_for_its_framework(tmp_path, backend):
+    read = ("import torch; from encoders.torch.runtime import set_threads; set_threads(None); "
+            "print(torch.get_num_threads())") if backend == "torch" else (
+        "import tensorflow as tf; from encoders.keras.runtime import set_threads; set_threads(None); "
+        "print(tf.config.threading.get_intra_op_parallelism_threads())")
+    procs = _holders(tmp_path, 3)  # three others running: a quarter each
+    try:
+        assert int(_child(tmp_path, read)) == max(1, threads.cores() // 4)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait()
+
+
+def test_trainer_num_threads_wins_over_the_share(tmp_path, monkeypatch):
+    import torch
+
+    from encoders.torch.runtime import set_threads
+
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(3) == 3 and torch.get_num_threads() == 3
+        assert set_threads(None) == threads.cores() // threads.live_processes()
+    finally:
+        threads.release()
+        torch.set_num_threads(before)
+        for key in ("OMP_NUM_THREADS", "ENCODERS_THREADS_AUTO"):  # set by the code, not by monkeypatch
+            os.environ.pop(key, None)
+
+
+def test_the_users_omp_num_threads_is_fixed_but_a_parents_choice_is_recounted(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own: fixed
+    monkeypatch.delenv("ENCODERS_THREADS_AUTO", raising=False)
+    assert threads.fixed_threads(None) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    threads.mark_chosen(7)  # what a parent exports for the libraries it starts
+    try:
+        assert os.environ["OMP_NUM_THREADS"] == "7" and threads.fixed_threads(None) is None
+    finally:
+        for key in ("OMP_NUM_THREADS", "ENCODERS_THREADS_AUTO"):  # set by the code, not by monkeypatch
+            os.environ.pop(key, None)
+
+
+def test_torch_threads_follow_processes_that_start_during_training(tmp_path, monkeypatch):
+    import torch
+
+    from encoders.torch.runtime import thread_share_callback
+
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    before = torch.get_num_threads()
+    cb = thread_share_callback(every_n_steps=1)
+    procs = _holders(tmp_path, 2 * threads.cores())  # more processes than cores: one thread each
+    try:
+        torch.set_num_threads(threads.cores())
+        cb.on_train_batch_start(None, None, None, 0)
+        assert torch.get_num_threads() == 1
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait()
+        torch.set_num_threads(before)
+
+
+def test_a_released_process_is_no_longer_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    procs = _holders(tmp_path, 1)
+    try:
+        threads.register()
+        assert threads.live_processes() == 2
+        threads.release()
+        assert threads.live_processes() == 1 and os.listdir(tmp_path) == [str(procs[0].pid)]
+    finally:
+        procs[0].stdin.close()
+        procs[0].wait()
+
+
+def test_num_threads_below_one_is_refused():
+    with pytest.raises(ConfigError, match="trainer.num_threads must be >= 1, got 0"):
+        TrainerConfig(num_threads=0).validate()
