@@ -45,7 +45,10 @@ def main(cfg: DictConfig) -> float:
 
         log.info("%s", summary(metrics))  # val_acc/val_loss, or the task's own figures
         print(f"run dir: {hc.runtime.output_dir}")
-    return metrics.get("val_acc") if metrics else None  # the value a Hydra sweeper optimises
+    from encoders.recipe import objective
+
+    # what a Hydra sweeper optimises: the best epoch's value of the task's monitored metric
+    return objective(metrics, cfg.task.name) if metrics else None
 
 
 if __name__ == "__main__":

@@ -149,6 +149,9 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
     schema = to_schema(cfg)
     check_config(schema)
+    from encoders.recipe import check_mlflow
+
+    check_mlflow(schema)  # an MLflow store that can't be written, before any data is read
     backend = schema.backend.name
     os.makedirs(run_dir, exist_ok=True)
     _remove_killed_writes(run_dir)

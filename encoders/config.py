@@ -26,6 +26,8 @@ TAG_PAD_ID = -100  # the tag of a pad position in a tagging batch: the loss and 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 SEED_MAX = 2**32 - 1
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("none", "cosine", "linear", "plateau")
 
 
 def _one_of(key: str, value: Any, choices, error=ConfigError) -> None:
@@ -65,8 +67,9 @@ class ModelConfig:
     # value that differs from the file's is an error)
     embedding_dim: Optional[int] = None
     pooling: str = "last"  # one of POOLINGS; "last" is the encoder's `final`
-    lr: float = 3e-3
-    weight_decay: float = 0.0
+    # older spellings of optimizer.lr / optimizer.weight_decay: when set, they win over those
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
     pretrained_embeddings: Optional[str] = None  # GloVe / word2vec text / fastText .vec, gzipped or not
     freeze_embeddings: bool = False  # keep the pretrained table as loaded
 
@@ -192,6 +195,7 @@ class TrainerConfig:
     fp32_precision: str = "ieee"
     # CPU threads of this process; null: its fair share, cores / our processes running on the machine
     num_threads: Optional[int] = None
+    accumulate_grad_batches: int = 1  # optimizer step every N batches (Keras: gradient_accumulation_steps)
 
     def validate(self) -> "TrainerConfig":
         _at_least("trainer.max_epochs", self.max_epochs, 1)
@@ -201,6 +205,7 @@ class TrainerConfig:
         if not _is_devices(self.devices):
             raise ConfigError(f"trainer.devices must be a number of devices >= 1, -1 or 'auto' (every device), or a "
                               f"list of device indices such as [0,1], got {self.devices!r}")
+        _at_least("trainer.accumulate_grad_batches", self.accumulate_grad_batches, 1)
         if self.progress_bar_refresh_rate < 1:
             raise ConfigError(f"trainer.progress_bar_refresh_rate must be >= 1, got {self.progress_bar_refresh_rate} "
                               "(trainer.enable_progress_bar=false turns the bar off)")
@@ -237,6 +242,105 @@ class GPUConfig:
         return self
 
 
+# -- the training recipe: optimizer, lr schedule, callbacks, loggers (encoders/recipe.py uses them) --
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"  # one of OPTIMIZERS
+    lr: float = 3e-3
+    # decoupled (AdamW's) on both backends; torch's Adam/SGD would add it to the gradient instead,
+    # Keras's would not, so only adamw takes it
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw / adam
+    momentum: float = 0.0  # sgd
+    nesterov: bool = False  # sgd, needs momentum > 0
+
+    def validate(self) -> "OptimizerConfig":
+        _one_of("optimizer", self.name, OPTIMIZERS)
+        if not self.lr > 0:
+            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        _at_least("optimizer.weight_decay", self.weight_decay, 0.0)
+        if self.weight_decay and self.name != "adamw":
+            raise ConfigError(f"optimizer.weight_decay={self.weight_decay} needs optimizer=adamw: torch's {self.name} adds "
+                              f"it to the gradient and Keras's decays the weights, so they would train differently")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optimizer.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"optimizer.momentum must be in [0, 1), got {self.momentum}")
+        if self.nesterov and not (self.name == "sgd" and self.momentum > 0):
+            raise ConfigError("optimizer.nesterov=true needs optimizer=sgd and optimizer.momentum > 0")
+        return self
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "none"  # one of SCHEDULERS; cosine/linear: per optimizer step, plateau: per epoch
+    warmup_steps: int = 0  # cosine / linear: optimizer steps of linear warm-up from 0
+    factor: float = 0.1  # plateau: lr *= factor when the monitored metric stalls
+    patience: int = 2  # plateau: epochs without improvement before the lr is cut
+    min_delta: float = 0.0  # plateau: the smallest change that counts as an improvement
+    min_lr: float = 0.0  # plateau: the floor
+
+    def validate(self) -> "SchedulerConfig":
+        _one_of("scheduler", self.name, SCHEDULERS)
+        _at_least("scheduler.warmup_steps", self.warmup_steps, 0)
+        if self.warmup_steps and self.name not in ("cosine", "linear"):
+            raise ConfigError(f"scheduler.warmup_steps is for scheduler=cosine or linear, not scheduler={self.name}")
+        if not 0.0 < self.factor < 1.0:
+            raise ConfigError(f"scheduler.factor must be in (0, 1), got {self.factor}")
+        _at_least("scheduler.patience", self.patience, 1)
+        _at_least("scheduler.min_delta", self.min_delta, 0.0)
+        _at_least("scheduler.min_lr", self.min_lr, 0.0)
+        return self
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: Optional[int] = None  # epochs without improvement of the task's monitored metric; null: off
+    min_delta: float = 0.0  # the smallest change that counts as an improvement
+
+    def validate(self) -> "EarlyStoppingConfig":
+        if self.patience is not None:
+            _at_least("callbacks.early_stopping.patience", self.patience, 1)
+        _at_least("callbacks.early_stopping.min_delta", self.min_delta, 0.0)
+        return self
+
+
+@dataclass
+class CallbacksConfig:
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+    def validate(self) -> "CallbacksConfig":
+        self.early_stopping.validate()
+        return self
+
+
+@dataclass
+class CSVLoggerConfig:
+    """RUN_DIR/csv/metrics.csv (the tf backend always keeps it: its history and resume read it)."""
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    """RUN_DIR/tb/ event files."""
+
+
+@dataclass
+class MLflowLoggerConfig:
+    tracking_uri: Optional[str] = None  # null: the file store ./mlruns (beside outputs/)
+    experiment_name: str = "padded-encoders"
+    run_name: Optional[str] = None  # null: MLflow's generated name
+    log_artifacts: bool = True  # the run dir's files (metrics.json, checkpoints, config) after training
+
+
+@dataclass
+class LoggerConfig:
+    """The loggers of a run; one that is null is off (``logger=none`` turns all of them off)."""
+
+    csv: Optional[CSVLoggerConfig] = field(default_factory=CSVLoggerConfig)
+    tensorboard: Optional[TensorBoardLoggerConfig] = field(default_factory=TensorBoardLoggerConfig)
+    mlflow: Optional[MLflowLoggerConfig] = None
+
+
 @dataclass
 class TrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -246,12 +350,17 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     gpu: GPUConfig = field(default_factory=GPUConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 42
     ckpt_path: Optional[str] = None
     tags: List[str] = field(default_factory=list)
 
     def validate(self) -> "TrainConfig":
-        for part in (self.encoder, self.task, self.model, self.backend, self.data, self.trainer, self.gpu):
+        for part in (self.encoder, self.task, self.model, self.backend, self.data, self.trainer, self.gpu,
+                     self.optimizer, self.scheduler, self.callbacks):
             part.validate()
         if not 0 <= self.seed <= SEED_MAX:  # numpy's range, which every seeded generator here must take
             raise ConfigError(f"seed must be in 0..{SEED_MAX} (numpy's seed range), got {self.seed}")
@@ -334,5 +443,8 @@ def register_configs() -> None:
     """Register the schemas in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    from encoders.recipe import register_resolvers
+
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    register_resolvers()  # ${encoders_direction:TASK}, which configs/hparams_search reads

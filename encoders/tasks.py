@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 
 # the metric each task's best checkpoint is chosen by (the logged name) and which way is better
 MONITOR = {"classification": ("val/acc", "max"), "tagging": ("val/acc", "max"), "regression": ("val/rmse", "min")}
-# per-epoch history in metrics.json, the same keys for both backends
+# per-epoch history in metrics.json, the same keys for both backends (lr: what each epoch started with)
 HISTORY_KEYS = {
-    "classification": ["train/loss", "train/acc", "val/loss", "val/acc"],
-    "tagging": ["train/loss", "val/loss", "val/acc", "val/macro_f1", "val/span_f1"],
-    "regression": ["train/loss", "val/loss", "val/rmse", "val/mae"],
+    "classification": ["train/loss", "train/acc", "val/loss", "val/acc", "lr"],
+    "tagging": ["train/loss", "val/loss", "val/acc", "val/macro_f1", "val/span_f1", "lr"],
+    "regression": ["train/loss", "val/loss", "val/rmse", "val/mae", "lr"],
 }
 
 

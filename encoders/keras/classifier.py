@@ -40,10 +40,10 @@ def spec_of(model: keras.Model) -> ClassifierSpec:
 
 
 def compile_classifier(model: keras.Model, lr: float, weight_decay: float = 0.0,
-                       clipnorm: Optional[float] = None) -> keras.Model:
+                       clipnorm: Optional[float] = None, optimizer=None) -> keras.Model:
     """AdamW with global-norm clipping: what ``gradient_clip_val`` does in Lightning."""
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
-                                                   global_clipnorm=clipnorm),
+    model.compile(optimizer=optimizer or keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
+                                                                global_clipnorm=clipnorm),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
     return model

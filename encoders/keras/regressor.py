@@ -24,10 +24,10 @@ def build_regressor(spec: ClassifierSpec) -> keras.Model:
 
 
 def compile_regressor(model: keras.Model, lr: float, weight_decay: float = 0.0,
-                      clipnorm: Optional[float] = None) -> keras.Model:
+                      clipnorm: Optional[float] = None, optimizer=None) -> keras.Model:
     """AdamW, mean squared error, and ``rmse``/``mae`` over the whole split."""
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
-                                                   global_clipnorm=clipnorm),
+    model.compile(optimizer=optimizer or keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
+                                                                global_clipnorm=clipnorm),
                   loss=keras.losses.MeanSquaredError(),
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")])
     return model

@@ -22,8 +22,8 @@ from encoders.report import finish_run, test_report
 from encoders.resume import vocab_fingerprint
 
 log = logging.getLogger(__name__)
-# Keras log names -> the names the torch backend logs (metrics.json and curves use these)
-KERAS_TO_COMMON = {"loss": "train/loss", "acc": "train/acc", "val_loss": "val/loss", "val_acc": "val/acc"}
+from encoders.keras import recipe  # noqa: E402
+from encoders.keras.recipe import KERAS_TO_COMMON  # noqa: E402,F401  (Keras log names -> the common names)
 
 
 def _resume_from(ckpt_path: str, run_dir: str) -> None:
@@ -59,6 +59,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
     if cfg.ckpt_path:  # the same model on the same data, before anything is restored
         check_resume(cfg.ckpt_path, spec, vocab_fingerprint(run_dir))
+    steps = len(train) if t.limit_train_batches is None else max(1, int(_limit(t.limit_train_batches, len(train))))
     with strategy.scope():
         model = build_model(spec)
         if vectors is not None:
@@ -67,7 +68,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
             emb.embeddings.assign(vectors.matrix)
         if m.freeze_embeddings:
             model.get_layer("embedding").trainable = False
-        compile_model(model, spec.task, m.lr, m.weight_decay, t.gradient_clip_val)
+        compile_model(model, spec.task, clipnorm=t.gradient_clip_val,
+                      optimizer=recipe.build_optimizer(cfg, steps, t.gradient_clip_val))
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
 
     ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
@@ -85,15 +87,17 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     callbacks = [
         *validation,
         EpochSetter(train, val),
+        *recipe.epoch_callbacks(cfg),  # lr
         keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
         AtomicModelCheckpoint(best_path, monitor=metric.replace("/", "_"), mode=mode),
         AtomicModelCheckpoint(last_path),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps),
+        *([keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps)]
+          if cfg.logger.tensorboard is not None else []),
+        *recipe.callbacks(cfg, is_chief),  # plateau, early stopping, MLflow
         # kept after the run so that ckpt_path=RUN_DIR can continue it; double_checkpoint keeps the
         # previous backup too, used when the latest one is unreadable
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False, double_checkpoint=True),
     ]
-    steps = len(train) if t.limit_train_batches is None else max(1, int(_limit(t.limit_train_batches, len(train))))
     val_steps = len(val) if t.limit_val_batches is None else max(1, int(_limit(t.limit_val_batches, len(val))))
     validation_kwargs = {} if validation else dict(validation_data=val.dataset().repeat(), validation_steps=val_steps)
     fit = model.fit(train.dataset().repeat(), epochs=t.max_epochs, steps_per_epoch=steps, callbacks=callbacks,
@@ -106,10 +110,17 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     history = {k: history.get(k, []) for k in TASK_HISTORY[task]}  # the torch run's keys
     # epochs from fit's own list: a resumed fit starts at the restored epoch
     extra = test_split_report(best_path, splits.test, d.eval_rows) if splits.test is not None else {}
-    extra = {"task": task, **extra, **vectors_report(vectors, m.freeze_embeddings)}
-    return finish_run(run_dir, "tf", encoder_name, history, epochs=fit.epoch[-1] + 1 if fit.epoch else 0,
-                      global_step=int(model.optimizer.iterations.numpy()), start=start,
-                      best_path=best_path, last_path=last_path, extra=extra)
+    from encoders.recipe import mlflow_log_artifacts, stop_report
+
+    epochs = fit.epoch[-1] + 1 if fit.epoch else 0
+    extra = {"task": task, **extra, **vectors_report(vectors, m.freeze_embeddings), **stop_report(cfg, history, epochs)}
+    metrics = finish_run(run_dir, "tf", encoder_name, history, epochs=epochs,
+                         global_step=int(model.optimizer.iterations.numpy()), start=start,
+                         best_path=best_path, last_path=last_path, extra=extra)
+    run_id = recipe.mlflow_run_id(callbacks)
+    if run_id and cfg.logger.mlflow.log_artifacts:
+        mlflow_log_artifacts(recipe.mlflow_uri(cfg), run_id, run_dir)
+    return metrics
 
 
 def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
@@ -172,16 +183,18 @@ def build_model(spec: ClassifierSpec) -> keras.Model:
     return build_classifier(spec)
 
 
-def compile_model(model: keras.Model, task: str, lr: float, weight_decay: float = 0.0, clipnorm=None) -> keras.Model:
+def compile_model(model: keras.Model, task: str, lr: float = 3e-3, weight_decay: float = 0.0, clipnorm=None,
+                  optimizer=None) -> keras.Model:
+    """``optimizer`` (``encoders.keras.recipe.build_optimizer``'s) wins over AdamW(lr, weight_decay)."""
     if task == "tagging":
         from encoders.keras.tagger import compile_tagger
 
-        return compile_tagger(model, lr, weight_decay, clipnorm)
+        return compile_tagger(model, lr, weight_decay, clipnorm, optimizer)
     if task == "regression":
         from encoders.keras.regressor import compile_regressor
 
-        return compile_regressor(model, lr, weight_decay, clipnorm)
-    return compile_classifier(model, lr, weight_decay, clipnorm)
+        return compile_regressor(model, lr, weight_decay, clipnorm, optimizer)
+    return compile_classifier(model, lr, weight_decay, clipnorm, optimizer)
 
 
 def _limit(limit: float, n: int) -> float:
@@ -199,7 +212,6 @@ def _history_from_csv(path: str) -> Dict[str, list]:
                 rows[int(row["epoch"])] = row
     columns = {k for r in rows.values() for k in r} - {"epoch"}
     # other tasks' columns (val_rmse, val_span_f1, ...) map the same way: val_X -> val/X, X -> train/X
-    names = {k: KERAS_TO_COMMON.get(k) or (f"val/{k[4:]}" if k.startswith("val_") else f"train/{k}")
-             for k in sorted(columns | set(KERAS_TO_COMMON))}
+    names = {k: recipe.common_name(k) for k in sorted(columns | set(KERAS_TO_COMMON))}
     return {common: [float(rows[e][k]) for e in sorted(rows) if rows[e].get(k)]
             for k, common in names.items() if common in KERAS_TO_COMMON.values() or k in columns}

@@ -35,10 +35,10 @@ def tagging_loss() -> keras.losses.Loss:
 
 
 def compile_tagger(model: keras.Model, lr: float, weight_decay: float = 0.0,
-                   clipnorm: Optional[float] = None) -> keras.Model:
+                   clipnorm: Optional[float] = None, optimizer=None) -> keras.Model:
     """AdamW with global-norm clipping and the masked loss; the figures come from ``TaggingValidation``."""
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
-                                                   global_clipnorm=clipnorm),
+    model.compile(optimizer=optimizer or keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
+                                                                global_clipnorm=clipnorm),
                   loss=tagging_loss())
     return model
 

@@ -160,4 +160,6 @@ class SequenceClassifier(HostCheckedBatches, pl.LightningModule):
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        from encoders.torch.recipe import configure_optimizers
+
+        return configure_optimizers(self, self.parameters())  # AdamW(lr, weight_decay), or the run's recipe

@@ -13,7 +13,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
 from encoders.report import finish_run, test_report  # noqa: E402
@@ -35,7 +34,10 @@ def build_model(cfg: Any, splits, vectors=None):
     from encoders.tasks import embedding_dim, tag_names
 
     spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
-    opt = dict(lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+    from encoders.recipe import optimizer_config
+
+    o = optimizer_config(cfg)
+    opt = dict(lr=o.lr, weight_decay=o.weight_decay)
     if spec.task == "classification":
         model = SequenceClassifier.from_spec(spec, **opt)
         model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)  # AdamW skips a grad-less table
@@ -54,7 +56,9 @@ def build_model(cfg: Any, splits, vectors=None):
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))
             model.embedding.weight[spec.padding_idx].zero_()
-    return model
+    from encoders.torch.recipe import attach
+
+    return attach(model, cfg)  # optimizer, lr schedule and monitored metric for configure_optimizers
 
 
 class VocabFingerprint(Callback):
@@ -159,15 +163,16 @@ def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) ->
     limit = [GPUMemoryLimit(cfg.gpu.memory_limit_mb)] if cfg.gpu.memory_limit_mb is not None else []
     if "spawn" in str(t.strategy):
         limit.append(Fp32Precision(t.fp32_precision))
+    from encoders.torch import recipe
     kwargs: Dict[str, Any] = dict(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, default_root_dir=run_dir,
         use_distributed_sampler=False,  # BucketBatchSampler shards the global batch itself
-        callbacks=[*checkpoints, *limit, *callbacks, *bar],
+        callbacks=[*checkpoints, *limit, *recipe.callbacks(cfg), *callbacks, *bar],  # recipe: lr per epoch, early stop
         plugins=[AtomicCheckpointIO()],
-        logger=[CSVLogger(run_dir, name="csv", version=""), TensorBoardLogger(run_dir, name="tb", version="")],
+        logger=recipe.loggers(cfg, run_dir), accumulate_grad_batches=t.accumulate_grad_batches,
     )
     if t.limit_train_batches is not None:
         kwargs["limit_train_batches"] = t.limit_train_batches
@@ -243,10 +248,19 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     if splits.test is not None and trainer.strategy.root_device.type != "cpu":
         model.to(trainer.strategy.root_device)  # the test split is scored where training ran (fit moved it back)
     extra = test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
-    extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings)}
-    return finish_run(run_dir, "torch", encoder_name, history_of(last), epochs=last.get("epoch", -1) + 1,
-                      global_step=last.get("global_step", trainer.global_step), start=start,
-                      best_path=best_path, last_path=last_path, extra=extra)
+    from encoders.recipe import mlflow_log_artifacts, mlflow_uri, stop_report
+    from encoders.torch.recipe import mlflow_run_id
+
+    history, epochs = history_of(last), last.get("epoch", -1) + 1
+    extra = {"task": task, **extra, **vectors_report(vectors, cfg.model.freeze_embeddings),
+             **stop_report(cfg, history, epochs)}
+    metrics = finish_run(run_dir, "torch", encoder_name, history, epochs=epochs,
+                         global_step=last.get("global_step", trainer.global_step), start=start,
+                         best_path=best_path, last_path=last_path, extra=extra)
+    run_id = mlflow_run_id(trainer)
+    if run_id and cfg.logger.mlflow.log_artifacts:
+        mlflow_log_artifacts(mlflow_uri(cfg), run_id, run_dir)
+    return metrics
 
 
 def test_split_report(model, best_path: str, test, batch_size: int) -> Dict[str, float]:

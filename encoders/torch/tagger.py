@@ -67,8 +67,9 @@ class TaskModule(HostCheckedBatches, pl.LightningModule):
             super().__setattr__(name, value)
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        from encoders.torch.recipe import configure_optimizers
+
+        return configure_optimizers(self, [p for p in self.parameters() if p.requires_grad])
 
     def _reduce(self, values: np.ndarray) -> np.ndarray:
         """Sums over ranks (a no-op in one process)."""
