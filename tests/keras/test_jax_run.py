@@ -12,7 +12,7 @@ from tests.helpers import ROOT, env, real_text_rows, write_text_csv
 
 OVERRIDES = ["backend=jax", "data=files", "data.tokenizer=char", "encoder.hidden_size=8", "model.embedding_dim=8",
              "data.batch_size=32", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
-             "trainer.enable_progress_bar=false"]
+             "data.max_tokens_per_example=24", "trainer.enable_progress_bar=false"]  # few widths: few jax compiles
 # train.py in a child that records (never blocks) every import of TensorFlow or torch; an audit hook
 # sees real imports only, not the find_spec probes some libraries make to see what is installed
 SPY = """import sys, runpy
