@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# CPU set-up: the CPU wheel of torch and tensorflow-cpu (never tensorflow as well). GPU users
-# install the project's extras instead: pip install -e '.[torch]' / '.[tf]' / '.[all]'.
-CPU_PINS := torch==2.13.0 "tensorflow-cpu==2.21.*" "keras>=3.5"
+# CPU set-up: the CPU wheels of torch, tensorflow-cpu (never tensorflow as well) and jax (PyPI's jax
+# is CPU-only). GPU users install the project's extras instead: pip install -e '.[torch]' / '.[tf]' /
+# '.[jax]' / '.[all]', then their CUDA build (e.g. pip install -U "jax[cuda12]").
+CPU_PINS := torch==2.13.0 "tensorflow-cpu==2.21.*" "keras>=3.5" jax==0.10.2 jaxlib==0.10.2
 ARGS ?=
 
 .PHONY: setup train test clean

@@ -145,6 +145,23 @@ def _remove_killed_writes(run_dir: str) -> None:
             log.info("removed %s, left by a write that was killed", path)
 
 
+KERAS_BACKENDS = {"tf": "tensorflow", "jax": "jax"}  # backend=... -> the Keras backend that trains it
+
+
+def use_keras_backend(backend: str) -> None:
+    """Point Keras at the backend's framework (``KERAS_BACKEND``, read once when keras is imported);
+    a keras already imported on another backend can't switch, which is said rather than ignored."""
+    wanted = KERAS_BACKENDS[backend]
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != wanted:
+            raise ConfigError(f"backend={backend} needs Keras on {wanted}, but keras was already imported on "
+                              f"{keras.backend.backend()} in this process: start a new one (or set KERAS_BACKEND={wanted})")
+        return
+    os.environ["KERAS_BACKEND"] = wanted
+
+
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
     """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
     schema = to_schema(cfg)
@@ -169,10 +186,12 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
         set_alloc_conf(schema.gpu.alloc_conf)
         from encoders.torch.runner import run as run_backend
     else:
+        use_keras_backend(backend)  # before anything imports keras
         from encoders.keras.runtime import limit_gpu_memory, set_threads
 
         set_threads(schema.trainer.num_threads)  # before TensorFlow starts (it can't change them later)
-        limit_gpu_memory(schema.gpu.memory_limit_mb, schema.gpu.allow_growth)  # before TF touches a GPU
+        # before TF or jax touches a GPU
+        limit_gpu_memory(schema.gpu.memory_limit_mb, schema.gpu.allow_growth, backend)
         from encoders.keras.runner import run as run_backend
     try:
         return run_backend(schema, splits, run_dir, encoder_name)

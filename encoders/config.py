@@ -15,7 +15,7 @@ from encoders.errors import ConfigError, DataConfigError
 # -- enumerations and special ids (every module takes them from here) ------------------------------
 CELLS = ("lstm", "gru")
 POOLINGS = ("last", "mean", "max", "attention")
-BACKENDS = ("torch", "tf")
+BACKENDS = ("torch", "tf", "jax")  # jax: the Keras model trained by Keras on its jax backend
 SOURCES = ("synthetic", "files", "hub")
 TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
 TASKS = ("classification", "tagging", "regression")  # task=...: what the head predicts

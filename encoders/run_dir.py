@@ -13,7 +13,7 @@ from typing import Optional
 
 from encoders.errors import RunDirError
 
-CHECKPOINT_EXT = {"torch": ".ckpt", "tf": ".keras"}
+CHECKPOINT_EXT = {"torch": ".ckpt", "tf": ".keras", "jax": ".keras"}  # jax runs save the same .keras
 
 
 def load_run_config(run_dir: str):
@@ -63,8 +63,9 @@ def run_backend(run_dir: str) -> str:
                 return name
         except (OSError, ValueError):
             pass
-    found = [b for b, ext in CHECKPOINT_EXT.items()
-             if any(os.path.isfile(os.path.join(run_dir, "checkpoints", w + ext)) for w in ("best", "last"))]
+    # from the files alone a .keras run reads as tf (a jax run's .keras loads on any Keras backend)
+    found = [b for b, ext in CHECKPOINT_EXT.items() if b != "jax"
+             and any(os.path.isfile(os.path.join(run_dir, "checkpoints", w + ext)) for w in ("best", "last"))]
     if len(found) == 1:
         return found[0]
     raise RunDirError(f"{run_dir} is not a run dir written by train.py: it has no .hydra/config.yaml or metrics.json "

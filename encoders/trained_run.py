@@ -28,6 +28,7 @@ on the batch size or on the other texts in its batch (tested to 1e-5 for batch 1
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, List, Optional, Sequence
 
 import numpy as np
@@ -283,6 +284,8 @@ def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto") -> Tr
     device = resolve_device(backend, device)
     vocab = load_vocab(run_dir)
     path = checkpoint_path(run_dir, checkpoint, backend)
+    if backend == "jax" and "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")  # a jax run is used on jax unless told otherwise
     if backend == "torch":
         from encoders.torch import inference
     else:

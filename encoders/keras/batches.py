@@ -1,12 +1,14 @@
-"""tf.data input: the same length buckets and the same ``collate`` as the torch data module."""
+"""Keras input: the same length buckets and the same ``collate`` as the torch data module, fed as
+tf.data on the TensorFlow backend and as a ``keras.utils.PyDataset`` on the others (jax), so a
+jax run never imports TensorFlow."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from encoders.config import TAG_PAD_ID
 from encoders.data.bucketing import LengthBucketBatcher
 from encoders.data.flat import TokenBuffer
 
@@ -52,13 +54,70 @@ class BucketedBatches:
             else:
                 yield b["tokens"], b["labels"]
 
-    def dataset(self) -> tf.data.Dataset:
+    def dataset(self):
+        """A ``tf.data.Dataset`` of one epoch's batches (TensorFlow backend only)."""
+        import tensorflow as tf
+
         target = (tf.TensorSpec((None, None), tf.int64) if self.tags is not None else
                   tf.TensorSpec((None, 1), tf.float32) if self.labels.dtype.kind == "f" else
                   tf.TensorSpec((None,), tf.int64))
         spec = (tf.TensorSpec((None, None), tf.int64), target)
         # from_generator re-runs `batches` for every epoch's iterator, picking up the new epoch
         return tf.data.Dataset.from_generator(self.batches, output_signature=spec).prefetch(2)
+
+
+def feed(batches: BucketedBatches):
+    """What ``model.fit`` takes: the batches endlessly, each pass at the epoch set then (so give
+    ``steps_per_epoch``): tf.data on TensorFlow, a ``RepeatedBatches`` PyDataset elsewhere."""
+    if keras.backend.backend() == "tensorflow":
+        return batches.dataset().repeat()
+    return RepeatedBatches(batches)
+
+
+class RepeatedBatches(keras.utils.PyDataset):
+    """``BucketedBatches`` as an endless ``PyDataset``: when one pass ends the next starts at the
+    epoch ``EpochSetter`` set by then, as ``tf.data``'s ``from_generator(...).repeat()`` does.
+
+    Keras asks for items in order from one thread (``workers=1``, no multiprocessing), which the
+    running generator relies on; ``num_batches`` is None, so ``fit`` counts ``steps_per_epoch``.
+    """
+
+    def __init__(self, batches: BucketedBatches):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.source, self._it = batches, None
+
+    @property
+    def num_batches(self):
+        return None
+
+    def __getitem__(self, index):
+        for _ in range(2):  # an exhausted pass starts the next one, once
+            if self._it is None:
+                self._it = self.source.batches()
+            try:
+                return widen(*next(self._it), pad_id=self.source.pad_id)
+            except StopIteration:
+                self._it = None
+        raise ValueError("the split has no batches")
+
+
+def compile_width(T: int) -> int:
+    """``T`` rounded up to a few widths (multiples of 8 to 64, then 8 steps per doubling): jax compiles
+    one program per input shape, and bucketed batches would otherwise bring a new T almost every step."""
+    step = max(8, 1 << max(0, (T - 1).bit_length() - 3))
+    return -(-T // step) * step
+
+
+def widen(tokens: np.ndarray, target: np.ndarray, pad_id: int = 0):
+    """A batch padded on the right to ``compile_width`` steps: more padding, the same outputs (the
+    layers are exact at padding); tags (2-D targets) are padded with ``TAG_PAD_ID``, which the loss skips."""
+    extra = compile_width(tokens.shape[1]) - tokens.shape[1]
+    if extra == 0:
+        return tokens, target
+    tokens = np.pad(tokens, ((0, 0), (0, extra)), constant_values=pad_id)
+    if target.ndim == 2 and target.shape[1] != 1:
+        target = np.pad(target, ((0, 0), (0, extra)), constant_values=TAG_PAD_ID)
+    return tokens, target
 
 
 class EpochSetter(keras.callbacks.Callback):

@@ -1,6 +1,14 @@
-"""Checks of the values that reach Keras layers: eagerly with numpy (the error names the bad value),
-in graph mode (``tf.function``, ``model.fit``) with a TF assertion. Graph-mode checks need the
-TensorFlow backend; on other backends only eager input is checked."""
+"""Checks of the values that reach Keras layers, on every Keras backend.
+
+- Concrete values (eager calls; ``model.fit`` on Keras' torch backend, which runs eagerly): checked
+  with numpy, and the error names the bad value.
+- TensorFlow graph mode (``tf.function``, ``model.fit``): a TF assertion in the graph.
+- JAX under ``jax.jit`` (``model.fit``/``predict`` on the jax backend): the values are tracers and
+  are *not* checked; no check ever branches on a traced value. JAX has no in-graph assertion that
+  XLA keeps without a host round trip per step, so ids and masks fed to a jitted model are the
+  caller's to check: the project's batches (``TokenBuffer.pad``) are right-padded and in range by
+  construction, and an eager call checks them all.
+"""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -16,17 +24,29 @@ def concrete_numpy(x) -> Optional[np.ndarray]:
         return None
     if isinstance(x, np.ndarray):
         return x
-    if keras.backend.backend() == "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         # inside tf.function (model.fit/predict) the values are not known: the graph check runs instead
         if not tf.executing_eagerly() or not hasattr(x, "numpy"):
             return None
         return x.numpy()
-    try:  # jax tracers and torch meta tensors refuse conversion: they are symbolic
-        return np.asarray(ops.convert_to_numpy(x))
-    except Exception:
-        return None
+    if backend == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):  # under jax.jit: values unknown until run time
+            return None
+    elif backend == "torch" and getattr(x, "device", None) is not None and x.device.type == "meta":
+        return None  # symbolic shape inference on the torch backend
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def graph_checks_survive_jit() -> bool:
+    """Whether a layer may let Keras compile ``fit`` with XLA: on TensorFlow no, since XLA drops the
+    ``tf.debugging`` asserts that check values in graph mode; on jax yes (it checks nothing under
+    jit, and without jit every step would run op by op); torch's ``jit_compile`` is off by default."""
+    return keras.backend.backend() != "tensorflow"
 
 
 def graph_assert(condition, message: str, data: Sequence = (), then=None):

@@ -5,7 +5,7 @@ import keras
 from keras import ops
 
 from encoders.config import PAD_ID
-from encoders.keras.checks import check_token_ids
+from encoders.keras.checks import check_token_ids, graph_checks_survive_jit
 
 
 @keras.saving.register_keras_serializable(package="encoders")
@@ -46,8 +46,7 @@ class PaddedEmbedding(keras.layers.Layer):
             raise ValueError(f"padding_idx {padding_idx} is outside [0, {input_dim})")
         self.input_dim, self.output_dim, self.padding_idx = input_dim, output_dim, padding_idx
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
-        # graph-mode id checks are tf.debugging asserts, which XLA drops: keep this layer off XLA
-        self.supports_jit = False
+        self.supports_jit = graph_checks_survive_jit()  # TF: keep the graph asserts off XLA
 
     def build(self, input_shape=None):
         if self.built:  # building twice must not add a second table
@@ -56,8 +55,8 @@ class PaddedEmbedding(keras.layers.Layer):
                                           initializer=self.embeddings_initializer, trainable=True)
         # start with a zero pad row, so the weights say what the layer does
         rows = ops.expand_dims(ops.arange(self.input_dim), -1)
-        self.embeddings.assign(ops.where(rows == self.padding_idx, ops.zeros_like(self.embeddings),
-                                         self.embeddings))
+        table = ops.convert_to_tensor(self.embeddings)  # jax's zeros_like takes no Keras Variable
+        self.embeddings.assign(ops.where(rows == self.padding_idx, ops.zeros_like(table), table))
         self.built = True
 
     def call(self, inputs):

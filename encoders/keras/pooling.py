@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from encoders.config import POOLINGS
+from encoders.keras.checks import graph_checks_survive_jit
 from encoders.keras.masking import last_step, mask_to_lengths
 
 
@@ -40,7 +41,7 @@ class MaskedPooling(keras.layers.Layer):
         if mode not in POOLINGS:
             raise ValueError(f"pooling mode must be one of {POOLINGS}, got {mode!r}")
         self.mode = mode
-        self.supports_jit = False  # graph-mode mask checks are TF asserts, which XLA drops
+        self.supports_jit = graph_checks_survive_jit()  # TF: keep the graph asserts off XLA
 
     def build(self, input_shape):
         if self.mode == "attention":

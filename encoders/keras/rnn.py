@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from encoders.config import CELLS
+from encoders.keras.checks import graph_checks_survive_jit
 from encoders.keras.masking import last_step, mask_to_lengths, reverse_index, reverse_within_lengths
 
 @keras.saving.register_keras_serializable(package="encoders")
@@ -57,8 +58,7 @@ class RNNEncoder(keras.layers.Layer):
         self.hidden_size, self.cell, self.num_layers = hidden_size, cell, num_layers
         self.bidirectional, self.dropout = bool(bidirectional), float(dropout)
         self.num_directions = 2 if self.bidirectional else 1
-        # graph-mode mask checks are tf.debugging asserts, which XLA drops (cuDNN RNNs are off XLA anyway)
-        self.supports_jit = False
+        self.supports_jit = graph_checks_survive_jit()  # TF: keep the graph asserts off XLA
 
     @property
     def output_size(self) -> int:

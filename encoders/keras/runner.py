@@ -9,15 +9,15 @@ from typing import Any, Dict
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
-from encoders.keras.batches import BucketedBatches, EpochSetter
+from encoders.keras.batches import BucketedBatches, EpochSetter, feed
 from encoders.keras.checkpoint_io import AtomicModelCheckpoint, check_resume
 from encoders.keras.classifier import build_classifier, compile_classifier
 from encoders.keras.tagger import TaggingValidation
-from encoders.keras.runtime import make_strategy, patch_fit_for_multi_worker, worker_info
+from encoders.keras.runtime import (keep_tensorflow_out, make_distribution, patch_fit_for_multi_worker, set_seed,
+                                     worker_info)
 from encoders.report import finish_run, test_report
 from encoders.resume import vocab_fingerprint
 
@@ -40,12 +40,15 @@ def _resume_from(ckpt_path: str, run_dir: str) -> None:
 
 def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     start = time.time()
-    strategy = make_strategy(cfg.trainer.devices, cfg.trainer.accelerator)  # before TF builds anything
+    keep_tensorflow_out()
+    strategy = make_distribution(cfg.trainer.devices, cfg.trainer.accelerator)  # before TF/jax builds anything
     worker, is_chief = worker_info()
     if not is_chief:  # other workers of a multi-worker run keep their files apart; the chief reports
         run_dir = os.path.join(run_dir, f"worker_{worker}")
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.trainer.deterministic:
+    set_seed(cfg.seed)
+    if cfg.trainer.deterministic and keras.backend.backend() == "tensorflow":  # jax on CPU is deterministic
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
     d, m, t = cfg.data, cfg.model, cfg.trainer
     train = BucketedBatches.from_split(splits.train, d.batch_size, seed=cfg.seed, shuffle=True,
@@ -91,16 +94,15 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         keras.callbacks.CSVLogger(os.path.join(run_dir, "csv", "metrics.csv"), append=True),
         AtomicModelCheckpoint(best_path, monitor=metric.replace("/", "_"), mode=mode),
         AtomicModelCheckpoint(last_path),
-        *([keras.callbacks.TensorBoard(os.path.join(run_dir, "tb"), update_freq=t.log_every_n_steps)]
-          if cfg.logger.tensorboard is not None else []),
+        *(_tensorboard(os.path.join(run_dir, "tb"), t.log_every_n_steps) if cfg.logger.tensorboard is not None else []),
         *recipe.callbacks(cfg, is_chief),  # plateau, early stopping, MLflow
         # kept after the run so that ckpt_path=RUN_DIR can continue it; double_checkpoint keeps the
         # previous backup too, used when the latest one is unreadable
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False, double_checkpoint=True),
     ]
     val_steps = len(val) if t.limit_val_batches is None else max(1, int(_limit(t.limit_val_batches, len(val))))
-    validation_kwargs = {} if validation else dict(validation_data=val.dataset().repeat(), validation_steps=val_steps)
-    fit = model.fit(train.dataset().repeat(), epochs=t.max_epochs, steps_per_epoch=steps, callbacks=callbacks,
+    validation_kwargs = {} if validation else dict(validation_data=feed(val), validation_steps=val_steps)
+    fit = model.fit(feed(train), epochs=t.max_epochs, steps_per_epoch=steps, callbacks=callbacks,
                     verbose=1 if t.enable_progress_bar else 2, **validation_kwargs)
     if not is_chief:
         return {}
@@ -114,8 +116,8 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
 
     epochs = fit.epoch[-1] + 1 if fit.epoch else 0
     extra = {"task": task, **extra, **vectors_report(vectors, m.freeze_embeddings), **stop_report(cfg, history, epochs)}
-    metrics = finish_run(run_dir, "tf", encoder_name, history, epochs=epochs,
-                         global_step=int(model.optimizer.iterations.numpy()), start=start,
+    metrics = finish_run(run_dir, cfg.backend.name, encoder_name, history, epochs=epochs,
+                         global_step=int(keras.ops.convert_to_numpy(model.optimizer.iterations)), start=start,
                          best_path=best_path, last_path=last_path, extra=extra)
     run_id = recipe.mlflow_run_id(callbacks)
     if run_id and cfg.logger.mlflow.log_artifacts:
@@ -168,6 +170,13 @@ def _tag_names_beside(best_path: str, num_tags: int):
     except OSError:
         names = []
     return names if len(names) == num_tags else [str(i) for i in range(num_tags)]
+
+
+def _tensorboard(folder: str, every: int) -> list:
+    """Keras' TensorBoard callback writes through TensorFlow: on jax the curves are csv/ and curves.png."""
+    if keras.backend.backend() != "tensorflow":
+        return []
+    return [keras.callbacks.TensorBoard(folder, update_freq=every)]
 
 
 def build_model(spec: ClassifierSpec) -> keras.Model:

@@ -1,5 +1,7 @@
-"""TensorFlow runtime: GPU memory (a capped logical device, or memory growth, on each GPU) and the
-tf.distribute strategy for ``trainer.devices`` / ``TF_CONFIG``. Call both before TF builds anything."""
+"""Keras runtime: GPU memory (TF: a capped logical device, or memory growth, on each GPU; jax: XLA's
+preallocation switch) and the data-parallel set-up for ``trainer.devices`` (TF: a tf.distribute
+strategy, also from ``TF_CONFIG``; jax: ``keras.distribution.DataParallel``). Call both before the
+backend builds anything; only the running Keras backend's framework is imported."""
 from __future__ import annotations
 
 import json
@@ -12,7 +14,9 @@ from encoders.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def limit_gpu_memory(memory_limit_mb: Optional[int], allow_growth: bool = False) -> str:
+def limit_gpu_memory(memory_limit_mb: Optional[int], allow_growth: bool = False, backend: str = "tf") -> str:
+    if backend == "jax":
+        return limit_jax_gpu_memory(memory_limit_mb, allow_growth)
     import tensorflow as tf
 
     if memory_limit_mb is None and not allow_growth:
@@ -41,11 +45,14 @@ def limit_gpu_memory(memory_limit_mb: Optional[int], allow_growth: bool = False)
 def set_threads(num_threads: Optional[int] = None) -> int:
     """TensorFlow's CPU threads (within and between ops): ``num_threads``, else this process's fair
     share of the cores (``encoders.threads``). TensorFlow reads them once, when it starts: call this first."""
-    import tensorflow as tf
-
     from encoders.threads import fair_share, mark_chosen
 
     n, why = fair_share(num_threads)
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # jax's XLA threads are its own
+        log.info("CPU threads: not set on Keras backend %s (TensorFlow only)", os.environ["KERAS_BACKEND"])
+        return n
+    import tensorflow as tf
+
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(n)
@@ -54,6 +61,105 @@ def set_threads(num_threads: Optional[int] = None) -> int:
         return tf.config.threading.get_intra_op_parallelism_threads()
     mark_chosen(n)
     log.info("TensorFlow CPU threads: %d (%s)", n, why)
+def limit_jax_gpu_memory(memory_limit_mb: Optional[int], allow_growth: bool = False) -> str:
+    """jax preallocates most of a GPU's memory at its first use; ``allow_growth`` turns that off
+    (``XLA_PYTHON_CLIENT_PREALLOCATE=false``). A cap in MiB has no jax setting (its limit is a
+    fraction, ``XLA_PYTHON_CLIENT_MEM_FRACTION``): refused rather than ignored."""
+    if memory_limit_mb is not None:
+        raise ConfigError(f"gpu.memory_limit_mb={memory_limit_mb}: backend=jax has no cap in MiB; set "
+                          "XLA_PYTHON_CLIENT_MEM_FRACTION (e.g. 0.5) in the environment, or gpu.allow_growth=true")
+    if not allow_growth:
+        return "no limit"
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return "jax: GPU memory preallocation off (grows as needed)"
+
+
+def make_distribution(devices: Any = 1, accelerator: str = "auto"):
+    """The data-parallel set-up for the running Keras backend, as an object with ``scope()``:
+    TensorFlow's strategy (``make_strategy``), or on jax ``keras.distribution.DataParallel`` over
+    ``devices`` devices (set globally; its ``scope()`` does nothing more)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return make_strategy(devices, accelerator)
+    if keras.backend.backend() != "jax":
+        raise ConfigError(f"train.py runs Keras on tensorflow or jax, not {keras.backend.backend()}")
+    return JaxDataParallel(devices, accelerator)
+
+
+class JaxDataParallel:
+    """``trainer.devices=N`` on jax: each batch split over N devices of one kind (GPUs, or with
+    ``accelerator=cpu`` the CPU devices that ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+    makes). ``data.batch_size`` stays the global batch, as with tf.distribute."""
+
+    def __init__(self, devices: Any = 1, accelerator: str = "auto"):
+        import contextlib
+
+        import jax
+        import keras
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"] if jax.default_backend() == "gpu" else []
+        if accelerator in ("gpu", "cuda") and not gpus:
+            raise ConfigError("trainer.accelerator=gpu but jax sees no GPU: use trainer.accelerator=cpu or auto")
+        pool = gpus if gpus and accelerator != "cpu" else jax.devices("cpu")
+        n = len(pool) if devices in ("auto", -1) else _count(devices)
+        if n > len(pool):
+            raise ConfigError(f"trainer.devices={n} but jax sees {len(pool)} {pool[0].platform} device(s)"
+                              + ("; on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=N" if not gpus else ""))
+        self.num_replicas_in_sync = n
+        self.scope = contextlib.nullcontext
+        if n > 1:
+            names = [f"{d.platform}:{d.id}" for d in pool[:n]]
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=names))
+            log.info("keras.distribution.DataParallel over %s", names)
+
+
+def keep_tensorflow_out() -> None:
+    """On a non-TF Keras backend, tell Keras that TensorFlow is absent. Keras checks
+    ``tf.available`` (which imports TensorFlow whenever it is installed) when it seeds and when it
+    serializes a model, so a jax run would load TensorFlow (and, with a GPU build, grab GPU memory)
+    for nothing. A TensorFlow already imported is left alone."""
+    import sys
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        return
+    from keras.src.utils import module_utils
+
+    lazy = getattr(module_utils, "tensorflow", None)
+    if lazy is not None and getattr(lazy, "module", None) is None and hasattr(lazy, "_available"):
+        lazy._available = False
+
+
+def set_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed`` without its ``tf.random.set_seed``, which imports TensorFlow
+    whenever it is installed: on jax the same Python, numpy and Keras seeds, and no TensorFlow."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)  # recreated from the seed
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _count(devices: Any) -> int:
+    try:
+        n = int(devices)
+    except (TypeError, ValueError):
+        raise ConfigError(f"trainer.devices must be a whole number >= 1 or 'auto', got {devices!r}") from None
+    if n < 1:
+        raise ConfigError(f"trainer.devices must be >= 1, got {devices}")
     return n
 
 
@@ -120,6 +226,8 @@ def patch_fit_for_multi_worker(model, strategy, example_batch) -> None:
     Only this model instance is changed, and only under the multi-worker strategy; a saved model
     carries none of it.
     """
+    if isinstance(strategy, JaxDataParallel):
+        return
     import tensorflow as tf
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

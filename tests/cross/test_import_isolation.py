@@ -154,3 +154,13 @@ def test_torch_training_run_never_imports_tensorflow():
                          env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_keras_on_jax_imports_neither_tensorflow_nor_torch():
+    """The jax training path imported (a whole jax run is checked in tests/keras/test_jax_run.py)."""
+    code = ("import encoders.keras, encoders.keras.runner, encoders.keras.inference, encoders.app, sys\n"
+            "print(sorted(m for m in ('tensorflow', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=ROOT, KERAS_BACKEND="jax"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
