@@ -146,9 +146,11 @@ def test_import_pulls_in_only_its_own_framework(statement):
 
 def test_torch_training_run_never_imports_tensorflow():
     """TensorBoard's writer would import tensorflow (and grab GPU memory) if it were let."""
-    code = ("import encoders.torch.runner, tempfile, sys\n"
+    code = ("import encoders.torch.runner as r, tempfile, sys\n"
             "from pytorch_lightning.loggers import TensorBoardLogger\n"
-            "l = TensorBoardLogger(tempfile.mkdtemp()); l.log_metrics({'a': 1.0}, 0); l.finalize('success')\n"
+            "with r.tensorboard_without_tensorflow():  # what runner.run trains inside\n"
+            "    l = TensorBoardLogger(tempfile.mkdtemp()); l.log_metrics({'a': 1.0}, 0); l.finalize('success')\n"
+            "assert 'tensorboard.compat.notf' not in sys.modules  # a later tf run in this process finds TF\n"
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, PYTHONPATH=ROOT))
