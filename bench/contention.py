@@ -67,4 +67,5 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in run(args.repeats, args.overrides).items()}))
+    out = run(args.repeats, args.overrides)
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))

@@ -1,6 +1,7 @@
 """Each process of ours takes its fair share of the cores: counted through real processes that
 register and exit, per process for torch and TensorFlow, and a user's fixed count wins."""
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -101,11 +102,11 @@ def test_the_users_omp_num_threads_is_fixed_but_a_parents_choice_is_recounted(tm
 def test_torch_threads_follow_processes_that_start_during_training(tmp_path, monkeypatch):
     import torch
 
-    from encoders.torch.runtime import thread_share_callback
+    from encoders.torch.runner import ThreadShare
 
     monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
     before = torch.get_num_threads()
-    cb = thread_share_callback(every_n_steps=1)
+    cb = pickle.loads(pickle.dumps(ThreadShare(every_n_steps=1)))  # ddp_spawn sends it to its workers
     procs = _holders(tmp_path, 2 * threads.cores())  # more processes than cores: one thread each
     try:
         torch.set_num_threads(threads.cores())

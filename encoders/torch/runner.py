@@ -199,12 +199,27 @@ def tensorboard_without_tensorflow():
         del sys.modules["tensorboard.compat.notf"]
         if "tensorboard.compat" in sys.modules:
             importlib.reload(sys.modules["tensorboard.compat"])
+
+
+class ThreadShare(Callback):
+    """Every ``every_n_steps`` training steps, torch's threads follow this process's fair share of the
+    cores (``encoders.threads``) as other processes start or end. At module level: ddp_spawn pickles it."""
+
+    def __init__(self, every_n_steps: int = 20):
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx % self.every_n_steps == 0:
+            from encoders.torch.runtime import follow_fair_share
+
+            follow_fair_share()
+
+
 def _thread_share(cfg: Any) -> list:
     """Threads follow the fair share as processes come and go, unless the user fixed them."""
     from encoders.threads import fixed_threads
-    from encoders.torch.runtime import thread_share_callback
 
-    return [] if fixed_threads(getattr(cfg.trainer, "num_threads", None)) else [thread_share_callback()]
+    return [] if fixed_threads(getattr(cfg.trainer, "num_threads", None)) else [ThreadShare()]
 
 
 def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:

@@ -114,20 +114,12 @@ def set_threads(num_threads: Optional[int] = None) -> int:
     return n
 
 
-def thread_share_callback(every_n_steps: int = 20):
-    """A Lightning callback that re-counts the live processes every ``every_n_steps`` training steps
-    and changes torch's thread count to the new fair share (one that started or ended meanwhile)."""
-    from pytorch_lightning.callbacks import Callback
 
+def follow_fair_share() -> None:
+    """Change torch's thread count to this process's fair share now (processes started or ended)."""
     from encoders.threads import cores, live_processes
 
-    class ThreadShare(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if batch_idx % every_n_steps:
-                return
-            n = max(1, cores() // live_processes())
-            if n != torch.get_num_threads():
-                log.info("torch CPU threads: %d -> %d (processes started or ended)", torch.get_num_threads(), n)
-                torch.set_num_threads(n)
-
-    return ThreadShare()
+    n = max(1, cores() // live_processes())
+    if n != torch.get_num_threads():
+        log.info("torch CPU threads: %d -> %d (processes started or ended)", torch.get_num_threads(), n)
+        torch.set_num_threads(n)
