@@ -68,12 +68,26 @@ def configure_optimizers(module, params) -> Union[torch.optim.Optimizer, Dict[st
 
 
 class EpochLR(Callback):
-    """Logs ``lr``: the learning rate each epoch starts with (so it lands in the history and loggers)."""
+    """Logs ``lr``: the learning rate each epoch starts with (so it lands in the history and loggers).
+
+    The value is kept in checkpoints: a run resumed mid-epoch logs the lr that epoch started with."""
+
+    def __init__(self):
+        self.lr: Optional[float] = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"lr": self.lr}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self.lr = state_dict.get("lr")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.optimizers:
-            lr = float(trainer.optimizers[0].param_groups[0]["lr"])
-            pl_module.log(LR_KEY, lr, on_step=False, on_epoch=True, sync_dist=False)
+            self.lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.lr is not None:
+            pl_module.log(LR_KEY, self.lr, on_step=False, on_epoch=True, sync_dist=False)
 
 
 def callbacks(cfg: Any) -> List[Callback]:

@@ -98,8 +98,8 @@ def test_tagging_real_text_beats_the_majority_tag(tmp_path, backend):
     assert m["task"] == "tagging" and all(m[k] is not None for k in TAGGING_KEYS)
     assert m["test_tokens"] == len(tags) and "val_span_f1" not in m  # case tags are not BIO
     assert m["test_acc"] > majority + 0.03, (m["test_acc"], majority)
-    assert sorted(m["history"]) == ["train/loss", "val/acc", "val/loss", "val/macro_f1"] or \
-        sorted(m["history"]) == ["train/loss", "val/acc", "val/loss", "val/macro_f1", "val/span_f1"]
+    assert sorted(m["history"]) == ["lr", "train/loss", "val/acc", "val/loss", "val/macro_f1"] or \
+        sorted(m["history"]) == ["lr", "train/loss", "val/acc", "val/loss", "val/macro_f1", "val/span_f1"]
     vocab = json.loads((tmp_path / "run" / "vocab.json").read_text())
     assert vocab["labels"] == sorted(set(t for r in rows[:cut] for t in r["tags"]))
 
@@ -151,7 +151,7 @@ def test_regression_with_glove_vectors(tmp_path, backend):
     spread = float(np.std([r["label"] for r in rows[350:]]))
     assert m["task"] == "regression" and m["val_acc"] is None and m["embedding_dim"] == 6
     assert m["test_rmse"] < 0.8 * spread, (m["test_rmse"], spread)  # learnt something over predicting the mean
-    assert set(m["history"]) == {"train/loss", "val/loss", "val/rmse", "val/mae"}
+    assert set(m["history"]) == {"train/loss", "val/loss", "val/rmse", "val/mae", "lr"}
     assert m["best_val_rmse"] == min(m["history"]["val/rmse"]) and m["pretrained_coverage"] == pytest.approx(2 / 6)
     assert "val_rmse=" in out
 

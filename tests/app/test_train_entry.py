@@ -169,10 +169,10 @@ def test_tf_run_writes_the_same_outputs_and_resumes(tmp_path):
     assert "weights_only" not in proc.stdout + proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     torch_keys = {"val_acc", "val_loss", "train_loss", "best_val_acc", "epochs", "global_step", "backend",
-                  "encoder", "wall_time_s", "best_checkpoint", "last_checkpoint", "history", "task"}
+                  "encoder", "wall_time_s", "best_checkpoint", "last_checkpoint", "history", "task", "stop_reason"}
     assert set(metrics) == torch_keys
     assert metrics["backend"] == "tf" and metrics["encoder"] == "bigru" and metrics["epochs"] == 2
-    assert sorted(metrics["history"]) == ["train/acc", "train/loss", "val/acc", "val/loss"]
+    assert sorted(metrics["history"]) == ["lr", "train/acc", "train/loss", "val/acc", "val/loss"]
     for f in ("curves.png", "vocab.json", "checkpoints/best.keras", "checkpoints/last.keras", "csv/metrics.csv"):
         assert (run / f).is_file(), f
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tb" / "train"))
