@@ -1,5 +1,5 @@
-"""Keras 3 on jax: our classifier vs a plain ``Embedding(mask_zero=True) -> Bidirectional(LSTM)``,
-and our torch backend, on the same batches (CPU unless jax sees a GPU).
+"""Keras 3 on jax: our classifier vs a plain ``Embedding(mask_zero=True) -> Bidirectional(LSTM)`` on
+the same batches (CPU unless jax sees a GPU).
 
 ``python -m bench.jax_bench [N_BATCHES] [ROUNDS]`` (last stdout line: JSON). The first N batches of
 the default training data (``BucketedBatches``, epoch 0), widened as ``backend=jax`` feeds them
@@ -7,9 +7,7 @@ the default training data (``BucketedBatches``, epoch 0), widened as ``backend=j
 sizes and ``compile_classifier``; one warm-up pass compiles every width, then each round times
 ``train_on_batch`` of both models batch by batch in turn (the order alternating), so slow spells of
 the machine fall on both. ``keras_jax_speed_vs_plain`` is the median over rounds of plain / ours;
-tokens/s count real (non-pad) tokens. The torch figure comes from a child process (torch and jax
-each size their thread pools to all cores): our torch ``SequenceClassifier``, AdamW, the same
-batches unwidened, the same rounds.
+tokens/s count real (non-pad) tokens.
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ import statistics
 import sys
 import time
 
-from bench.common import DEFAULT, paired_ratio, run_child
+from bench.common import DEFAULT, paired_ratio
 from encoders.data.synthetic import make_synthetic
 
 
@@ -74,41 +72,8 @@ def keras_run(n: int, rounds: int) -> dict:
             "jax_version": jax.__version__, "jax_device": str(jax.devices()[0]), "keras_version": keras.__version__}
 
 
-def torch_run(n: int, rounds: int) -> dict:
-    import torch
-
-    from encoders.torch.classifier import SequenceClassifier
-
-    d = DEFAULT
-    batches = first_batches(n)
-    tokens = sum(int((x != 0).sum()) for x, _ in batches)
-    torch.manual_seed(0)
-    model = SequenceClassifier(vocab_size=d["vocab_size"], num_classes=2, embedding_dim=d["embedding_dim"],
-                               hidden_size=d["hidden_size"], cell="lstm", bidirectional=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=d["lr"], weight_decay=0.0)
-    data = [(torch.from_numpy(x), torch.from_numpy((x != 0).sum(1)), torch.from_numpy(y)) for x, y in batches]
-
-    def epoch() -> float:
-        t = time.perf_counter()
-        for x, lengths, y in data:
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(x, lengths), y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), d["clip"])
-            opt.step()
-        return time.perf_counter() - t
-
-    epoch()  # warm-up
-    return {"tokens_per_second_torch_same_batches": tokens / statistics.median(epoch() for _ in range(rounds))}
-
-
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--torch"]
+    args = sys.argv[1:]
     n, rounds = int(args[0]) if args else 40, int(args[1]) if len(args) > 1 else 5
-    if "--torch" in sys.argv:
-        print(json.dumps(torch_run(n, rounds)))
-    else:
-        out = keras_run(n, rounds)
-        out.update(json.loads(run_child("bench.jax_bench", str(n), str(rounds), "--torch")))
-        out["jax_vs_torch"] = out["tokens_per_second_jax"] / out["tokens_per_second_torch_same_batches"]
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}))
+    out = keras_run(n, rounds)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}))

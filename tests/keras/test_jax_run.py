@@ -52,23 +52,23 @@ def test_jax_run_files_resume_and_use(tmp_path):
     assert resumed["epochs"] == 2 and resumed["global_step"] == 6
     assert len(resumed["history"]["val/acc"]) == 2
 
-    # used on jax (load_run picks it for a jax run), evaluated, and exported to ONNX through the port
-    code = ("import sys, encoders\nrun = encoders.load_run(sys.argv[1])\n"
+    # used on jax (load_run picks it for a jax run) and evaluated; exported to ONNX through the port
+    code = ("import csv, sys, encoders\nfrom encoders.evaluation import evaluate, gold_ids\n"
+            "run = encoders.load_run(sys.argv[1])\n"
             "p = run.predict_proba(['', 'def f(x):', 'The quick brown fox jumps.'], batch_size=2)\n"
             "q = run.predict_proba(['', 'def f(x):', 'The quick brown fox jumps.'], batch_size=1)\n"
+            "rows = list(csv.DictReader(open(sys.argv[2])))\n"
+            "rep = evaluate(run, [r['text'] for r in rows], gold_ids([r['label'] for r in rows], run.labels, True))\n"
             "import keras; print(run.backend, keras.backend.backend(), p.shape, float(abs(p - q).max()),"
-            " 'tensorflow' in sys.modules, 'torch' in sys.modules)")
+            " rep['num_examples'], 'tensorflow' in sys.modules, 'torch' in sys.modules)")
     plain = {k: v for k, v in env().items() if k != "KERAS_BACKEND"}  # as a user's shell would be
-    out = subprocess.run([sys.executable, "-c", code, str(run)], cwd=ROOT, env=plain, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", code, str(run), str(data)], cwd=ROOT, env=plain, capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    backend, keras_backend, rows, cols, diff, tf_loaded, torch_loaded = out.stdout.split()[-7:]
-    assert (backend, keras_backend, rows + cols) == ("jax", "jax", "(3,2)")
+    backend, keras_backend, rows, cols, diff, examples, tf_loaded, torch_loaded = out.stdout.split()[-8:]
+    assert (backend, keras_backend, rows + cols, examples) == ("jax", "jax", "(3,2)", "200")
     assert float(diff) <= 1e-5 and tf_loaded == torch_loaded == "False"
-    report = tmp_path / "eval.json"
-    for args in (["evaluate", str(run), str(data), "--output", str(report)], ["export", str(run), "--format", "onnx"]):
-        proc = subprocess.run([sys.executable, "-m", "encoders", *args], cwd=ROOT, env=env(), capture_output=True,
-                              text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(report.read_text())["num_examples"] == 200
+    proc = subprocess.run([sys.executable, "-m", "encoders", "export", str(run), "--format", "onnx"], cwd=ROOT,
+                          env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "export" / "model.onnx").is_file()
