@@ -28,7 +28,7 @@ ENCODERS = {"lstm": ("lstm", False), "bilstm": ("lstm", True), "gru": ("gru", Fa
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
-@pytest.mark.parametrize("backend", ["torch", "tf"])
+@pytest.mark.parametrize("backend", ["torch", "tf", "jax"])
 def test_encoder_and_backend_groups_compose(compose_train, name, backend):
     cfg = compose_train(f"encoder={name}", f"backend={backend}")
     obj = OmegaConf.to_object(cfg)
@@ -86,7 +86,7 @@ def test_wrong_types_fail_naming_the_key(compose_train, override, key):
     (["encoder.num_layers=0"], "num_layers"),
     (["encoder.dropout=1.5"], "dropout"),
     (["model.pooling=median"], "model.pooling"),
-    (["backend.name=jax"], "backend"),
+    (["backend.name=mxnet"], "backend"),
     (["gpu.memory_limit_mb=512", "gpu.allow_growth=true"], "memory_limit_mb.*allow_growth"),
     (["data.batch_size=0"], "batch_size"),
     (["trainer.max_epochs=0"], "trainer.max_epochs"),
