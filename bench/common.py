@@ -35,7 +35,7 @@ def _default_run() -> Dict[str, object]:
     c = TrainConfig()
     return dict(seed=c.seed, num_train=c.data.num_train, num_val=c.data.num_val, vocab_size=c.data.vocab_size,
                 max_length=c.data.max_length, batch_size=c.data.batch_size, pool_batches=c.data.bucket_pool_batches,
-                embedding_dim=c.model.embedding_dim or DEFAULT_EMBEDDING_DIM, hidden_size=c.encoder.hidden_size, lr=c.model.lr,
+                embedding_dim=c.model.embedding_dim or DEFAULT_EMBEDDING_DIM, hidden_size=c.encoder.hidden_size, lr=c.optimizer.lr,
                 clip=c.trainer.gradient_clip_val)
 
 

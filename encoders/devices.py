@@ -3,8 +3,8 @@
 ``encoders.load_run(..., device=...)`` and ``--device`` of ``predict``/``evaluate`` take it.
 ``auto`` is the first GPU when the run's framework sees one, else the CPU. A device that does not
 exist here is a ``ConfigError`` naming it (one line and exit code 2 in the CLI). torch runs map to
-``torch.device``; tf runs to TensorFlow's ``/CPU:0`` and ``/GPU:N`` (``cuda:N`` is ``/GPU:N``).
-Only the run's own framework is imported.
+``torch.device``; tf runs to TensorFlow's ``/CPU:0`` and ``/GPU:N`` (``cuda:N`` is ``/GPU:N``);
+jax runs to jax's ``cpu`` and ``gpu:N`` devices. Only the run's own framework is imported.
 """
 from __future__ import annotations
 
@@ -33,19 +33,25 @@ def resolve_device(backend: str, device: str = "auto") -> str:
     if kind == "auto":
         kind, index = ("cuda", 0) if count else ("cpu", None)
     if kind == "cpu":
-        return "cpu" if backend == "torch" else "/CPU:0"
+        return {"torch": "cpu", "jax": "cpu"}.get(backend, "/CPU:0")
     index = 0 if index is None else index
     if index >= count:
         seen = f"{count} GPU{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1})" if count else "no GPU"
-        raise ConfigError(f"device={device!r}: {'torch' if backend == 'torch' else 'TensorFlow'} sees {seen} "
-                          f"here; use device=cpu or auto")
-    return f"cuda:{index}" if backend == "torch" else f"/GPU:{index}"
+        framework = {"torch": "torch", "jax": "jax"}.get(backend, "TensorFlow")
+        raise ConfigError(f"device={device!r}: {framework} sees {seen} here; use device=cpu or auto")
+    return {"torch": f"cuda:{index}", "jax": f"gpu:{index}"}.get(backend, f"/GPU:{index}")
 
 
 def device_scope(backend: str, resolved: str):
-    """Where a tf run's variables and ops go (``tf.device``); torch places by tensor (no scope)."""
+    """Where a Keras run's variables and ops go (``tf.device``, ``jax.default_device``); torch
+    places by tensor (no scope)."""
     if backend == "torch":
         return contextlib.nullcontext()
+    if backend == "jax":
+        import jax
+
+        kind, _, index = resolved.partition(":")
+        return jax.default_device(_jax_devices(kind)[int(index or 0)])
     import tensorflow as tf
 
     return tf.device(resolved)
@@ -56,6 +62,17 @@ def _gpu_count(backend: str) -> int:
         import torch
 
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if backend == "jax":
+        return len(_jax_devices("gpu"))
     import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
+
+
+def _jax_devices(kind: str) -> list:
+    import jax
+
+    try:
+        return jax.devices(kind)
+    except RuntimeError:  # no such platform here
+        return []

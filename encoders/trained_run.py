@@ -281,11 +281,11 @@ def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto") -> Tr
     data_cfg = cfg.get("data", None) or {}
     from encoders.devices import device_scope, resolve_device
 
+    if backend == "jax" and "keras" not in sys.modules:
+        os.environ.setdefault("KERAS_BACKEND", "jax")  # a jax run is used on jax unless told otherwise
     device = resolve_device(backend, device)
     vocab = load_vocab(run_dir)
     path = checkpoint_path(run_dir, checkpoint, backend)
-    if backend == "jax" and "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "jax")  # a jax run is used on jax unless told otherwise
     if backend == "torch":
         from encoders.torch import inference
     else:

@@ -10,3 +10,22 @@ if "ENCODERS_CACHE" not in os.environ:
     import tempfile
 
     os.environ["ENCODERS_CACHE"] = tempfile.mkdtemp(prefix="encoders-cache-")
+
+
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """A test that trains in this process (``encoders.app.run``) sets process-wide state for the run:
+    the environment (``KERAS_BACKEND``, the thread share's ``OMP_NUM_THREADS``) and torch's
+    flush-denormal mode. Later tests, and the children they start, get the state as it was."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_flush_denormal(False)

@@ -103,7 +103,12 @@ def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
             writer.save(tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed))
     else:
         def build(writer):
-            _tokenize(_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed, writer, task)
+            raws = _files(cfg) if cfg.source == "files" else _hub(cfg)
+            try:
+                _tokenize(raws, cfg, seed, writer, task)
+            finally:  # the tokens are in the entry now: the scratch copies go at once, not when collected
+                for raw in raws.values():
+                    raw.release()
     # ids are written to the entry as they are made, then read back memory-mapped: memory stays flat
     splits = cached(cfg, seed, build, task=task) if cfg.source == "files" else uncached(build)
     _log_shape(splits, cfg)
@@ -141,6 +146,10 @@ class Raw:
     key: str  # data.train_file, data.validation_split=..., ...
     path: str = ""
     builder: str = ""
+
+    def release(self) -> None:
+        """Delete the scratch copy ``read_file`` made of the file (no-op for other datasets)."""
+        getattr(self.ds, "release_scratch", lambda: None)()
 
     def where(self, row: int) -> str:
         """`` (data.train_file=t.csv, line 5)``: the file and the line a user finds 0-based ``row`` at
@@ -286,15 +295,17 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
                       converters={c: str for c in [*text_columns, *([label_column] if label_column else [])]})
         if path.lower().endswith(".tsv"):
             kwargs["delimiter"] = "\t"
+    scratch = scratch_folder(cache_dir)
     try:
-        scratch = scratch_folder(cache_dir)
         if stream:
             ds = _prepared(builder, path, scratch, kwargs)
+            ds.release_scratch = weakref.finalize(ds, shutil.rmtree, scratch, True)  # reads open files per pass
         else:
             ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
                               **kwargs)
-        weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
+            weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
     except Exception as e:  # parser errors from pyarrow/pandas: say which file
+        shutil.rmtree(scratch, ignore_errors=True)
         if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
             raise DataError(f"{key}={path} has no rows") from e
         if builder != "parquet" and _first_non_utf8(path):  # datasets says "An error occurred while generating..."
