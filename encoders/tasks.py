@@ -84,12 +84,19 @@ class TaggingTally:
         self.confusion += np.bincount(g * self.num_tags + pred[mask], minlength=self.num_tags ** 2).reshape(
             self.num_tags, self.num_tags)
         if self.bio:
-            from encoders.metrics import span_f1
+            self.add_spans(pred, gold)
 
-            names = np.asarray(self.names, dtype=object)
-            rows = [r for r in range(len(gold)) if mask[r].any()]
-            rep = span_f1([list(names[gold[r][mask[r]]]) for r in rows], [list(names[pred[r][mask[r]]]) for r in rows])
-            self.spans += (rep["num_gold"], rep["num_pred"], rep["num_correct"])
+    def add_spans(self, pred: Any, gold: Any) -> None:
+        """Adds the chunk counts of a padded batch of predicted and gold tag ids ([B, T], gold
+        ``TAG_PAD_ID`` at pads); chunks are found per row, so this runs on the host."""
+        from encoders.metrics import span_f1
+
+        pred, gold = np.asarray(pred), np.asarray(gold)
+        mask = gold != TAG_PAD_ID
+        names = np.asarray(self.names, dtype=object)
+        rows = [r for r in range(len(gold)) if mask[r].any()]
+        rep = span_f1([list(names[gold[r][mask[r]]]) for r in rows], [list(names[pred[r][mask[r]]]) for r in rows])
+        self.spans += (rep["num_gold"], rep["num_pred"], rep["num_correct"])
 
     def vector(self) -> np.ndarray:
         return np.concatenate([[self.loss_sum, self.tokens], self.confusion.ravel(), self.spans]).astype(np.float64)

@@ -36,7 +36,8 @@ class SequenceRegressor(TaskModule):
         self.pool = None if pooling == "last" else MaskedPooling(pooling, self.encoder.output_size)
         self.head = nn.Linear(self.encoder.output_size, 1)
         self._train_sums: Optional[torch.Tensor] = None
-        self._val: Optional[RegressionTally] = None
+        self._val_sums: Optional[torch.Tensor] = None  # validation: squared and absolute error sums
+        self._val_n = 0  # validation: examples
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(encode_pooled(self.encoder, self.pool, self.embedding(tokens), lengths)).squeeze(-1)
@@ -53,17 +54,24 @@ class SequenceRegressor(TaskModule):
         return loss
 
 
+    # Validation adds up on the device (a step never waits for it): float64 sums of squared and
+    # absolute errors; the count comes from the batch's shape. Read once, at the epoch's end.
     def on_validation_epoch_start(self) -> None:
-        self._val = RegressionTally()
+        self._val_sums, self._val_n = None, 0
 
     def validation_step(self, batch, batch_idx):
         _, pred, target = self._loss(batch)
-        self._val.update(pred.detach().cpu().numpy(), target.cpu().numpy())
+        err = pred.detach().double() - target.double()
+        sums = torch.stack([(err * err).sum(), err.abs().sum()])
+        self._val_sums = sums if self._val_sums is None else self._val_sums + sums
+        self._val_n += target.numel()
 
     def on_validation_epoch_end(self) -> None:
-        t = self._val
-        t.sq, t.abs, t.n = (float(x) for x in self._reduce([t.sq, t.abs, float(t.n)]))
+        t = RegressionTally()
+        sq, ab = (0.0, 0.0) if self._val_sums is None else self._val_sums.cpu().tolist()
+        t.sq, t.abs, t.n = (float(x) for x in self._reduce([sq, ab, float(self._val_n)]))
         t.n = int(round(t.n))
+        self._val_sums, self._val_n = None, 0
         for name, value in t.figures().items():
             self.log(f"val/{name}", float(value), prog_bar=True, sync_dist=False)
 

@@ -13,7 +13,7 @@ from encoders.config import PAD_ID, TAG_PAD_ID, ClassifierSpec
 from encoders.tasks import TaggingTally
 from encoders.torch.embedding import PaddedEmbedding
 from encoders.torch.rnn import RNNEncoder
-from encoders.torch.batches import HostCheckedBatches
+from encoders.torch.batches import CHECKED, HostCheckedBatches
 
 
 class TaskModule(HostCheckedBatches, pl.LightningModule):
@@ -114,7 +114,9 @@ class SequenceTagger(TaskModule):
         self._build_backbone(encoder_path)
         self.head = nn.Linear(self.encoder.output_size, num_classes)
         self._train_sums: Optional[torch.Tensor] = None  # loss sum, tokens
-        self._val: Optional[TaggingTally] = None
+        self._val_sums: Optional[torch.Tensor] = None  # validation: TaggingTally's sums, on the device
+        self._val_ids: List = []  # validation: (predicted, gold) ids per batch, for span F1
+        self._val_bio = TaggingTally(tag_names).bio
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(self.embedding(tokens), lengths).sequence)
@@ -149,17 +151,32 @@ class SequenceTagger(TaskModule):
         return loss
 
 
+    # Validation adds up on the device, so a step never waits for it: the loss, token and confusion
+    # sums of ``TaggingTally.vector()`` in one float64 tensor, and (for span F1, whose chunks are
+    # found per row on the host) each batch's predicted and gold ids, read only at the epoch's end.
     def on_validation_epoch_start(self) -> None:
-        self._val = TaggingTally(self.hparams.tag_names)
+        self._val_sums, self._val_ids = None, []
 
     def validation_step(self, batch, batch_idx):
+        tags = batch["tags"]
+        if not batch.get(CHECKED):  # else transfer_batch_to_device checked them on the CPU
+            self.check_targets({"tags": tags})
         with self.checked(batch):
             logits = self(batch["tokens"], batch["lengths"])
-        self._val.update(logits.detach().float().cpu().numpy(), batch["tags"].cpu().numpy())
+        sums, pred = tagging_sums(logits.detach(), tags)
+        self._val_sums = sums if self._val_sums is None else self._val_sums + sums
+        if self._val_bio:
+            self._val_ids.append((pred.to(torch.int32), tags.to(torch.int32)))
 
     def on_validation_epoch_end(self) -> None:
-        tally = self._val
-        tally.set_vector(self._reduce(tally.vector()))
+        tally = TaggingTally(self.hparams.tag_names)
+        for pred, gold in self._val_ids:
+            tally.add_spans(pred.cpu().numpy(), gold.cpu().numpy())
+        vector = tally.vector()
+        if self._val_sums is not None:
+            vector[:len(self._val_sums)] = self._val_sums.cpu().numpy()
+        tally.set_vector(self._reduce(vector))
+        self._val_sums, self._val_ids = None, []
         for name, value in tally.figures().items():
             self.log(f"val/{name}", float(value), prog_bar=name in ("loss", "acc"), sync_dist=False)
 
@@ -167,6 +184,21 @@ class SequenceTagger(TaskModule):
         """Each row's predicted tag ids (its first ``lengths[b]`` positions), in the batch's order."""
         pred = logits.argmax(-1).cpu().numpy()
         return [pred[b, :int(n)].tolist() for b, n in enumerate(lengths.cpu().numpy())]
+
+
+def tagging_sums(logits: torch.Tensor, tags: torch.Tensor):
+    """(``TaggingTally``'s sums of a batch as one float64 tensor: cross-entropy summed over real
+    tokens, their count, the [gold, predicted] confusion counts flattened; the predicted ids [B, T]),
+    computed where the batch is, reading no value (pad positions, ``TAG_PAD_ID``, match no tag)."""
+    k = logits.shape[-1]
+    logits = logits.float()
+    pred = logits.argmax(-1)
+    tag_ids = torch.arange(k, device=tags.device)
+    gold_1hot = (tags.unsqueeze(-1) == tag_ids).reshape(-1, k).double()
+    pred_1hot = (pred.unsqueeze(-1) == tag_ids).reshape(-1, k).double()
+    loss = F.cross_entropy(logits.double().reshape(-1, k), tags.reshape(-1), ignore_index=TAG_PAD_ID, reduction="sum")
+    sums = torch.cat([loss.reshape(1), gold_1hot.sum().reshape(1), (gold_1hot.T @ pred_1hot).reshape(-1)])
+    return sums, pred
 
 
 def split_tally(model: SequenceTagger, split, batch_size: int) -> TaggingTally:
