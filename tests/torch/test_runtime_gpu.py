@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
@@ -205,3 +206,47 @@ def test_training_and_validation_steps_never_sync(path, precision):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.global_step == 8
+
+
+def task_model_and_data(task: str, path: str = "auto"):
+    """A tagger (BIO tags, so span F1 is tallied too) or a regressor, with its synthetic data module."""
+    from encoders.config import DataConfig
+    from encoders.data.flat import TokenBuffer
+    from encoders.data.sources import load_splits
+    from encoders.torch.batches import SequenceDataModule, TokenDataset
+    from encoders.torch.regressor import SequenceRegressor
+    from encoders.torch.tagger import SequenceTagger
+
+    splits = load_splits(DataConfig(num_train=512, num_val=256, max_length=60), 0)
+
+    def dataset(split):
+        rows = [split.tokens.row(i) for i in range(len(split))]
+        if task == "tagging":
+            tags = TokenBuffer.from_lists([[int(t) % 3 for t in r] for r in rows])
+            return TokenDataset(rows, np.zeros(len(rows), dtype=np.int64), tags)
+        return TokenDataset(rows, np.array([len(r) / 60 for r in rows], dtype=np.float32))
+
+    dm = SequenceDataModule(dataset(splits.train), dataset(splits.validation), batch_size=64)
+    if task == "tagging":
+        return SequenceTagger(splits.vocab_size, 3, tag_names=["O", "B-X", "I-X"], encoder_path=path), dm
+    return SequenceRegressor(splits.vocab_size, encoder_path=path), dm
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("task", ["tagging", "regression"])
+def test_tagger_and_regressor_steps_never_sync(task, precision):
+    """Their validation adds its figures up on the device; they are read at the epoch's end."""
+    import pytorch_lightning as pl
+
+    model, dm = task_model_and_data(task)
+    trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=1, precision=precision, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=10**6,
+                         gradient_clip_val=1.0, callbacks=[SyncsAreErrors()])
+    try:
+        trainer.fit(model, datamodule=dm)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.global_step == 8 and "val/loss" in trainer.callback_metrics
+    assert ("val/span_f1" in trainer.callback_metrics) == (task == "tagging")
