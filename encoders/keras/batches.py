@@ -133,7 +133,7 @@ def pad_rows(tokens: np.ndarray, target: np.ndarray, replicas: int, pad_id: int 
     count real rows only."""
     rows = tokens.shape[0]
     padded = -(-rows // replicas) * replicas
-    tagging = target.ndim == 2 and target.shape[1] != 1
+    tagging = target.ndim == 2 and target.dtype.kind in "iu"  # regression targets are float [B, 1]
     weight = np.zeros(padded, np.float32)
     weight[:rows] = 1.0 if tagging else padded / rows
     if padded == rows:

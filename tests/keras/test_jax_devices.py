@@ -33,5 +33,27 @@ def test_jax_two_devices_odd_batches_match_one_device(tmp_path):
         assert np.allclose(one["history"][key], two["history"][key], rtol=0, atol=1e-5), key
 
 
+def test_pad_rows_keeps_the_batch_and_its_mean_loss():
+    from encoders.config import TAG_PAD_ID
+    from encoders.keras.batches import pad_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, replicas, width = int(rng.integers(1, 20)), int(rng.integers(1, 5)), int(rng.integers(1, 9))
+        tokens = rng.integers(0, 9, (rows, width))
+        kind = rng.integers(3)
+        target = (rng.integers(0, 3, rows) if kind == 0 else rng.normal(size=(rows, 1)).astype(np.float32)
+                  if kind == 1 else rng.integers(0, 3, (rows, width)))
+        t, y, w = pad_rows(tokens, target, replicas, pad_id=7)
+        padded = t.shape[0]
+        assert padded % replicas == 0 and rows <= padded < rows + replicas and len(y) == len(w) == padded
+        assert (t[:rows] == tokens).all() and (y[:rows] == target).all() and (t[rows:] == 7).all()
+        assert (w[rows:] == 0).all() and (w[:rows] > 0).all()
+        if kind == 2:  # tags: the loss is a mean over real tags already; pad rows' tags are skipped
+            assert (w[:rows] == 1).all() and (y[rows:] == TAG_PAD_ID).all()
+        else:  # sum(w * loss) / padded is the mean over the real rows
+            assert abs(w.sum() / padded - 1.0) < 1e-6
+
+
 def _logs(run_dir) -> str:
     return "".join(p.read_text() for p in run_dir.rglob("*.log"))
