@@ -129,18 +129,17 @@ def pad_rows(tokens: np.ndarray, target: np.ndarray, replicas: int, pad_id: int 
     exact for them) and weigh 0. Real rows weigh ``P/B`` (P padded rows, B real ones) so that Keras'
     ``sum_over_batch_size`` loss, which divides by P, is the mean over the B real rows: the same loss
     and gradient as the unpadded batch. Tags (2-D targets) get ``TAG_PAD_ID`` and weight 1, as their
-    loss is already a mean over the real tags. ``count_real_rows`` makes the logged loss and metrics
+    loss is already a mean over the real tags (their weights are per tag, [P, T]: Keras doesn't
+    broadcast row weights over a 2-D loss). ``count_real_rows`` makes the logged loss and metrics
     count real rows only."""
     rows = tokens.shape[0]
     padded = -(-rows // replicas) * replicas
     tagging = target.ndim == 2 and target.dtype.kind in "iu"  # regression targets are float [B, 1]
-    weight = np.zeros(padded, np.float32)
-    weight[:rows] = 1.0 if tagging else padded / rows
-    if padded == rows:
-        return tokens, target, weight
     extra = ((0, padded - rows),) + ((0, 0),) * (target.ndim - 1)
     tokens = np.pad(tokens, ((0, padded - rows), (0, 0)), constant_values=pad_id)
     target = np.pad(target, extra, constant_values=TAG_PAD_ID if tagging else 0)
+    weight = np.zeros(target.shape if tagging else padded, np.float32)  # tags: one weight per tag
+    weight[:rows] = 1.0 if tagging else padded / rows
     return tokens, target, weight
 
 

@@ -139,7 +139,8 @@ def count_real_rows(model, strategy) -> None:
     def real_rows_metrics(x, y, y_pred, sample_weight=None):
         real = keras.ops.cast(keras.ops.greater(sample_weight, 0), "float32")
         if tracker.pending is not None:
-            keras.metrics.Mean.update_state(tracker, tracker.pending, sample_weight=keras.ops.sum(real))
+            rows = keras.ops.sum(real if len(real.shape) == 1 else keras.ops.max(real, axis=1))  # tags: [P, T]
+            keras.metrics.Mean.update_state(tracker, tracker.pending, sample_weight=rows)
             tracker.pending = None
         return compute_metrics(x, y, y_pred, real)
 

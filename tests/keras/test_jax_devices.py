@@ -47,6 +47,7 @@ def test_pad_rows_keeps_the_batch_and_its_mean_loss():
         t, y, w = pad_rows(tokens, target, replicas, pad_id=7)
         padded = t.shape[0]
         assert padded % replicas == 0 and rows <= padded < rows + replicas and len(y) == len(w) == padded
+        assert w.shape == (y.shape if kind == 2 else (padded,))
         assert (t[:rows] == tokens).all() and (y[:rows] == target).all() and (t[rows:] == 7).all()
         assert (w[rows:] == 0).all() and (w[:rows] > 0).all()
         if kind == 2:  # tags: the loss is a mean over real tags already; pad rows' tags are skipped
