@@ -66,12 +66,13 @@ class BucketedBatches:
         return tf.data.Dataset.from_generator(self.batches, output_signature=spec).prefetch(2)
 
 
-def feed(batches: BucketedBatches):
+def feed(batches: BucketedBatches, replicas: int = 1):
     """What ``model.fit`` takes: the batches endlessly, each pass at the epoch set then (so give
-    ``steps_per_epoch``): tf.data on TensorFlow, a ``RepeatedBatches`` PyDataset elsewhere."""
-    if keras.backend.backend() == "tensorflow":
+    ``steps_per_epoch``): tf.data on TensorFlow, a ``RepeatedBatches`` PyDataset elsewhere (with
+    ``replicas`` > 1, each batch padded to a multiple of it, see ``pad_rows``)."""
+    if keras.backend.backend() == "tensorflow":  # tf.distribute splits uneven batches itself
         return batches.dataset().repeat()
-    return RepeatedBatches(batches)
+    return RepeatedBatches(batches, replicas)
 
 
 class RepeatedBatches(keras.utils.PyDataset):
@@ -82,9 +83,9 @@ class RepeatedBatches(keras.utils.PyDataset):
     running generator relies on; ``num_batches`` is None, so ``fit`` counts ``steps_per_epoch``.
     """
 
-    def __init__(self, batches: BucketedBatches):
+    def __init__(self, batches: BucketedBatches, replicas: int = 1):
         super().__init__(workers=1, use_multiprocessing=False)
-        self.source, self._it = batches, None
+        self.source, self._it, self.replicas = batches, None, replicas
 
     @property
     def num_batches(self):
@@ -95,9 +96,11 @@ class RepeatedBatches(keras.utils.PyDataset):
             if self._it is None:
                 self._it = self.source.batches()
             try:
-                return widen(*next(self._it), pad_id=self.source.pad_id)
+                batch = widen(*next(self._it), pad_id=self.source.pad_id)
             except StopIteration:
                 self._it = None
+                continue
+            return batch if self.replicas == 1 else pad_rows(*batch, self.replicas, self.source.pad_id)
         raise ValueError("the split has no batches")
 
 
@@ -118,6 +121,26 @@ def widen(tokens: np.ndarray, target: np.ndarray, pad_id: int = 0):
     if target.ndim == 2 and target.shape[1] != 1:
         target = np.pad(target, ((0, 0), (0, extra)), constant_values=TAG_PAD_ID)
     return tokens, target
+
+
+def pad_rows(tokens: np.ndarray, target: np.ndarray, replicas: int, pad_id: int = 0):
+    """``(tokens, target, sample_weight)`` with the rows padded to a multiple of ``replicas``: jax
+    shards a batch evenly over the devices. The added rows are empty (all ``pad_id``; the layers are
+    exact for them) and weigh 0. Real rows weigh ``P/B`` (P padded rows, B real ones) so that Keras'
+    ``sum_over_batch_size`` loss, which divides by P, is the mean over the B real rows: the same loss
+    and gradient as the unpadded batch. Tags (2-D targets) get ``TAG_PAD_ID`` and weight 1, as their
+    loss is already a mean over the real tags (their weights are per tag, [P, T]: Keras doesn't
+    broadcast row weights over a 2-D loss). ``count_real_rows`` makes the logged loss and metrics
+    count real rows only."""
+    rows = tokens.shape[0]
+    padded = -(-rows // replicas) * replicas
+    tagging = target.ndim == 2 and target.dtype.kind in "iu"  # regression targets are float [B, 1]
+    extra = ((0, padded - rows),) + ((0, 0),) * (target.ndim - 1)
+    tokens = np.pad(tokens, ((0, padded - rows), (0, 0)), constant_values=pad_id)
+    target = np.pad(target, extra, constant_values=TAG_PAD_ID if tagging else 0)
+    weight = np.zeros(target.shape if tagging else padded, np.float32)  # tags: one weight per tag
+    weight[:rows] = 1.0 if tagging else padded / rows
+    return tokens, target, weight
 
 
 class EpochSetter(keras.callbacks.Callback):

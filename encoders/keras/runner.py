@@ -16,7 +16,8 @@ from encoders.keras.batches import BucketedBatches, EpochSetter, feed
 from encoders.keras.checkpoint_io import AtomicModelCheckpoint, check_resume
 from encoders.keras.classifier import build_classifier, compile_classifier
 from encoders.keras.tagger import TaggingValidation
-from encoders.keras.runtime import (keep_tensorflow_out, make_distribution, patch_fit_for_multi_worker, set_seed,
+from encoders.keras.runtime import (count_real_rows, keep_tensorflow_out, make_distribution,
+                                     JaxDataParallel, patch_fit_for_multi_worker, set_seed,
                                      worker_info)
 from encoders.report import finish_run, test_report
 from encoders.resume import vocab_fingerprint
@@ -74,6 +75,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         compile_model(model, spec.task, clipnorm=t.gradient_clip_val,
                       optimizer=recipe.build_optimizer(cfg, steps, t.gradient_clip_val))
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
+    count_real_rows(model, strategy)
 
     ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
     os.makedirs(ckpt_dir, exist_ok=True)
@@ -100,9 +102,10 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         # previous backup too, used when the latest one is unreadable
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False, double_checkpoint=True),
     ]
+    replicas = strategy.num_replicas_in_sync if isinstance(strategy, JaxDataParallel) else 1
     val_steps = len(val) if t.limit_val_batches is None else max(1, int(_limit(t.limit_val_batches, len(val))))
-    validation_kwargs = {} if validation else dict(validation_data=feed(val), validation_steps=val_steps)
-    fit = model.fit(feed(train), epochs=t.max_epochs, steps_per_epoch=steps, callbacks=callbacks,
+    validation_kwargs = {} if validation else dict(validation_data=feed(val, replicas), validation_steps=val_steps)
+    fit = model.fit(feed(train, replicas), epochs=t.max_epochs, steps_per_epoch=steps, callbacks=callbacks,
                     verbose=1 if t.enable_progress_bar else 2, **validation_kwargs)
     if not is_chief:
         return {}

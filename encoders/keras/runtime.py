@@ -114,6 +114,39 @@ class JaxDataParallel:
             log.info("keras.distribution.DataParallel over %s", names)
 
 
+def count_real_rows(model, strategy) -> None:
+    """With ``pad_rows``' batches (jax over N > 1 devices): the logged loss and metrics over the real
+    rows only, so they equal a one-device run's. Keras weighs each batch's loss by its padded row
+    count and passes the loss weights (``P/B``) to the metrics; here the loss is counted once per
+    real row and the metrics see weight 1 per real row, 0 per added one. Only this model instance is
+    changed (call after ``compile``), and only on that path; a saved model carries none of it."""
+    if not isinstance(strategy, JaxDataParallel) or strategy.num_replicas_in_sync == 1:
+        return
+    import keras
+
+    class RealRowsMean(keras.metrics.Mean):
+        pending = None  # no loss yet (Keras builds the metrics once with compute_metrics alone)
+
+        def update_state(self, values, sample_weight=None):
+            self.pending = values  # counted by compute_metrics, which has the rows' weights
+
+    tracker = model._loss_tracker = RealRowsMean(name="loss")
+    compiled = model._compile_metrics  # compile's `metrics` ignore sample weights: make them weighted ones
+    if compiled is not None:  # (same names; built at the first batch, so still unbuilt here)
+        compiled._user_weighted_metrics, compiled._user_metrics = compiled._user_metrics, None
+    compute_metrics = model.compute_metrics
+
+    def real_rows_metrics(x, y, y_pred, sample_weight=None):
+        real = keras.ops.cast(keras.ops.greater(sample_weight, 0), "float32")
+        if tracker.pending is not None:
+            rows = keras.ops.sum(real if len(real.shape) == 1 else keras.ops.max(real, axis=1))  # tags: [P, T]
+            keras.metrics.Mean.update_state(tracker, tracker.pending, sample_weight=rows)
+            tracker.pending = None
+        return compute_metrics(x, y, y_pred, real)
+
+    model.compute_metrics = real_rows_metrics
+
+
 def keep_tensorflow_out() -> None:
     """On a non-TF Keras backend, tell Keras that TensorFlow is absent. Keras checks
     ``tf.available`` (which imports TensorFlow whenever it is installed) when it seeds and when it
