@@ -118,9 +118,15 @@ def widen(tokens: np.ndarray, target: np.ndarray, pad_id: int = 0):
     if extra == 0:
         return tokens, target
     tokens = np.pad(tokens, ((0, 0), (0, extra)), constant_values=pad_id)
-    if target.ndim == 2 and target.shape[1] != 1:
+    if is_tags(target):
         target = np.pad(target, ((0, 0), (0, extra)), constant_values=TAG_PAD_ID)
     return tokens, target
+
+
+def is_tags(target: np.ndarray) -> bool:
+    """Tag ids ``[B, T]`` (integers), as opposed to class ids ``[B]`` and regression targets
+    (floats, ``[B, 1]``); a batch of one-token sentences has tags ``[B, 1]`` too."""
+    return target.ndim == 2 and target.dtype.kind in "iu"
 
 
 def pad_rows(tokens: np.ndarray, target: np.ndarray, replicas: int, pad_id: int = 0):
@@ -134,7 +140,7 @@ def pad_rows(tokens: np.ndarray, target: np.ndarray, replicas: int, pad_id: int 
     count real rows only."""
     rows = tokens.shape[0]
     padded = -(-rows // replicas) * replicas
-    tagging = target.ndim == 2 and target.dtype.kind in "iu"  # regression targets are float [B, 1]
+    tagging = is_tags(target)
     extra = ((0, padded - rows),) + ((0, 0),) * (target.ndim - 1)
     tokens = np.pad(tokens, ((0, padded - rows), (0, 0)), constant_values=pad_id)
     target = np.pad(target, extra, constant_values=TAG_PAD_ID if tagging else 0)

@@ -56,5 +56,23 @@ def test_pad_rows_keeps_the_batch_and_its_mean_loss():
             assert abs(w.sum() / padded - 1.0) < 1e-6
 
 
+
+def test_widen_pads_tags_of_one_token_sentences_too():
+    """Tags are told from regression targets by type, not width: a batch whose longest sentence
+    has one token has tags [B, 1] and must be widened with its tokens."""
+    from encoders.config import TAG_PAD_ID
+    from encoders.keras.batches import compile_width, widen
+
+    rng = np.random.default_rng(1)
+    for width in (1, 2, 9, 70):
+        tokens = rng.integers(1, 9, (3, width))
+        tags = rng.integers(0, 4, (3, width))
+        scores = rng.normal(size=(3, 1)).astype(np.float32)
+        classes = rng.integers(0, 2, 3)
+        t, y = widen(tokens, tags)
+        assert t.shape == y.shape == (3, compile_width(width)) and (y[:, width:] == TAG_PAD_ID).all()
+        assert (y[:, :width] == tags).all() and (t[:, width:] == 0).all()
+        assert widen(tokens, scores)[1] is scores and widen(tokens, classes)[1] is classes
+
 def _logs(run_dir) -> str:
     return "".join(p.read_text() for p in run_dir.rglob("*.log"))
