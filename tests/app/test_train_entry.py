@@ -253,7 +253,7 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, backend
         time.sleep(0.05)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in out + err and not leftover.exists()
     lines = [line for line in err.splitlines() if line.startswith("interrupted")]
