@@ -90,10 +90,12 @@ def _list_cell(value: Any):
     return None
 
 
-def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens") -> List[List[str]]:
-    """Lists of words of a tagging table's ``column`` (a missing cell is no word)."""
+def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens",
+             first_row: int = 1) -> List[List[str]]:
+    """Lists of words of a tagging table's ``column`` (a missing cell is no word; rows numbered from
+    ``first_row``)."""
     out = []
-    for row, value in enumerate(values, 1):
+    for row, value in enumerate(values, first_row):
         cell = [] if _missing_cell(value) else _list_cell(value)
         if cell is None or any(not isinstance(w, str) for w in cell):
             raise DataError(f"{where}: {data_row(where, row)}: column {column!r} holds {value!r:.60}, not a list of words")
