@@ -314,3 +314,15 @@ def test_predict_in_chunks_places_a_bad_row_in_the_whole_file(tmp_path_factory, 
         assert main(["predict", run_dir, str(path), "--chunk-rows", chunk, "--output", str(out)]) == 2
         assert "data row 5 (line 5): column 'text' holds 42" in capsys.readouterr().err
         assert not out.exists()  # nothing half-written
+
+
+def test_evaluate_in_chunks_places_a_bad_label_in_the_whole_file(tmp_path_factory, tmp_path, capsys):
+    run_dir = text_run(tmp_path_factory, "torch")
+    df = read_table(text_run_data(run_dir)).head(8).copy()
+    df.loc[4, "label"] = "poetry"
+    df.to_csv(tmp_path / "in.csv", index=False)
+    for chunk in ("1", "3"):
+        assert main(["evaluate", run_dir, str(tmp_path / "in.csv"), "--chunk-rows", chunk,
+                     "-o", str(tmp_path / "e.json")]) == 2
+        assert "data row 5 (line 6): label 'poetry' never occurs" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
