@@ -37,21 +37,12 @@ def _table_error(e: Exception) -> DataError:
     return DataError(str(e))
 
 
-def _read_input(path: str, text_column: str):
-    from encoders.tables import TableError, read_table
-
-    try:
-        return read_table(path, text_column=text_column)
-    except TableError as e:
-        raise _table_error(e) from None
-
-
-def _texts(df, column: str, path: str) -> List[str]:
+def _texts(df, column: str, path: str, first_row: int = 1) -> List[str]:
     from encoders.tables import TableError, texts_of
 
     name = "<stdin>" if path == "-" else path
     try:
-        return texts_of(df, column, name)
+        return texts_of(df, column, name, first_row)
     except TableError as e:
         raise DataError(f"{e} (the run's text column is data.text_column={column!r})") from None
 
@@ -76,19 +67,22 @@ def _uses_tokens_column(run, df, path: str) -> bool:
     return run.task == "tagging" and not csv_like and run.tokens_column in df.columns
 
 
-def _words(run, df, path: str):
+def _words(run, df, path: str, first_row: int = 1):
     """The lists of words of a tagging input, row by row."""
     from encoders.evaluation import words_of
 
     name = "<stdin>" if path == "-" else path
     if _uses_tokens_column(run, df, path):
-        return words_of(df[run.tokens_column].tolist(), name, run.tokens_column)
-    return [t.split() for t in _texts(df, run.text_column, path)]
+        return words_of(df[run.tokens_column].tolist(), name, run.tokens_column, first_row)
+    return [t.split() for t in _texts(df, run.text_column, path, first_row)]
 
 
 # -- predict ---------------------------------------------------------------------------------------
 def cmd_predict(a: argparse.Namespace) -> int:
-    from encoders.tables import TableError, write_table
+    """Reads, predicts and writes ``--chunk-rows`` rows at a time (length-sorted batches inside each
+    chunk), so memory does not grow with the input; the output is the same as for one chunk."""
+    from encoders.table_stream import TableWriter, iter_table
+    from encoders.tables import TableError
     from encoders.trained_run import TaskError, load_run
 
     _check_table_output(a.output)
@@ -96,16 +90,31 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.probabilities and run.task != "classification":
         raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
                         f"(its prediction column is all predict writes)")
-    df = _read_input(a.input, run.text_column)
+    writer = None
+    try:
+        for first_row, df in iter_table(a.input, run.text_column, a.chunk_rows):
+            out = _predicted(run, df, a, first_row)
+            writer = writer or TableWriter(a.output)
+            writer.write(out)
+        writer.close()
+    except TableError as e:
+        raise _table_error(e) from None
+    if a.output not in (None, "-"):
+        print(f"wrote {a.output} ({writer.rows} rows)", file=sys.stderr)
+    return 0
+
+
+def _predicted(run, df, a: argparse.Namespace, first_row: int):
+    """One chunk of the input with the columns predict adds."""
     if run.task == "classification":
         added = [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in run.labels]
                                              if a.probabilities else [])
     else:
         added = [PREDICTION]
     if run.task == "tagging":
-        words = _words(run, df, a.input)
+        words = _words(run, df, a.input, first_row)
     else:
-        texts = _texts(df, run.text_column, a.input)
+        texts = _texts(df, run.text_column, a.input, first_row)
     clash = [c for c in added if c in df.columns]
     if clash:
         raise DataError(f"{a.input}: already has column(s) {', '.join(map(repr, clash))}, which predict adds: "
@@ -123,13 +132,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         if a.probabilities:
             for k, label in enumerate(run.labels):
                 out[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
-    try:
-        write_table(out, a.output)
-    except TableError as e:
-        raise _table_error(e) from None
-    if a.output not in (None, "-"):
-        print(f"wrote {a.output} ({len(out)} rows)", file=sys.stderr)
-    return 0
+    return out
 
 
 def pd_object_column(values):
@@ -141,11 +144,13 @@ def pd_object_column(values):
 
 # -- evaluate --------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from encoders.evaluation import (evaluate, evaluate_regression, evaluate_tagging, format_report, gold_ids,
-                                     gold_tag_ids, gold_values)
+    from encoders.evaluation import format_report, gold_ids, gold_tag_ids, gold_values
     from encoders.io import write_json
     from encoders.report import plot_confusion
     from encoders.run_dir import check_run_dir, is_training_output
+    from encoders.running_evaluation import RunningEvaluation
+    from encoders.table_stream import iter_table
+    from encoders.tables import TableError
     from encoders.trained_run import load_run
 
     run_dir = check_run_dir(a.run_dir)
@@ -159,27 +164,31 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if is_training_output(run_dir, path):
             raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
     run = load_run(run_dir, a.checkpoint, device=a.device)
-    df = _read_input(a.input, run.text_column)
     name = "<stdin>" if a.input == "-" else a.input
     if run.task == "tagging":
         gold_column, what, key = run.tags_column, "tags column", "data.tags_column"
     else:
         gold_column, what, key = run.label_column, "label column", "data.label_column"
-    if gold_column not in df.columns:
-        has = ", ".join(repr(c) for c in df.columns)
-        raise DataError(f"{name}: no {what} {gold_column!r} (the run's {key}); its columns are: {has}")
-    if run.task == "tagging":
-        words = _words(run, df, a.input)
-        gold = gold_tag_ids(df[gold_column].tolist(), run.labels, [len(w) for w in words], name, gold_column)
-        report = evaluate_tagging(run, words, gold, batch_size=a.batch_size)
-    elif run.task == "regression":
-        texts = _texts(df, run.text_column, a.input)
-        gold = gold_values(df[gold_column].tolist(), name, gold_column)
-        report = evaluate_regression(run, texts, gold, batch_size=a.batch_size)
-    else:
-        texts = _texts(df, run.text_column, a.input)
-        gold = gold_ids(df[gold_column].tolist(), run.labels, run.string_labels, name, gold_column)
-        report = evaluate(run, texts, gold, batch_size=a.batch_size)
+    tally = RunningEvaluation(run, a.batch_size)
+    try:
+        for first_row, df in iter_table(a.input, run.text_column, a.chunk_rows):
+            if gold_column not in df.columns:
+                has = ", ".join(repr(c) for c in df.columns)
+                raise DataError(f"{name}: no {what} {gold_column!r} (the run's {key}); its columns are: {has}")
+            values = df[gold_column].tolist()
+            if run.task == "tagging":
+                words = _words(run, df, a.input, first_row)
+                tally.add(words, gold_tag_ids(values, run.labels, [len(w) for w in words], name, gold_column,
+                                              first_row))
+            elif run.task == "regression":
+                tally.add(_texts(df, run.text_column, a.input, first_row),
+                          gold_values(values, name, gold_column, first_row))
+            else:
+                tally.add(_texts(df, run.text_column, a.input, first_row),
+                          gold_ids(values, run.labels, run.string_labels, name, gold_column, first_row))
+    except TableError as e:
+        raise _table_error(e) from None
+    report = tally.report()
     report.update(task=run.task, run_dir=os.path.abspath(run_dir), checkpoint=run.checkpoint, input=name)
     if run.task != "regression":
         report["labels_as_trained"] = list(run.labels)
@@ -218,6 +227,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from encoders.export import DEFAULT_ATOL, FORMATS
+    from encoders.table_stream import DEFAULT_CHUNK_ROWS
     from encoders.trained_run import DEFAULT_BATCH_SIZE
 
     p = argparse.ArgumentParser(prog="encoders", description="Use a run trained by train.py: predict, evaluate, "
@@ -240,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "(default: csv on stdout)")
     pr.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
     pr.add_argument("--probabilities", action="store_true", help="add one column per class: probability_LABEL")
+    pr.add_argument("--chunk-rows", type=batch_size, default=DEFAULT_CHUNK_ROWS,
+                    help="rows read, predicted and written at a time (memory use; the output is the same)")
     checkpoint_option(pr)
     add_device(pr)
     pr.set_defaults(func=cmd_predict)
@@ -252,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", "-o", default=None, help="the JSON report (default: RUN_DIR/evaluation.json); "
                                                          "confusion_matrix.png goes in the same folder")
     ev.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE)
+    ev.add_argument("--chunk-rows", type=batch_size, default=DEFAULT_CHUNK_ROWS,
+                    help="rows read and scored at a time (memory use; the figures are the same)")
     checkpoint_option(ev)
     add_device(ev)
     ev.set_defaults(func=cmd_evaluate)

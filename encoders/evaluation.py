@@ -26,7 +26,7 @@ __all__ = ["gold_ids", "gold_tag_ids", "gold_values", "evaluate", "evaluate_tagg
 
 
 def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, where: str = "input",
-             column: str = "label") -> np.ndarray:
+             column: str = "label", first_row: int = 1) -> np.ndarray:
     """Class ids of ``values`` (one per data row, rows counted from 1 in messages).
 
     Raises:
@@ -34,7 +34,7 @@ def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, 
     """
     index = {str(name): k for k, name in enumerate(labels)}
     out = np.empty(len(values), dtype=np.int64)
-    for row, value in enumerate(values, 1):
+    for row, value in enumerate(values, first_row):
         if is_missing(value) or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where}: {data_row(where, row)}: no label in column {column!r}")
         if string_labels:
@@ -42,7 +42,7 @@ def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, 
             if key not in index:
                 raise DataError(f"{where}: {data_row(where, row)}: label {value!r} never occurs in the run's training data "
                                 f"(its labels: {', '.join(map(repr, labels))})")
-            out[row - 1] = index[key]
+            out[row - first_row] = index[key]
             continue
         k = _as_class_id(value)
         if k is None:
@@ -51,7 +51,7 @@ def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, 
         if not 0 <= k < len(labels):
             raise DataError(f"{where}: {data_row(where, row)}: label {k} never occurs in the run's training data "
                             f"(its labels are the class ids 0..{len(labels) - 1})")
-        out[row - 1] = k
+        out[row - first_row] = k
     return out
 
 
@@ -90,10 +90,12 @@ def _list_cell(value: Any):
     return None
 
 
-def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens") -> List[List[str]]:
-    """Lists of words of a tagging table's ``column`` (a missing cell is no word)."""
+def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens",
+             first_row: int = 1) -> List[List[str]]:
+    """Lists of words of a tagging table's ``column`` (a missing cell is no word; rows numbered from
+    ``first_row``)."""
     out = []
-    for row, value in enumerate(values, 1):
+    for row, value in enumerate(values, first_row):
         cell = [] if _missing_cell(value) else _list_cell(value)
         if cell is None or any(not isinstance(w, str) for w in cell):
             raise DataError(f"{where}: {data_row(where, row)}: column {column!r} holds {value!r:.60}, not a list of words")
@@ -106,7 +108,7 @@ def _missing_cell(value: Any) -> bool:
 
 
 def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[int], where: str = "input",
-                 column: str = "tags") -> List[np.ndarray]:
+                 column: str = "tags", first_row: int = 1) -> List[np.ndarray]:
     """Tag ids of each row of a tagging table's ``column``: a list of tags, or (csv) tags separated
     by spaces; row ``i`` must have ``lengths[i]`` of them (one per word).
 
@@ -116,7 +118,7 @@ def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[i
     """
     index = {str(name): k for k, name in enumerate(tags)}
     out = []
-    for row, (value, n) in enumerate(zip(values, lengths), 1):
+    for row, (value, n) in enumerate(zip(values, lengths), first_row):
         cell = _list_cell(value)
         if cell is None:
             if isinstance(value, str):
@@ -139,14 +141,14 @@ def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[i
     return out
 
 
-def gold_values(values: Sequence[Any], where: str = "input", column: str = "label") -> np.ndarray:
+def gold_values(values: Sequence[Any], where: str = "input", column: str = "label", first_row: int = 1) -> np.ndarray:
     """The float targets of a regression table (numbers, or strings of numbers as csv holds them).
 
     Raises:
         DataError: a row without a value, or one that is not a finite number (rows counted from 1).
     """
     out = np.empty(len(values), dtype=np.float64)
-    for row, value in enumerate(values, 1):
+    for row, value in enumerate(values, first_row):
         if is_missing(value) or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where}: {data_row(where, row)}: no value in column {column!r}")
         try:
@@ -158,7 +160,7 @@ def gold_values(values: Sequence[Any], where: str = "input", column: str = "labe
                             f"(the run is a regression)") from None
         if not math.isfinite(x):
             raise DataError(f"{where}: {data_row(where, row)}: {value!r} in column {column!r} is not a finite number")
-        out[row - 1] = x
+        out[row - first_row] = x
     return out
 
 

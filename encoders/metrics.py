@@ -171,11 +171,18 @@ def cross_entropy(logits: Any, gold: Any) -> float:
         raise ValueError("cross_entropy needs at least one example, got N=0")
     if not np.isfinite(x).all():
         raise ValueError("logits contain NaN or infinite values")
-    g = _class_ids(g, "gold", x.shape[1])
+    return float(nll_values(x, g).mean())
+
+
+def nll_values(logits: Any, gold: Any) -> np.ndarray:
+    """The negative log-likelihood of each example (``cross_entropy`` is their mean)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("logits contain NaN or infinite values")
+    g = _class_ids(np.asarray(gold), "gold", x.shape[1])
     shifted = x - x.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(shifted).sum(axis=1))
-    nll = log_z - shifted[np.arange(x.shape[0]), g]
-    return float(nll.mean())
+    return log_z - shifted[np.arange(x.shape[0]), g]
 
 
 # --------------------------------------------------------------------------- tagging

@@ -216,7 +216,7 @@ def data_row(path: str, row: int) -> str:
     return f"data row {row}" + (f" (line {line})" if line is not None else "")
 
 
-def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[str]:
+def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None, first_row: int = 1) -> List[str]:
     """One column as a list of Python strings.
 
     A missing value (``None``/``NaN``, as JSON ``null`` or an absent key or a Parquet null
@@ -227,6 +227,7 @@ def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[
         df: the table.
         column: the column holding the texts.
         path: the file name to put in error messages (optional).
+        first_row: the data row number of ``df``'s first row (a chunk of a larger table).
 
     Returns:
         ``list[str]``, one per row, in row order.
@@ -238,7 +239,7 @@ def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None) -> List[
     where = path if path is not None else "table"
     require_columns(df, [column], where)
     out = []
-    for row, value in enumerate(df[column].tolist(), 1):
+    for row, value in enumerate(df[column].tolist(), first_row):
         if isinstance(value, str):
             out.append(str(value))
         elif is_missing(value):
@@ -322,17 +323,26 @@ def _joined(items: Any, name: str, column: Any, row: int) -> str:
 
 
 def _delimited_text(df: pd.DataFrame, sep: str, name: str = "<stdout>") -> str:
+    return delimited_chunk(df, sep, name)[0]
+
+
+def delimited_chunk(df: pd.DataFrame, sep: str, name: str = "<stdout>", first_row: int = 1, header: bool = True,
+                    quote_all: bool = False):
+    """``df`` as csv/tsv text (rows numbered from ``first_row`` in messages), and whether every field
+    had to be quoted (``quote_all``, or a cell that needs it: a whole table is quoted alike)."""
     flat = df.copy()
     for col in flat.columns:
         if flat[col].dtype == object:
             flat[col] = [_joined(v, name, col, row) if isinstance(v, (list, tuple, np.ndarray)) else v
-                         for row, v in enumerate(flat[col], 1)]
+                         for row, v in enumerate(flat[col], first_row)]
     has_cr = any("\r" in str(c) for c in flat.columns) or any(
         isinstance(v, str) and "\r" in v for col in flat.columns for v in flat[col].tolist())
     # one column: a whitespace-only text would be a blank line, which readers skip; quoted, it stays a row
     blank_line = len(flat.columns) == 1 and any(isinstance(v, str) and not v.strip() for v in flat.iloc[:, 0])
-    return flat.to_csv(index=False, sep=sep, lineterminator="\n",
-                       quoting=csv.QUOTE_ALL if has_cr or blank_line else csv.QUOTE_MINIMAL)
+    quote_all = quote_all or has_cr or blank_line
+    text = flat.to_csv(index=False, sep=sep, lineterminator="\n", header=header,
+                       quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    return text, quote_all
 
 
 def _plain(value: Any) -> Any:
@@ -352,10 +362,15 @@ def _plain(value: Any) -> Any:
     return str(value)  # timestamps, decimals and the like: their text
 
 
-def _json_text(df: pd.DataFrame, fmt: str) -> str:
+def json_rows(df: pd.DataFrame) -> List[str]:
+    """One JSON object (text) per row of ``df``."""
     names = [str(c) for c in df.columns]
-    rows = [json.dumps(dict(zip(names, map(_plain, row))), ensure_ascii=False)
+    return [json.dumps(dict(zip(names, map(_plain, row))), ensure_ascii=False)
             for row in df.itertuples(index=False, name=None)]
+
+
+def _json_text(df: pd.DataFrame, fmt: str) -> str:
+    rows = json_rows(df)
     if fmt == "jsonl":
         return "".join(r + "\n" for r in rows)
     return "[\n" + ",\n".join(rows) + "\n]\n" if rows else "[]\n"

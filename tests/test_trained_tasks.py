@@ -234,3 +234,43 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, tmp_path_factory, caps
     assert main(make(tmp_path, tmp_path_factory)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {kind}: ") and text in err, err
+
+
+# -- evaluate in chunks: the report of one chunk ------------------------------------------------------
+@pytest.mark.parametrize("task", ["classification", "tagging", "regression"])
+def test_evaluate_in_chunks_gives_the_report_of_one_chunk(tmp_path_factory, tmp_path, task):
+    from encoders.evaluation import (evaluate, evaluate_regression, evaluate_tagging, gold_ids, gold_tag_ids,
+                                     gold_values)
+    from encoders.tables import write_table
+    from tests.helpers import text_run, text_run_data
+
+    make = {"classification": text_run, "tagging": tagging_run, "regression": regression_run}[task]
+    run_dir = make(tmp_path_factory, "torch")
+    df = read_table(text_run_data(run_dir) if task == "classification" else task_run_data(run_dir)).head(23)
+    df = df.copy()
+    if task == "tagging":  # a row without words at a chunk edge
+        df.at[3, "tokens"], df.at[3, "tags"] = [], []
+    else:
+        df.loc[3, "text"], df.loc[6, "text"] = "", "NA"
+    run = encoders.load_run(run_dir)
+    for ext in ("csv", "jsonl", "parquet") if task == "classification" else ("jsonl",):
+        src = str(tmp_path / f"in.{ext}")
+        write_table(df, src)
+        reports = []
+        for chunk in ("1", "3", "1000"):
+            out = tmp_path / f"{ext}-{chunk}.json"
+            assert main(["evaluate", run_dir, src, "--chunk-rows", chunk, "--batch-size", "1", "-o", str(out)]) == 0
+            reports.append(out.read_bytes())
+        assert reports[0] == reports[1] == reports[2], ext
+    # the figures of the in-memory functions (a sum rounded once may differ from numpy's mean in the last bit)
+    got = json.loads(reports[0])
+    if task == "tagging":
+        gold = gold_tag_ids(df["tags"].tolist(), run.labels, [len(w) for w in df["tokens"]])
+        want = evaluate_tagging(run, df["tokens"].tolist(), gold, batch_size=1)
+    elif task == "regression":
+        want = evaluate_regression(run, df["text"].tolist(), gold_values(df["label"].tolist()), batch_size=1)
+    else:
+        want = evaluate(run, df["text"].tolist(), gold_ids(df["label"].tolist(), run.labels, run.string_labels),
+                        batch_size=1)
+    for key, value in want.items():
+        assert got[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key

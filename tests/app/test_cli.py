@@ -247,3 +247,82 @@ def test_evaluate_on_a_full_disk_says_so_in_one_line_and_keeps_the_old_report(tm
     assert err == (f"error: StorageError: no space left on device while writing the JSON report {out}: "
                    "free some space; files written before are intact\n")
     assert out.read_bytes() == before and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+# -- predict in chunks: the same bytes as one chunk ----------------------------------------------------
+def _chunk_edge_table(run_dir):
+    """Texts that end up at chunk edges: empty, NA-like, whitespace-only, quotes and commas, and a carriage
+    return late in the table (every csv field is then quoted, also those written before it)."""
+    texts = read_table(text_run_data(run_dir))["text"].head(9).tolist()
+    texts[0:0] = ["", "NA"]
+    texts[4:4] = ["null", " ", 'say "hi", then go', "nan", ""]
+    texts.append("a line\r\nand another")
+    texts.append("None")
+    ids = list(range(len(texts)))
+    ids[6] = None  # jsonl: pandas reads the whole column as floats, so must every chunk
+    return pd.DataFrame({"id": ids, "text": texts, "note": ["keep"] * len(texts)})
+
+
+def test_predict_in_chunks_writes_the_bytes_of_one_chunk(tmp_path_factory, tmp_path, monkeypatch, capsys):
+    from encoders.tables import write_table
+
+    run_dir = text_run(tmp_path_factory, "torch")
+    df = _chunk_edge_table(run_dir)
+    inputs = {}
+    for ext in ("csv", "jsonl", "parquet"):
+        inputs[ext] = str(tmp_path / f"in.{ext}")
+        write_table(df, inputs[ext])
+    lines = [t for t in df["text"] if "\n" not in t] + ["ends without newline"]
+    plan = {"csv": ("csv", "tsv", "json", "parquet", "stdout"), "jsonl": ("jsonl", "parquet"), "parquet": ("csv",),
+            "stdin": ("stdout",)}
+    for name, path in [*inputs.items(), ("stdin", "-")]:
+        for out_ext in plan[name]:
+            outputs = []
+            for chunk in (1, 3, 1000):
+                out = str(tmp_path / f"{name}-{chunk}.{out_ext}")
+                # batches of 1: a row's float32 logits then don't depend on the rows batched with it
+                args = ["predict", run_dir, path, "--chunk-rows", str(chunk), "--probabilities", "--batch-size", "1"]
+                args += [] if out_ext == "stdout" else ["--output", out]
+                monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines)))
+                assert main(args) == 0, (name, out_ext, chunk)
+                if out_ext == "stdout":
+                    outputs.append(capsys.readouterr().out.encode())
+                else:
+                    outputs.append(open(out, "rb").read())
+            assert outputs[0] == outputs[1] == outputs[2], (name, out_ext)
+            if out_ext == "csv":
+                assert outputs[0].startswith(b'"id","text"')  # the late carriage return quotes every field
+                assert read_table(out)["text"].tolist() == df["text"].tolist()
+    run = encoders.load_run(run_dir)
+    got = pd.read_csv(io.BytesIO(outputs[0]), dtype=str, keep_default_na=False)
+    assert got["text"].tolist() == lines and got["prediction"].tolist() == run.predict(lines)
+    # default batches, built per chunk: the same labels, probabilities to float32 rounding
+    out = str(tmp_path / "default.csv")
+    assert main(["predict", run_dir, inputs["csv"], "--chunk-rows", "3", "--output", out]) == 0
+    got, whole = read_table(out), read_table(str(tmp_path / "csv-1000.csv"))
+    assert got["prediction"].tolist() == whole["prediction"].tolist()
+    np.testing.assert_allclose(got["probability"].astype(float), whole["probability"].astype(float), atol=1e-6)
+
+
+def test_predict_in_chunks_places_a_bad_row_in_the_whole_file(tmp_path_factory, tmp_path, capsys):
+    run_dir = text_run(tmp_path_factory, "torch")
+    rows = [{"text": "fine"}] * 4 + [{"text": 42}] + [{"text": "fine"}] * 3
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.csv"
+    for chunk in ("1", "3"):
+        assert main(["predict", run_dir, str(path), "--chunk-rows", chunk, "--output", str(out)]) == 2
+        assert "data row 5 (line 5): column 'text' holds 42" in capsys.readouterr().err
+        assert not out.exists()  # nothing half-written
+
+
+def test_evaluate_in_chunks_places_a_bad_label_in_the_whole_file(tmp_path_factory, tmp_path, capsys):
+    run_dir = text_run(tmp_path_factory, "torch")
+    df = read_table(text_run_data(run_dir)).head(8).copy()
+    df.loc[4, "label"] = "poetry"
+    df.to_csv(tmp_path / "in.csv", index=False)
+    for chunk in ("1", "3"):
+        assert main(["evaluate", run_dir, str(tmp_path / "in.csv"), "--chunk-rows", chunk,
+                     "-o", str(tmp_path / "e.json")]) == 2
+        assert "data row 5 (line 6): label 'poetry' never occurs" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
