@@ -12,6 +12,7 @@ if "ENCODERS_CACHE" not in os.environ:
     os.environ["ENCODERS_CACHE"] = tempfile.mkdtemp(prefix="encoders-cache-")
 
 
+import signal  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
@@ -21,9 +22,11 @@ import pytest  # noqa: E402
 def _process_state_restored():
     """A test that trains in this process (``encoders.app.run``) sets process-wide state for the run:
     the environment (``KERAS_BACKEND``, the thread share's ``OMP_NUM_THREADS``) and torch's
-    flush-denormal mode. Later tests, and the children they start, get the state as it was."""
-    saved = dict(os.environ)
+    flush-denormal mode, and Ctrl-C's handler. Later tests, and the children they start, get the state as it was."""
+    saved, ctrl_c = dict(os.environ), signal.getsignal(signal.SIGINT)
     yield
+    if signal.getsignal(signal.SIGINT) is not ctrl_c and ctrl_c is not None:
+        signal.signal(signal.SIGINT, ctrl_c)  # Lightning ignores Ctrl-C after an interrupted fit
     if os.environ != saved:
         os.environ.clear()
         os.environ.update(saved)

@@ -5,7 +5,9 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import types
 import warnings
@@ -248,10 +250,14 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     with warnings.catch_warnings():
         # Lightning can't see that SequenceDataModule resumes mid-epoch itself (see its docstring)
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
+        ctrl_c = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
         except SystemExit:
             if trainer.interrupted:  # Lightning turns Ctrl-C into exit code 1: give it back as what it was
+                # and it leaves Ctrl-C ignored for the rest of the process (and the children it starts)
+                if threading.current_thread() is threading.main_thread() and ctrl_c is not None:
+                    signal.signal(signal.SIGINT, ctrl_c)
                 raise KeyboardInterrupt from None
             raise
     if not trainer.is_global_zero:

@@ -245,8 +245,10 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_how_to_resume(tmp_path, backend
     last = run / "checkpoints" / ("last.ckpt" if backend == "torch" else "last.keras")
     overrides = [f"backend={backend}", "data.num_train=64", "data.num_val=32", "trainer.max_epochs=1000",
                  "trainer.enable_progress_bar=false", "encoder.hidden_size=8"]
+    # Ctrl-C as a shell gives it to a foreground job, whatever this process's own handler is
     proc = subprocess.Popen(train_command(run, overrides), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (last.is_file() and (run / "backup").is_dir()
                                                                    if backend == "tf" else last.is_file()):
