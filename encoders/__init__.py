@@ -45,10 +45,10 @@ def build_encoder(cfg: Union[EncoderConfig, Mapping[str, Any]], backend: str = "
 
 
 def __getattr__(name: str):
-    # load_run: a trained run for prediction (encoders/trained_run.py); loaded on first use, and it
+    # load_run: a trained run for prediction (encoders/use/trained_run.py); loaded on first use, and it
     # imports only the run's own framework
     if name in ("load_run", "TrainedRun"):
-        from encoders import trained_run
+        from encoders.use import trained_run
 
         return getattr(trained_run, name)
     raise AttributeError(f"module 'encoders' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``python -m encoders predict|evaluate|export|convert ...``: see ``encoders.cli``."""
-from encoders.cli import exit_process, main
+"""``python -m encoders predict|evaluate|export|convert ...``: see ``encoders.use.cli``."""
+from encoders.use.cli import exit_process, main
 
 exit_process(main())

@@ -166,7 +166,7 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
     schema = to_schema(cfg)
     check_config(schema)
-    from encoders.recipe import check_mlflow
+    from encoders.run.recipe import check_mlflow
 
     check_mlflow(schema)  # an MLflow store that can't be written, before any data is read
     backend = schema.backend.name
@@ -196,7 +196,7 @@ def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Di
     try:
         return run_backend(schema, splits, run_dir, encoder_name)
     finally:
-        from encoders.threads import release
+        from encoders.run.threads import release
 
         release()  # other processes' fair share grows again
 

@@ -242,7 +242,7 @@ class GPUConfig:
         return self
 
 
-# -- the training recipe: optimizer, lr schedule, callbacks, loggers (encoders/recipe.py uses them) --
+# -- the training recipe: optimizer, lr schedule, callbacks, loggers (encoders/run/recipe.py uses them) --
 @dataclass
 class OptimizerConfig:
     name: str = "adamw"  # one of OPTIMIZERS
@@ -443,7 +443,7 @@ def register_configs() -> None:
     """Register the schemas in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
-    from encoders.recipe import register_resolvers
+    from encoders.run.recipe import register_resolvers
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)

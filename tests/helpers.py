@@ -255,8 +255,8 @@ def evaluate_then_predict(run_dir: str, data: str, folder, capsys, predictions: 
     """``encoders evaluate`` then ``encoders predict`` of one file, in this process (both must exit 0):
     (the report.json, what evaluate printed, the predictions table). evaluate writes to ``folder/ev``
     and its confusion matrix plot must be there."""
-    from encoders.cli import main
-    from encoders.tables import read_table
+    from encoders.use.cli import main
+    from encoders.data.tables import read_table
 
     out_json = folder / "ev" / "report.json"
     assert main(["evaluate", run_dir, data, "--output", str(out_json)]) == 0

@@ -1,4 +1,4 @@
-from encoders.cli import exit_process
-from encoders.convert.models import main
+from encoders.use.cli import exit_process
+from encoders.convert.runs import main
 
 exit_process(main())

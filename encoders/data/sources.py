@@ -153,8 +153,8 @@ class Raw:
 
     def where(self, row: int) -> str:
         """`` (data.train_file=t.csv, line 5)``: the file and the line a user finds 0-based ``row`` at
-        (``encoders.tables.line_of``: none in json arrays and parquet); a CoNLL file's sentence."""
-        from encoders.tables import line_of
+        (``encoders.data.tables.line_of``: none in json arrays and parquet); a CoNLL file's sentence."""
+        from encoders.data.tables import line_of
 
         if not self.path:
             return f" ({self.key})"
@@ -170,7 +170,7 @@ class Raw:
 
     def row(self, split: str, row: int) -> str:
         """``train data row 18``: a 0-based row as messages name it (data rows count from 1, as on the
-        use side; ``encoders.tables.data_row``)."""
+        use side; ``encoders.data.tables.data_row``)."""
         return f"{split} data row {row + 1}"
 
 

@@ -14,7 +14,7 @@ __all__ = ["PaddedEmbedding", "RNNEncoder", "MaskedPooling", "build_classifier"]
 
 def __getattr__(name):  # the model builder is only needed for training
     if name == "build_classifier":
-        from encoders.keras.classifier import build_classifier
+        from encoders.keras.models import build_classifier
 
         return build_classifier
     raise AttributeError(name)

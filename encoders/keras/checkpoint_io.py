@@ -15,7 +15,7 @@ import keras
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError, UnsafeLoadError
-from encoders.resume import check_same_run, vocab_fingerprint
+from encoders.run.resume import check_same_run, vocab_fingerprint
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the model to ``path`` after every epoch, or, with ``monitor``, after each epoch that
@@ -104,7 +104,7 @@ def load_keras_model(path: str, compile: bool = True):
 def check_resume(run_dir: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
     """Refuse (``ConfigError``) to resume the run in ``run_dir`` unless its model
     (``checkpoints/last.keras``) has this ``spec`` and its ``vocab.json`` this fingerprint."""
-    from encoders.keras.classifier import spec_of
+    from encoders.keras.models import spec_of
 
     last = os.path.join(run_dir, "checkpoints", "last.keras")
     if not os.path.isfile(last):

@@ -1,6 +1,6 @@
 """A TensorFlow SavedModel from a Keras classifier: ``tokens`` + ``lengths`` -> ``{"logits": ...}``.
 
-The mirror of ``encoders.torch.export`` (ONNX); ``encoders.export.export_run`` drives both.
+The mirror of ``encoders.torch.export`` (ONNX); ``encoders.use.export.export_run`` drives both.
 
 The Keras model reads its lengths from the mask (tokens != pad). The serving function takes the
 lengths explicitly, as the ONNX model does: every token at ``t >= lengths[b]`` becomes the pad id
@@ -41,7 +41,7 @@ class ServingClassifier(tf.Module):
 
 def to_savedmodel(model: keras.Model, path: str, padding_idx: int) -> None:
     """Write ``model`` as a SavedModel directory at ``path`` (signature ``serving_default``)."""
-    from encoders.keras.classifier import spec_of
+    from encoders.keras.models import spec_of
 
     module = ServingClassifier(model, padding_idx, spec_of(model).task)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})

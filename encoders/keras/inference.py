@@ -14,9 +14,9 @@ import numpy as np
 from encoders.config import ClassifierSpec
 from encoders.keras.batches import compile_width
 from encoders.keras.checkpoint_io import load_keras_model
-from encoders.keras.classifier import spec_of
+from encoders.keras.models import spec_of
 
-REGRESSOR = "sequence_regressor"  # encoders.keras.regressor.MODEL_NAME (not imported: it pulls the pooling)
+REGRESSOR = "sequence_regressor"  # encoders.keras.models.REGRESSOR_NAME (not imported: it pulls the layers)
 
 
 def load_classifier(path: str) -> Tuple[keras.Model, ClassifierSpec]:

@@ -1,7 +1,7 @@
 """The training recipe on the Keras backend: the optimizer with its lr schedule, the early-stopping,
 plateau and lr callbacks, and the MLflow logger, each meaning what it means on the torch backend.
 
-The per-step schedules read ``encoders.recipe.lr_factors`` (the torch ``LambdaLR`` reads the same);
+The per-step schedules read ``encoders.run.recipe.lr_factors`` (the torch ``LambdaLR`` reads the same);
 plateau is Keras's ``ReduceLROnPlateau`` per epoch with torch's semantics (``plateau_patience``).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 import keras
 import numpy as np
 
-from encoders.recipe import (LR_KEY, check_warmup, flat_params, lr_factors, mlflow_uri, optimizer_config,
+from encoders.run.recipe import (LR_KEY, check_warmup, flat_params, lr_factors, mlflow_uri, optimizer_config,
                              optimizer_steps, plateau_patience)
 from encoders.tasks import monitor
 

@@ -14,13 +14,13 @@ from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
 from encoders.keras.batches import BucketedBatches, EpochSetter, feed
 from encoders.keras.checkpoint_io import AtomicModelCheckpoint, check_resume
-from encoders.keras.classifier import build_classifier, compile_classifier
-from encoders.keras.tagger import TaggingValidation
+from encoders.keras.models import build_classifier, compile_classifier
+from encoders.keras.models import TaggingValidation
 from encoders.keras.runtime import (count_real_rows, keep_tensorflow_out, make_distribution,
                                      JaxDataParallel, patch_fit_for_multi_worker, set_seed,
                                      worker_info)
-from encoders.report import finish_run, test_report
-from encoders.resume import vocab_fingerprint
+from encoders.run.report import finish_run, test_report
+from encoders.run.resume import vocab_fingerprint
 
 log = logging.getLogger(__name__)
 from encoders.keras import recipe  # noqa: E402
@@ -115,7 +115,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     history = {k: history.get(k, []) for k in TASK_HISTORY[task]}  # the torch run's keys
     # epochs from fit's own list: a resumed fit starts at the restored epoch
     extra = test_split_report(best_path, splits.test, d.eval_rows) if splits.test is not None else {}
-    from encoders.recipe import mlflow_log_artifacts, stop_report
+    from encoders.run.recipe import mlflow_log_artifacts, stop_report
 
     epochs = fit.epoch[-1] + 1 if fit.epoch else 0
     extra = {"task": task, **extra, **vectors_report(vectors, m.freeze_embeddings), **stop_report(cfg, history, epochs)}
@@ -131,12 +131,12 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
 def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
     """The test figures of the model chosen on validation (``best.keras``)."""
     from encoders.keras.checkpoint_io import load_keras_model
-    from encoders.keras.classifier import spec_of
+    from encoders.keras.models import spec_of
 
     model = load_keras_model(best_path, compile=False)
     spec = spec_of(model)
     if spec.task == "tagging":
-        from encoders.keras.tagger import tally
+        from encoders.keras.models import tally
         from encoders.tasks import with_prefix
 
         order = np.argsort(-test.lengths, kind="stable")
@@ -156,7 +156,7 @@ def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]
         return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
                 "test_examples": rep["num_examples"]}
     from encoders.keras.inference import batch_logits
-    from encoders.trained_run import buffer_logits
+    from encoders.use.trained_run import buffer_logits
 
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
     return test_report(logits, test.labels, spec.num_classes)
@@ -185,11 +185,11 @@ def _tensorboard(folder: str, every: int) -> list:
 def build_model(spec: ClassifierSpec) -> keras.Model:
     """The task's Keras model (``build_classifier`` / ``build_tagger`` / ``build_regressor``)."""
     if spec.task == "tagging":
-        from encoders.keras.tagger import build_tagger
+        from encoders.keras.models import build_tagger
 
         return build_tagger(spec)
     if spec.task == "regression":
-        from encoders.keras.regressor import build_regressor
+        from encoders.keras.models import build_regressor
 
         return build_regressor(spec)
     return build_classifier(spec)
@@ -199,11 +199,11 @@ def compile_model(model: keras.Model, task: str, lr: float = 3e-3, weight_decay:
                   optimizer=None) -> keras.Model:
     """``optimizer`` (``encoders.keras.recipe.build_optimizer``'s) wins over AdamW(lr, weight_decay)."""
     if task == "tagging":
-        from encoders.keras.tagger import compile_tagger
+        from encoders.keras.models import compile_tagger
 
         return compile_tagger(model, lr, weight_decay, clipnorm, optimizer)
     if task == "regression":
-        from encoders.keras.regressor import compile_regressor
+        from encoders.keras.models import compile_regressor
 
         return compile_regressor(model, lr, weight_decay, clipnorm, optimizer)
     return compile_classifier(model, lr, weight_decay, clipnorm, optimizer)

@@ -44,8 +44,8 @@ def limit_gpu_memory(memory_limit_mb: Optional[int], allow_growth: bool = False,
 
 def set_threads(num_threads: Optional[int] = None) -> int:
     """TensorFlow's CPU threads (within and between ops): ``num_threads``, else this process's fair
-    share of the cores (``encoders.threads``). TensorFlow reads them once, when it starts: call this first."""
-    from encoders.threads import fair_share, mark_chosen
+    share of the cores (``encoders.run.threads``). TensorFlow reads them once, when it starts: call this first."""
+    from encoders.run.threads import fair_share, mark_chosen
 
     n, why = fair_share(num_threads)
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":  # jax's XLA threads are its own

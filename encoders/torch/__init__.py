@@ -14,7 +14,7 @@ __all__ = ["PaddedEmbedding", "RNNEncoder", "EncoderOutput", "MaskedPooling", "r
 
 def __getattr__(name):  # Lightning is heavy: load it only for the training pieces
     if name == "SequenceClassifier":
-        from encoders.torch.classifier import SequenceClassifier
+        from encoders.torch.models import SequenceClassifier
 
         return SequenceClassifier
     if name == "SequenceDataModule":

@@ -13,7 +13,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError, UnsafeLoadError
 from encoders.io import atomic_write_bytes
-from encoders.resume import VOCAB_KEY, check_same_run
+from encoders.run.resume import VOCAB_KEY, check_same_run
 
 
 def load_torch_checkpoint(path: str, map_location: Any = "cpu") -> Any:
@@ -58,7 +58,7 @@ TRAINING_KEYS = ("hyper_parameters", "state_dict", "optimizer_states", "loops")
 
 def check_resume(ckpt_path: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
     """Refuse (``ConfigError``) to resume from ``ckpt_path`` unless it is a full training checkpoint
-    of the same model (``spec``) on the same vocabulary (``encoders.resume.vocab_fingerprint``).
+    of the same model (``spec``) on the same vocabulary (``encoders.run.resume.vocab_fingerprint``).
 
     A plain state dict or the ``.ckpt`` that ``python -m encoders.convert`` writes holds weights
     but no optimizer state or loop progress: it can't be continued, only trained from.

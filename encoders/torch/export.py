@@ -3,7 +3,7 @@
 ``logits`` is ``[B, C]`` for a classifier, ``[B, T, C]`` for a tagger (zero at ``t >= lengths[b]``:
 the wrapper multiplies the head's output by the mask) and ``[B]`` for a regressor.
 
-The mirror of ``encoders.keras.export`` (SavedModel); ``encoders.export.export_run`` drives both.
+The mirror of ``encoders.keras.export`` (SavedModel); ``encoders.use.export.export_run`` drives both.
 
 Exporter: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) with ``dynamic_axes``
 for ``B`` and ``T``, tracing :class:`OnnxClassifier`: the classifier's weights through the same

@@ -1,7 +1,7 @@
 """The training recipe on the torch backend: the optimizer and lr schedule a module's
 ``configure_optimizers`` returns, the early-stopping and lr callbacks, and the loggers.
 
-The schedules' values come from ``encoders.recipe.lr_factors`` (the Keras backend reads the same),
+The schedules' values come from ``encoders.run.recipe.lr_factors`` (the Keras backend reads the same),
 stepped per optimizer step by a ``LambdaLR``; plateau is torch's ``ReduceLROnPlateau`` per epoch.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping
 
 from encoders.config import OptimizerConfig, SchedulerConfig
-from encoders.recipe import LR_KEY, flat_params, lr_factors, mlflow_uri, optimizer_config, plateau_patience
+from encoders.run.recipe import LR_KEY, flat_params, lr_factors, mlflow_uri, optimizer_config, plateau_patience
 from encoders.tasks import monitor
 
 

@@ -17,12 +17,12 @@ import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
-from encoders.report import finish_run, test_report  # noqa: E402
+from encoders.run.report import finish_run, test_report  # noqa: E402
 from encoders.tasks import HISTORY_KEYS as TASK_HISTORY_KEYS  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
-from encoders.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
+from encoders.run.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
-from encoders.torch.classifier import SequenceClassifier  # noqa: E402
+from encoders.torch.models import SequenceClassifier  # noqa: E402
 from encoders.torch.runtime import limit_gpu_memory, set_fp32_precision  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def build_model(cfg: Any, splits, vectors=None):
     from encoders.tasks import embedding_dim, tag_names
 
     spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
-    from encoders.recipe import optimizer_config
+    from encoders.run.recipe import optimizer_config
 
     o = optimizer_config(cfg)
     opt = dict(lr=o.lr, weight_decay=o.weight_decay)
@@ -44,12 +44,12 @@ def build_model(cfg: Any, splits, vectors=None):
         model = SequenceClassifier.from_spec(spec, **opt)
         model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)  # AdamW skips a grad-less table
     elif spec.task == "tagging":
-        from encoders.torch.tagger import SequenceTagger
+        from encoders.torch.models import SequenceTagger
 
         model = SequenceTagger.from_spec(spec, tag_names=tag_names(splits), freeze_embeddings=cfg.model.freeze_embeddings,
                                          **opt)
     else:
-        from encoders.torch.regressor import SequenceRegressor
+        from encoders.torch.models import SequenceRegressor
 
         model = SequenceRegressor.from_spec(spec, freeze_embeddings=cfg.model.freeze_embeddings, **opt)
     if vectors is not None:
@@ -205,7 +205,7 @@ def tensorboard_without_tensorflow():
 
 class ThreadShare(Callback):
     """Every ``every_n_steps`` training steps, torch's threads follow this process's fair share of the
-    cores (``encoders.threads``) as other processes start or end. At module level: ddp_spawn pickles it."""
+    cores (``encoders.run.threads``) as other processes start or end. At module level: ddp_spawn pickles it."""
 
     def __init__(self, every_n_steps: int = 20):
         self.every_n_steps = every_n_steps
@@ -219,7 +219,7 @@ class ThreadShare(Callback):
 
 def _thread_share(cfg: Any) -> list:
     """Threads follow the fair share as processes come and go, unless the user fixed them."""
-    from encoders.threads import fixed_threads
+    from encoders.run.threads import fixed_threads
 
     return [] if fixed_threads(getattr(cfg.trainer, "num_threads", None)) else [ThreadShare()]
 
@@ -269,7 +269,7 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     if splits.test is not None and trainer.strategy.root_device.type != "cpu":
         model.to(trainer.strategy.root_device)  # the test split is scored where training ran (fit moved it back)
     extra = test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
-    from encoders.recipe import mlflow_log_artifacts, mlflow_uri, stop_report
+    from encoders.run.recipe import mlflow_log_artifacts, mlflow_uri, stop_report
     from encoders.torch.recipe import mlflow_run_id
 
     history, epochs = history_of(last), last.get("epoch", -1) + 1
@@ -292,18 +292,18 @@ def test_split_report(model, best_path: str, test, batch_size: int) -> Dict[str,
         from encoders.tasks import with_prefix
 
         if task == "tagging":
-            from encoders.torch.tagger import split_tally
+            from encoders.torch.models import split_tally
 
             tally = split_tally(model, test, batch_size)
             return with_prefix(tally.figures(), "test", ("tokens", tally.tokens))
         from encoders.metrics import regression_report
-        from encoders.torch.regressor import predict_split
+        from encoders.torch.models import predict_split
 
         rep = regression_report(test.labels, predict_split(model, test, batch_size))
         return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
                 "test_examples": rep["num_examples"]}
     from encoders.torch.inference import batch_logits
-    from encoders.trained_run import buffer_logits
+    from encoders.use.trained_run import buffer_logits
 
     spec = model.spec
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)

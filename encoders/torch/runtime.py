@@ -103,9 +103,9 @@ def _backend(name: str):
     return owner
 def set_threads(num_threads: Optional[int] = None) -> int:
     """This process's CPU threads for torch: ``num_threads``, else its fair share of the cores
-    (``encoders.threads``). Call it before the first kernel, after ``flush_denormal``: threads started
+    (``encoders.run.threads``). Call it before the first kernel, after ``flush_denormal``: threads started
     later copy the denormal mode of the thread that starts them."""
-    from encoders.threads import fair_share, mark_chosen
+    from encoders.run.threads import fair_share, mark_chosen
 
     n, why = fair_share(num_threads)
     torch.set_num_threads(n)
@@ -117,7 +117,7 @@ def set_threads(num_threads: Optional[int] = None) -> int:
 
 def follow_fair_share() -> None:
     """Change torch's thread count to this process's fair share now (processes started or ended)."""
-    from encoders.threads import cores, live_processes
+    from encoders.run.threads import cores, live_processes
 
     n = max(1, cores() // live_processes())
     if n != torch.get_num_threads():

@@ -35,7 +35,7 @@ def train_in_process(run_dir, *overrides):
 
 def test_early_stopping_lr_schedule_and_mlflow_alike_on_both_backends(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # what encoders.recipe.mlflow_uri sets for a run
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # what encoders.run.recipe.mlflow_uri sets for a run
     from mlflow.tracking import MlflowClient
 
     store = tmp_path / "mlruns"

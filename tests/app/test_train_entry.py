@@ -212,7 +212,7 @@ def test_a_test_file_is_scored_with_the_best_checkpoint(tmp_path, backend):
         import torch
 
         from encoders.torch.checkpoint_io import load_torch_checkpoint
-        from encoders.torch.classifier import SequenceClassifier
+        from encoders.torch.models import SequenceClassifier
 
         ckpt = load_torch_checkpoint(run / "checkpoints" / "best.ckpt")
         model = SequenceClassifier(**ckpt["hyper_parameters"])

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from encoders.keras import MaskedPooling as KMaskedPooling  # noqa: E402
 from encoders.keras import PaddedEmbedding as KPaddedEmbedding  # noqa: E402
 from encoders.keras import RNNEncoder as KRNNEncoder  # noqa: E402
-from encoders.keras.classifier import build_classifier, compile_classifier  # noqa: E402
+from encoders.keras.models import build_classifier, compile_classifier  # noqa: E402
 from encoders.torch import MaskedPooling, PaddedEmbedding, RNNEncoder  # noqa: E402
 
 # ====================================== torch ==============================================

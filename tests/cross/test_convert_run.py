@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.helpers import ROOT
-from encoders.convert.models import convert_run, sample_batch
-from encoders.torch.classifier import SequenceClassifier
+from encoders.convert.runs import convert_run, sample_batch
+from encoders.torch.models import SequenceClassifier
 
 
 def torch_run(tmp_path, **hp):

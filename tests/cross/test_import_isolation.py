@@ -126,11 +126,11 @@ def test_the_backends_are_mirror_images():
 
 
 CASES = {
-    "import encoders, encoders.data, encoders.config, encoders.runtime, encoders.run_dir": ("torch", "tensorflow", "keras"),
+    "import encoders, encoders.data, encoders.config, encoders.runtime, encoders.run.files": ("torch", "tensorflow", "keras"),
     "import encoders.torch, encoders.torch.runner, encoders.torch.runtime": ("tensorflow", "keras", "jax"),
     "import encoders.keras, encoders.keras.runner": ("torch", "pytorch_lightning"),
-    "import encoders.app, encoders.data.sources, encoders.report, encoders.convert": ("torch", "tensorflow", "keras"),
-    "import encoders.metrics, encoders.tables, encoders.data.conll, encoders.data.vectors": ("torch", "tensorflow", "keras"),
+    "import encoders.app, encoders.data.sources, encoders.run.report, encoders.convert": ("torch", "tensorflow", "keras"),
+    "import encoders.metrics, encoders.data.tables, encoders.data.conll, encoders.data.vectors": ("torch", "tensorflow", "keras"),
 }
 
 

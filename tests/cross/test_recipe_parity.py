@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import EarlyStopping  # noqa: E402
 
 from encoders.config import TrainConfig  # noqa: E402
 from encoders.keras import recipe as keras_recipe  # noqa: E402
-from encoders.recipe import early_stop, optimizer_steps  # noqa: E402
+from encoders.run.recipe import early_stop, optimizer_steps  # noqa: E402
 from encoders.tasks import monitor  # noqa: E402
 from encoders.torch import recipe as torch_recipe  # noqa: E402
 

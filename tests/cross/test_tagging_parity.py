@@ -6,7 +6,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from encoders.config import ClassifierSpec
-from encoders.convert.models import max_difference
+from encoders.convert.runs import max_difference
 from encoders.convert.weights import copy_weights
 from encoders.data.flat import TokenBuffer
 from encoders.tasks import TaggingTally
@@ -16,7 +16,7 @@ V = 30
 
 
 def torch_tagger(seed=0, **kw):
-    from encoders.torch.tagger import SequenceTagger
+    from encoders.torch.models import SequenceTagger
 
     torch.manual_seed(seed)
     spec = ClassifierSpec(V, len(TAGS), embedding_dim=6, hidden_size=5, task="tagging", **kw)
@@ -24,7 +24,7 @@ def torch_tagger(seed=0, **kw):
 
 
 def keras_like(tm):
-    from encoders.convert.models import build_keras_model
+    from encoders.convert.runs import build_keras_model
 
     km = build_keras_model(tm.spec)
     copy_weights(tm.embedding, km.get_layer("embedding"))
@@ -36,7 +36,7 @@ def keras_like(tm):
 
 @pytest.mark.parametrize("cell,layers,bi", [("lstm", 1, True), ("gru", 2, True), ("lstm", 2, False)])
 def test_tagger_port_parity_both_ways(cell, layers, bi):
-    from encoders.convert.models import torch_model_class
+    from encoders.convert.runs import torch_model_class
 
     tm = torch_tagger(cell=cell, num_layers=layers, bidirectional=bi)
     km = keras_like(tm)
@@ -49,8 +49,8 @@ def test_tagger_port_parity_both_ways(cell, layers, bi):
 
 
 def test_regressor_port_parity():
-    from encoders.convert.models import build_keras_model
-    from encoders.torch.regressor import SequenceRegressor
+    from encoders.convert.runs import build_keras_model
+    from encoders.torch.models import SequenceRegressor
 
     torch.manual_seed(0)
     tm = SequenceRegressor.from_spec(ClassifierSpec(V, 1, embedding_dim=6, hidden_size=5, pooling="attention",
@@ -71,7 +71,7 @@ def batch_of(rows, tags):
 
 
 def test_keras_loss_equals_torch_loss_on_the_same_batch():
-    from encoders.keras.tagger import tagging_loss
+    from encoders.keras.models import tagging_loss
 
     rng = np.random.default_rng(1)
     lengths = [5, 0, 3, 1, 7]
@@ -89,7 +89,7 @@ def test_keras_loss_equals_torch_loss_on_the_same_batch():
 def test_an_all_empty_batch_has_loss_zero_and_finite_gradients_on_both_backends():
     import tensorflow as tf
 
-    from encoders.keras.tagger import tagging_loss
+    from encoders.keras.models import tagging_loss
 
     b = batch_of([[], []], [[], []])
     tm = torch_tagger().train()
@@ -114,7 +114,7 @@ sentences = st.lists(st.lists(st.tuples(st.integers(2, V - 1), st.integers(0, 3)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sentences, st.integers(1, 5), st.randoms(use_true_random=False))
 def test_loss_and_figures_do_not_depend_on_batching(sents, batch_size, rnd):
-    from encoders.keras.tagger import tagging_loss
+    from encoders.keras.models import tagging_loss
 
     tm = torch_tagger()
     km = keras_like(tm)

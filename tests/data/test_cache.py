@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from encoders.cli import main
+from encoders.use.cli import main
 from encoders.config import DataConfig
 from encoders.data.cache import entries, evict
 from encoders.data.sources import load_splits

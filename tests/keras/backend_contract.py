@@ -20,7 +20,7 @@ from keras import ops
 
 from encoders.config import ClassifierSpec
 from encoders.keras import MaskedPooling, PaddedEmbedding, RNNEncoder
-from encoders.keras.classifier import build_classifier
+from encoders.keras.models import build_classifier
 
 BACKEND = keras.backend.backend()
 I, H, ATOL = 3, 4, 1e-5
@@ -117,8 +117,8 @@ def spec(task="classification", pooling="attention", cell="gru", layers=2):
 def check_training_steps(rng):
     """One jitted (jax) / graph (TF) / eager (torch) SGD step per builder on batches with empty
     rows, and on an all-empty batch: the loss and every weight stay finite, the pad row stays zero."""
-    from encoders.keras.regressor import build_regressor
-    from encoders.keras.tagger import build_tagger, tagging_loss
+    from encoders.keras.models import build_regressor
+    from encoders.keras.models import build_tagger, tagging_loss
 
     tokens = rng.integers(1, 12, size=(4, 6)).astype("int64")
     tokens[0] = 0

@@ -50,7 +50,7 @@ def _rewrite_config(src, dst, edit):
 
 
 def test_keras_config_naming_a_gadget_outside_keras_layers_is_refused(tmp_path, marker):
-    from encoders.keras.classifier import build_classifier
+    from encoders.keras.models import build_classifier
 
     good = tmp_path / "good.keras"
     build_classifier(ClassifierSpec(12, 2, 4, 5)).save(str(good))
@@ -78,7 +78,7 @@ def test_our_keras_classifier_round_trips_through_the_safe_loader(tmp_path):
     import keras
     import numpy as np
 
-    from encoders.keras.classifier import build_classifier, compile_classifier
+    from encoders.keras.models import build_classifier, compile_classifier
 
     keras.utils.set_random_seed(0)
     model = compile_classifier(build_classifier(ClassifierSpec(12, 3, 4, 5, cell="gru", pooling="attention")), 1e-3)
@@ -91,7 +91,7 @@ def test_our_keras_classifier_round_trips_through_the_safe_loader(tmp_path):
 
 
 def test_keras_missing_truncated_and_wrong_format(tmp_path):
-    from encoders.keras.classifier import build_classifier
+    from encoders.keras.models import build_classifier
 
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "no.keras"))):
         load_keras_model(str(tmp_path / "no.keras"))

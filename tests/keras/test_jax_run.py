@@ -53,7 +53,7 @@ def test_jax_run_files_resume_and_use(tmp_path):
     assert len(resumed["history"]["val/acc"]) == 2
 
     # used on jax (load_run picks it for a jax run) and evaluated; exported to ONNX through the port
-    code = ("import csv, sys, encoders\nfrom encoders.evaluation import evaluate, gold_ids\n"
+    code = ("import csv, sys, encoders\nfrom encoders.use.evaluation import evaluate, gold_ids\n"
             "run = encoders.load_run(sys.argv[1])\n"
             "p = run.predict_proba(['', 'def f(x):', 'The quick brown fox jumps.'], batch_size=2)\n"
             "q = run.predict_proba(['', 'def f(x):', 'The quick brown fox jumps.'], batch_size=1)\n"

@@ -5,7 +5,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from encoders.torch.batches import SequenceDataModule, TokenDataset
-from encoders.torch.classifier import SequenceClassifier
+from encoders.torch.models import SequenceClassifier
 
 
 class Record(Callback):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from encoders.torch import SequenceClassifier
-from encoders.torch.tagger import SequenceTagger
+from encoders.torch.models import SequenceTagger
 
 
 @pytest.mark.parametrize("path", ["padded", "packed"])

@@ -186,7 +186,7 @@ def test_truncated_checkpoint_is_named_with_the_ones_that_load(tmp_path):
 
 
 def test_resume_with_another_model_or_data_or_a_weights_only_checkpoint_is_refused(tmp_path):
-    from encoders.convert.models import save_torch_classifier
+    from encoders.convert.runs import save_torch_classifier
     from encoders.torch import SequenceClassifier
 
     a, b = two_text_files(tmp_path)

@@ -214,8 +214,8 @@ def task_model_and_data(task: str, path: str = "auto"):
     from encoders.data.flat import TokenBuffer
     from encoders.data.sources import load_splits
     from encoders.torch.batches import SequenceDataModule, TokenDataset
-    from encoders.torch.regressor import SequenceRegressor
-    from encoders.torch.tagger import SequenceTagger
+    from encoders.torch.models import SequenceRegressor
+    from encoders.torch.models import SequenceTagger
 
     splits = load_splits(DataConfig(num_train=512, num_val=256, max_length=60), 0)
 

@@ -10,8 +10,8 @@ from encoders.config import TAG_PAD_ID
 from encoders.torch import SequenceClassifier
 from encoders.torch.batches import collate_torch
 from encoders.torch.batches import CHECKED
-from encoders.torch.regressor import SequenceRegressor
-from encoders.torch.tagger import SequenceTagger
+from encoders.torch.models import SequenceRegressor
+from encoders.torch.models import SequenceTagger
 from encoders.tasks import RegressionTally, TaggingTally
 
 META = torch.device("meta")

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from encoders import threads
+from encoders.run import threads
 from encoders.config import TrainerConfig
 from encoders.errors import ConfigError
+from tests.helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOLD = "import sys, time; from encoders.threads import register; register(); print('up', flush=True); sys.stdin.read()"
+HOLD = "import sys, time; from encoders.run.threads import register; register(); print('up', flush=True); sys.stdin.read()"
 
 
 def _env(registry, **extra):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import encoders
-from encoders.cli import main
-from encoders.tables import read_table
+from encoders.use.cli import main
+from encoders.data.tables import read_table
 from tests.helpers import ROOT, evaluate_then_predict, run_module, text_run, text_run_data
 
 BACKENDS = ["torch", "tf"]
@@ -186,7 +186,7 @@ def test_unknown_format_exits_2_in_a_child(tmp_path_factory):
 
 EXIT_CHILD = """
 import atexit, logging, sys, threading, time
-from encoders.cli import exit_process
+from encoders.use.cli import exit_process
 out = sys.argv[1]
 logging.basicConfig(filename=out + ".log", level=logging.INFO)
 logging.info("logged before exit")  # a FileHandler's buffer: logging's exit handler closes it
@@ -216,7 +216,7 @@ def test_exit_process_ends_only_after_what_a_normal_exit_writes(tmp_path, code):
 def test_entry_points_end_through_exit_process():
     for path in ("train.py", "encoders/__main__.py", "encoders/convert/__main__.py"):
         assert "exit_process(" in open(os.path.join(ROOT, path)).read(), path
-    assert 'encoders = "encoders.cli:console"' in open(os.path.join(ROOT, "pyproject.toml")).read()
+    assert 'encoders = "encoders.use.cli:console"' in open(os.path.join(ROOT, "pyproject.toml")).read()
 
 
 def full_disk_at_fsync(monkeypatch, marker: str):
@@ -264,7 +264,7 @@ def _chunk_edge_table(run_dir):
 
 
 def test_predict_in_chunks_writes_the_bytes_of_one_chunk(tmp_path_factory, tmp_path, monkeypatch, capsys):
-    from encoders.tables import write_table
+    from encoders.data.tables import write_table
 
     run_dir = text_run(tmp_path_factory, "torch")
     df = _chunk_edge_table(run_dir)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import encoders
-from encoders import cli
-from encoders.devices import parse_device, resolve_device
+from encoders.use import cli
+from encoders.use.devices import parse_device, resolve_device
 from encoders.errors import ConfigError
 from tests.helpers import text_run, text_run_data
 
@@ -24,7 +24,7 @@ def test_unknown_device_names_are_config_errors(bad):
 
 
 def _gpus(backend):
-    from encoders.devices import _gpu_count
+    from encoders.use.devices import _gpu_count
 
     return _gpu_count(backend)
 

@@ -36,7 +36,7 @@ import numpy as np
 from encoders.config import UNK_ID
 from encoders.data.flat import TokenBuffer
 from encoders.errors import EncodersError, RunDirError
-from encoders.run_dir import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
+from encoders.run.files import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
 
 __all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
 
@@ -190,7 +190,7 @@ class TrainedRun:
 
     # -- scoring ---------------------------------------------------------------------------------
     def _logits(self, buf: TokenBuffer, batch_size: int):
-        from encoders.devices import device_scope
+        from encoders.use.devices import device_scope
 
         with device_scope(self.backend, self.device):
             return self._device_logits(buf, batch_size)
@@ -261,7 +261,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
     """Load a run dir written by ``train.py`` for prediction (``checkpoint``: ``"best"`` or ``"last"``)
     on ``device``: ``"auto"`` (the first GPU the run's framework sees, else the CPU), ``"cpu"``,
-    ``"cuda"`` or ``"cuda:N"`` (``encoders.devices``; ``run.device`` says which).
+    ``"cuda"`` or ``"cuda:N"`` (``encoders.use.devices``; ``run.device`` says which).
 
     Raises:
         ConfigError: ``device`` is not one of those, or does not exist here.
@@ -279,7 +279,7 @@ def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto") -> Tr
     name = (cfg.get("backend", None) or {}).get("name")  # the config just read; run_backend would read it again
     backend = name if name in CHECKPOINT_EXT else run_backend(run_dir)
     data_cfg = cfg.get("data", None) or {}
-    from encoders.devices import device_scope, resolve_device
+    from encoders.use.devices import device_scope, resolve_device
 
     if backend == "jax" and "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "jax")  # a jax run is used on jax unless told otherwise

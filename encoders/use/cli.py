@@ -38,7 +38,7 @@ def _table_error(e: Exception) -> DataError:
 
 
 def _texts(df, column: str, path: str, first_row: int = 1) -> List[str]:
-    from encoders.tables import TableError, texts_of
+    from encoders.data.tables import TableError, texts_of
 
     name = "<stdin>" if path == "-" else path
     try:
@@ -48,7 +48,7 @@ def _texts(df, column: str, path: str, first_row: int = 1) -> List[str]:
 
 
 def _check_table_output(path: Optional[str]) -> None:
-    from encoders.tables import FORMATS
+    from encoders.data.tables import FORMATS
 
     if path in (None, "-"):
         return
@@ -69,7 +69,7 @@ def _uses_tokens_column(run, df, path: str) -> bool:
 
 def _words(run, df, path: str, first_row: int = 1):
     """The lists of words of a tagging input, row by row."""
-    from encoders.evaluation import words_of
+    from encoders.use.evaluation import words_of
 
     name = "<stdin>" if path == "-" else path
     if _uses_tokens_column(run, df, path):
@@ -81,9 +81,9 @@ def _words(run, df, path: str, first_row: int = 1):
 def cmd_predict(a: argparse.Namespace) -> int:
     """Reads, predicts and writes ``--chunk-rows`` rows at a time (length-sorted batches inside each
     chunk), so memory does not grow with the input; the output is the same as for one chunk."""
-    from encoders.table_stream import TableWriter, iter_table
-    from encoders.tables import TableError
-    from encoders.trained_run import TaskError, load_run
+    from encoders.data.table_stream import TableWriter, iter_table
+    from encoders.data.tables import TableError
+    from encoders.use.trained_run import TaskError, load_run
 
     _check_table_output(a.output)
     run = load_run(a.run_dir, a.checkpoint, device=a.device)
@@ -144,14 +144,14 @@ def pd_object_column(values):
 
 # -- evaluate --------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from encoders.evaluation import format_report, gold_ids, gold_tag_ids, gold_values
+    from encoders.use.evaluation import format_report, gold_ids, gold_tag_ids, gold_values
     from encoders.io import write_json
-    from encoders.report import plot_confusion
-    from encoders.run_dir import check_run_dir, is_training_output
-    from encoders.running_evaluation import RunningEvaluation
-    from encoders.table_stream import iter_table
-    from encoders.tables import TableError
-    from encoders.trained_run import load_run
+    from encoders.run.report import plot_confusion
+    from encoders.run.files import check_run_dir, is_training_output
+    from encoders.use.running_evaluation import RunningEvaluation
+    from encoders.data.table_stream import iter_table
+    from encoders.data.tables import TableError
+    from encoders.use.trained_run import load_run
 
     run_dir = check_run_dir(a.run_dir)
     output = a.output or os.path.join(run_dir, "evaluation.json")
@@ -204,7 +204,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 # -- export ----------------------------------------------------------------------------------------
 def cmd_export(a: argparse.Namespace) -> int:
-    from encoders.export import export_run
+    from encoders.use.export import export_run
 
     out, diff = export_run(a.run_dir, a.format, a.output, a.atol, a.overwrite, a.checkpoint)
     print(f"wrote {out} (largest logit difference from the run's model on the check batches: {diff:.2e})")
@@ -226,9 +226,9 @@ def cmd_cache(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from encoders.export import DEFAULT_ATOL, FORMATS
-    from encoders.table_stream import DEFAULT_CHUNK_ROWS
-    from encoders.trained_run import DEFAULT_BATCH_SIZE
+    from encoders.use.export import DEFAULT_ATOL, FORMATS
+    from encoders.data.table_stream import DEFAULT_CHUNK_ROWS
+    from encoders.use.trained_run import DEFAULT_BATCH_SIZE
 
     p = argparse.ArgumentParser(prog="encoders", description="Use a run trained by train.py: predict, evaluate, "
                                 "export it, or convert it to the other backend.")
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "convert":
-        from encoders.convert.models import main as convert_main
+        from encoders.convert.runs import main as convert_main
 
         return convert_main(argv[1:])
     args = build_parser().parse_args(argv)

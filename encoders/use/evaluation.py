@@ -19,7 +19,7 @@ import numpy as np
 
 from encoders.errors import DataError
 from encoders.metrics import classification_report, cross_entropy, is_bio_scheme, regression_report, span_f1
-from encoders.tables import data_row, is_missing
+from encoders.data.tables import data_row, is_missing
 
 __all__ = ["gold_ids", "gold_tag_ids", "gold_values", "evaluate", "evaluate_tagging", "evaluate_regression",
            "format_report"]

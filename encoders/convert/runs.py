@@ -23,7 +23,7 @@ import numpy as np
 
 from encoders.errors import EncodersError
 from encoders.io import atomic_write_bytes, atomic_write_with
-from encoders.run_dir import CHECKPOINT_EXT, checkpoint_path, run_backend
+from encoders.run.files import CHECKPOINT_EXT, checkpoint_path, run_backend
 
 DEFAULT_ATOL = 1e-5
 
@@ -84,7 +84,7 @@ def keras_to_torch(keras_path: str):
     """A ``.keras`` classifier (loaded with ``safe_mode=True``) as (torch model, Keras model)."""
     from encoders.convert.weights import copy_weights
     from encoders.keras.checkpoint_io import load_keras_model
-    from encoders.keras.classifier import spec_of
+    from encoders.keras.models import spec_of
 
     km = load_keras_model(keras_path)
     spec = spec_of(km)
@@ -105,14 +105,14 @@ def keras_to_torch(keras_path: str):
 def torch_model_class(task: str):
     """The torch module of a task: ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor``."""
     if task == "tagging":
-        from encoders.torch.tagger import SequenceTagger
+        from encoders.torch.models import SequenceTagger
 
         return SequenceTagger
     if task == "regression":
-        from encoders.torch.regressor import SequenceRegressor
+        from encoders.torch.models import SequenceRegressor
 
         return SequenceRegressor
-    from encoders.torch.classifier import SequenceClassifier
+    from encoders.torch.models import SequenceClassifier
 
     return SequenceClassifier
 
@@ -172,7 +172,7 @@ def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = 
 
 
 def main(argv=None) -> int:
-    from encoders.cli import checkpoint_option
+    from encoders.use.cli import checkpoint_option
 
     p = argparse.ArgumentParser(prog="python -m encoders convert", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", help="a run dir written by train.py (backend=torch or backend=tf)")

@@ -6,7 +6,7 @@ import pytest
 
 from encoders.config import OptimizerConfig, SchedulerConfig, TrainConfig
 from encoders.errors import ConfigError
-from encoders.recipe import check_mlflow, direction, early_stop, lr_factors, objective, optimizer_config, stop_report
+from encoders.run.recipe import check_mlflow, direction, early_stop, lr_factors, objective, optimizer_config, stop_report
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear"])

@@ -1,8 +1,8 @@
 """Tables read and written a chunk of rows at a time, for ``encoders predict`` on inputs of any size.
 
-``iter_table`` yields the same rows, columns and cell values as :func:`encoders.tables.read_table`
+``iter_table`` yields the same rows, columns and cell values as :func:`encoders.data.tables.read_table`
 (chunk by chunk, with each chunk's first data row number for messages); ``TableWriter`` appends
-chunks and ends with the bytes :func:`encoders.tables.write_table` writes for the whole table.
+chunks and ends with the bytes :func:`encoders.data.tables.write_table` writes for the whole table.
 What had to be decided for the whole table is decided so here too: csv/tsv quote every field when
 any cell needs it (what was written before is re-quoted then), a jsonl column of integers with a
 null anywhere is read as floats in every chunk (as pandas reads the whole file), parquet likewise.
@@ -21,7 +21,7 @@ from typing import IO, Iterator, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from encoders.tables import (STDIN_NAME, TableError, _format_of, delimited_chunk, json_rows,
+from encoders.data.tables import (STDIN_NAME, TableError, _format_of, delimited_chunk, json_rows,
                              read_table, write_table)
 
 DEFAULT_CHUNK_ROWS = 20_000  # rows per chunk: a few MB of text, many batches to sort by length
@@ -73,7 +73,7 @@ def _slices(df: pd.DataFrame, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def _stdin_chunks(stream: IO, text_column: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Lines as :func:`encoders.tables._read_lines` splits them: at ``\\n`` only, one ``\\r`` before
+    """Lines as :func:`encoders.data.tables._read_lines` splits them: at ``\\n`` only, one ``\\r`` before
     it dropped, no row after a final newline, a byte-order mark at the start dropped."""
     lines: List[str] = []
     sent = False
@@ -154,7 +154,7 @@ def _jsonl_chunks(path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 def _records(path: str) -> Iterator[dict]:
     """The objects of a JSON lines file, blank lines skipped; an invalid line is an error naming its
-    line, as :func:`encoders.tables._read_json` words it."""
+    line, as :func:`encoders.data.tables._read_json` words it."""
     with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():

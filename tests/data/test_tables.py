@@ -1,4 +1,4 @@
-"""encoders.tables: round-trips of odd values in every format, stdin, and every error message."""
+"""encoders.data.tables: round-trips of odd values in every format, stdin, and every error message."""
 import io
 import json
 import os
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from encoders.tables import FORMATS, TableError, read_table, require_columns, texts_of, write_table
+from encoders.data.tables import FORMATS, TableError, read_table, require_columns, texts_of, write_table
 
 NA_LIKE = ["NA", "null", "None", "nan", "N/A", "", "NaN", "#N/A", "-nan", "NULL", "n/a", "<NA>"]
 ODD = NA_LIKE + ["a,b", 'say "hi"', '"', "line1\nline2", "cr\rlf", "crlf\r\nx", "tab\there", " padded ",

@@ -1,12 +1,12 @@
-"""encoders.evaluation: labels read as training read them, each bad one named with its row."""
+"""encoders.use.evaluation: labels read as training read them, each bad one named with its row."""
 import math
 
 import numpy as np
 import pytest
 
 from encoders.errors import DataError
-from encoders.evaluation import format_report, gold_ids
-from encoders.run_dir import is_training_output
+from encoders.use.evaluation import format_report, gold_ids
+from encoders.run.files import is_training_output
 
 
 def test_string_labels_go_through_the_names():

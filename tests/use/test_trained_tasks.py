@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 import encoders
-from encoders.cli import main
+from encoders.use.cli import main
 from encoders.errors import EncodersError
-from encoders.export import export_run, onnx_logits
-from encoders.tables import read_table
-from encoders.trained_run import TaskError
+from encoders.use.export import export_run, onnx_logits
+from encoders.data.tables import read_table
+from encoders.use.trained_run import TaskError
 from tests.helpers import (case_tagging_rows, evaluate_then_predict, real_text_rows, regression_run, tagging_run,
                            task_run_data, write_jsonl)
 
@@ -239,9 +239,9 @@ def test_bad_input_is_one_line_and_exit_2(case, tmp_path, tmp_path_factory, caps
 # -- evaluate in chunks: the report of one chunk ------------------------------------------------------
 @pytest.mark.parametrize("task", ["classification", "tagging", "regression"])
 def test_evaluate_in_chunks_gives_the_report_of_one_chunk(tmp_path_factory, tmp_path, task):
-    from encoders.evaluation import (evaluate, evaluate_regression, evaluate_tagging, gold_ids, gold_tag_ids,
+    from encoders.use.evaluation import (evaluate, evaluate_regression, evaluate_tagging, gold_ids, gold_tag_ids,
                                      gold_values)
-    from encoders.tables import write_table
+    from encoders.data.tables import write_table
     from tests.helpers import text_run, text_run_data
 
     make = {"classification": text_run, "tagging": tagging_run, "regression": regression_run}[task]

@@ -2,7 +2,7 @@
 
 The confusion matrix, span counts and row counts are integers; the loss and the regression errors are
 summed exactly (rounded once at the end), so the report does not depend on how the rows were cut into
-chunks. The figures are those of :mod:`encoders.evaluation` on the whole table (a sum rounded once may
+chunks. The figures are those of :mod:`encoders.use.evaluation` on the whole table (a sum rounded once may
 differ from numpy's mean in the last bit).
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ExactSum:
 
 class RunningEvaluation:
     """Feed chunks with :meth:`add` (texts or words, and their gold values); :meth:`report` gives the
-    report :func:`encoders.evaluation.evaluate` (``evaluate_tagging``, ``evaluate_regression``) gives."""
+    report :func:`encoders.use.evaluation.evaluate` (``evaluate_tagging``, ``evaluate_regression``) gives."""
 
     def __init__(self, run: Any, batch_size: int):
         self.run, self.batch_size, self.task = run, batch_size, run.task

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from encoders.run_dir import load_run_config
+from encoders.run.files import load_run_config
 from tests.helpers import marker  # noqa: F401  (a fixture)
 
 

@@ -1,4 +1,4 @@
-"""encoders.export: ONNX and SavedModel from a torch run and a tf run agree with load_run.
+"""encoders.use.export: ONNX and SavedModel from a torch run and a tf run agree with load_run.
 
 Each artefact gets right-padded ids of real texts (an empty text included) padded to 300 steps,
 longer than any text, with random ids left beyond each length: they must be ignored.
@@ -10,7 +10,7 @@ import pytest
 
 import encoders
 from encoders.errors import EncodersError
-from encoders.export import export_run, onnx_logits
+from encoders.use.export import export_run, onnx_logits
 from tests.helpers import real_text_rows, text_run
 
 CASES = [("torch", "onnx"), ("tf", "onnx"), ("torch", "savedmodel"), ("tf", "savedmodel")]

@@ -28,7 +28,7 @@ import numpy as np
 
 from encoders.io import atomic_folder, atomic_write_with
 from encoders.errors import EncodersError
-from encoders.run_dir import check_run_dir, checkpoint_path, is_training_output, run_backend
+from encoders.run.files import check_run_dir, checkpoint_path, is_training_output, run_backend
 
 __all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_batches", "onnx_logits"]
 
@@ -93,7 +93,7 @@ def _models(run_dir: str, backend: str, fmt: str, which: str):
             if fmt == "onnx":
                 model, _ = own.load_classifier(source)
                 return own.batch_logits, model, model
-            from encoders.convert.models import torch_to_keras
+            from encoders.convert.runs import torch_to_keras
 
             tm, km = torch_to_keras(source)
             tm.eval()
@@ -103,7 +103,7 @@ def _models(run_dir: str, backend: str, fmt: str, which: str):
         if fmt == "savedmodel":
             model, _ = own.load_classifier(source)
             return own.batch_logits, model, model
-        from encoders.convert.models import keras_to_torch
+        from encoders.convert.runs import keras_to_torch
 
         tm, km = keras_to_torch(source)
         tm.eval()
@@ -159,7 +159,7 @@ def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_A
     own_logits, own_model, model = _models(run_dir, backend, fmt, which)
     spec = model.spec if fmt == "onnx" else None
     if spec is None:
-        from encoders.keras.classifier import spec_of
+        from encoders.keras.models import spec_of
 
         spec = spec_of(model)
     diff = [0.0]
