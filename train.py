@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(USER_ERROR)
     except KeyboardInterrupt:  # Ctrl-C: where the run can be continued from, not a traceback
-        from encoders.resume import INTERRUPTED, resume_hint
+        from encoders.run.resume import INTERRUPTED, resume_hint
 
         print(resume_hint(hc.runtime.output_dir, cfg.backend.name, list(hc.overrides.task),
                           os.path.relpath(sys.argv[0])), file=sys.stderr, flush=True)
@@ -45,7 +45,7 @@ def main(cfg: DictConfig) -> float:
 
         log.info("%s", summary(metrics))  # val_acc/val_loss, or the task's own figures
         print(f"run dir: {hc.runtime.output_dir}")
-    from encoders.recipe import objective
+    from encoders.run.recipe import objective
 
     # what a Hydra sweeper optimises: the best epoch's value of the task's monitored metric
     return objective(metrics, cfg.task.name) if metrics else None
@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     from encoders.app import hydra_errors_as_one_line
-    from encoders.cli import exit_process
+    from encoders.use.cli import exit_process
 
     try:
         hydra_errors_as_one_line(main)  # Hydra's own config errors too: one line, exit code 2

@@ -1,5 +1,5 @@
 """Processes that share the machine: ``python train.py`` alone against two at once, with today's
-thread count (the fair share of ``encoders.threads``) and with every process on all cores (what
+thread count (the fair share of ``encoders.run.threads``) and with every process on all cores (what
 torch does by itself; ``trainer.num_threads=<cores>``), interleaved so that load from elsewhere
 hits every variant alike.
 
@@ -40,7 +40,7 @@ def _runs(n: int, overrides: List[str], work: str, tag: str) -> List[float]:
 
 
 def run(repeats: int, overrides: List[str]) -> Dict:
-    from encoders.threads import cores
+    from encoders.run.threads import cores
 
     variants = {"all_cores": [f"trainer.num_threads={cores()}"], "fair_share": []}
     times: Dict[str, List[float]] = {}

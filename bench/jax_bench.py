@@ -38,7 +38,7 @@ def keras_run(n: int, rounds: int) -> dict:
 
     from encoders.config import ClassifierSpec
     from encoders.keras.batches import widen
-    from encoders.keras.classifier import build_classifier, compile_classifier
+    from encoders.keras.models import build_classifier, compile_classifier
 
     d = DEFAULT
     batches = [widen(x, y) for x, y in first_batches(n)]

@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 from bench.common import DEFAULT, paired_ratio, quartiles  # noqa: E402
 from encoders.config import ClassifierSpec  # noqa: E402
 from encoders.data.synthetic import make_synthetic  # noqa: E402
-from encoders.keras.classifier import build_classifier, compile_classifier  # noqa: E402
+from encoders.keras.models import build_classifier, compile_classifier  # noqa: E402
 from encoders.keras.batches import BucketedBatches  # noqa: E402
 
 

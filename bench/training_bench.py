@@ -28,7 +28,7 @@ from torch.nn import functional as F  # noqa: E402
 from bench.common import DEFAULT, paired_ratio, quartiles  # noqa: E402
 from encoders.data.synthetic import make_synthetic  # noqa: E402
 from encoders.torch.batches import SequenceDataModule, TokenDataset, collate_torch  # noqa: E402
-from encoders.torch.classifier import SequenceClassifier  # noqa: E402
+from encoders.torch.models import SequenceClassifier  # noqa: E402
 from encoders.torch.runner import build_trainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
