@@ -35,7 +35,8 @@ def main(cfg: DictConfig) -> float:
         log.error("%s: %s", type(error).__name__, error)
         sys.exit(USER_ERROR)
     except KeyboardInterrupt:  # Ctrl-C: where the run can be continued from, not a traceback
-        from encoders.run.resume import INTERRUPTED, resume_hint
+        from encoders.errors import INTERRUPTED
+        from encoders.run.resume import resume_hint
 
         print(resume_hint(hc.runtime.output_dir, cfg.backend.name, list(hc.overrides.task),
                           os.path.relpath(sys.argv[0])), file=sys.stderr, flush=True)

@@ -184,7 +184,7 @@ def encoder_figures(device, repeats: int, smoke: bool) -> Dict[str, float]:
 def predict_figures(s, device, rows: int) -> Dict[str, float]:
     from encoders.torch import SequenceClassifier
     from encoders.torch.inference import batch_logits
-    from encoders.use.trained_run import buffer_logits
+    from encoders.data.flat import buffer_logits
 
     tokens, _ = lognormal_rows(rows, s, seed=1)
     torch.manual_seed(0)

@@ -12,10 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from encoders.config import PAD, UNK, TrainConfig
 from encoders.data.sources import check_token_budget, load_splits
 from encoders.data.vocab import Vocab
-from encoders.errors import ConfigError, DataError, EncodersError
+from encoders.errors import USER_ERROR, ConfigError, DataError, EncodersError
 
 log = logging.getLogger(__name__)
-USER_ERROR = 2  # exit code of a run stopped by an EncodersError: the message says what to change
 
 
 def to_schema(cfg: DictConfig) -> TrainConfig:

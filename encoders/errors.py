@@ -1,7 +1,10 @@
 """The library's errors. Every one is a ``ValueError``, so code that catches ``ValueError`` at the
 public boundary keeps working; ``train.py`` and ``python -m encoders`` turn an ``EncodersError``
-into one line on stderr and exit code 2 (``encoders.app.USER_ERROR``)."""
+into one line on stderr and exit code ``USER_ERROR``; a run stopped by Ctrl-C exits with ``INTERRUPTED``."""
 from __future__ import annotations
+
+USER_ERROR = 2  # exit code of a command stopped by an EncodersError: the message says what to change
+INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C (SIGINT), as shells report 128 + 2
 
 
 class EncodersError(ValueError):

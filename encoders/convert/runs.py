@@ -64,6 +64,7 @@ def torch_to_keras(ckpt_path: str):
     """A torch checkpoint (loaded with ``weights_only=True``) as (torch model, Keras model)."""
     from encoders.convert.weights import copy_weights
     from encoders.torch.checkpoint_io import load_torch_checkpoint
+    from encoders.torch.models import torch_model_class
 
     ckpt = load_torch_checkpoint(ckpt_path)
     if "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
@@ -85,6 +86,7 @@ def keras_to_torch(keras_path: str):
     from encoders.convert.weights import copy_weights
     from encoders.keras.checkpoint_io import load_keras_model
     from encoders.keras.models import spec_of
+    from encoders.torch.models import torch_model_class
 
     km = load_keras_model(keras_path)
     spec = spec_of(km)
@@ -100,21 +102,6 @@ def keras_to_torch(keras_path: str):
         _copy_dense_keras_to_torch(km.get_layer("pool").score, tm.pool.score)
     _copy_dense_keras_to_torch(km.get_layer("head"), tm.head)
     return tm, km
-
-
-def torch_model_class(task: str):
-    """The torch module of a task: ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor``."""
-    if task == "tagging":
-        from encoders.torch.models import SequenceTagger
-
-        return SequenceTagger
-    if task == "regression":
-        from encoders.torch.models import SequenceRegressor
-
-        return SequenceRegressor
-    from encoders.torch.models import SequenceClassifier
-
-    return SequenceClassifier
 
 
 def build_keras_model(spec):

@@ -156,7 +156,7 @@ def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]
         return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
                 "test_examples": rep["num_examples"]}
     from encoders.keras.inference import batch_logits
-    from encoders.use.trained_run import buffer_logits
+    from encoders.data.flat import buffer_logits
 
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
     return test_report(logits, test.labels, spec.num_classes)

@@ -57,7 +57,6 @@ def check_same_run(ckpt_path: str, old_spec: Mapping[str, Any], old_vocab: Optio
                           "resuming continues the same model on the same data; start a fresh run (drop ckpt_path)")
 
 
-INTERRUPTED = 130  # exit code of a run stopped by Ctrl-C (SIGINT), as shells report 128 + 2
 
 
 def resume_hint(run_dir: str, backend: str, overrides, script: str = "train.py") -> str:

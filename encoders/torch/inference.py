@@ -19,7 +19,7 @@ def load_classifier(path: str) -> Tuple["torch.nn.Module", ClassifierSpec]:
     ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor`` as its ``task`` says.
     Its encoder takes ``path="auto"`` whatever training used (the same numbers either way).
     """
-    from encoders.convert.runs import torch_model_class
+    from encoders.torch.models import torch_model_class
 
     ckpt = load_torch_checkpoint(path)
     if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:

@@ -443,3 +443,11 @@ def predict_split(model: SequenceRegressor, split, batch_size: int):
         for idx, b in split.tokens.length_batches(batch_size, model.hparams.padding_idx):
             out[idx] = model(torch.from_numpy(b["tokens"]).to(device), torch.from_numpy(b["lengths"])).float().cpu().numpy()
     return out
+
+
+MODELS = {"classification": SequenceClassifier, "tagging": SequenceTagger, "regression": SequenceRegressor}
+
+
+def torch_model_class(task: str):
+    """The torch module of a task: ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor``."""
+    return MODELS[task]

@@ -303,7 +303,7 @@ def test_split_report(model, best_path: str, test, batch_size: int) -> Dict[str,
         return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
                 "test_examples": rep["num_examples"]}
     from encoders.torch.inference import batch_logits
-    from encoders.use.trained_run import buffer_logits
+    from encoders.data.flat import buffer_logits
 
     spec = model.spec
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)

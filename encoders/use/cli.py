@@ -27,9 +27,8 @@ import os
 import sys
 from typing import List, Optional
 
-from encoders.errors import DataError, EncodersError
+from encoders.errors import USER_ERROR, DataError, EncodersError
 
-USER_ERROR = 2  # as encoders.app.USER_ERROR (train.py): the message says what to change
 PREDICTION, PROBABILITY = "prediction", "probability"
 
 

@@ -34,7 +34,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from encoders.config import UNK_ID
-from encoders.data.flat import TokenBuffer
+from encoders.data.flat import TokenBuffer, buffer_logits, buffer_token_logits
 from encoders.errors import EncodersError, RunDirError
 from encoders.run.files import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
 
@@ -59,32 +59,6 @@ def load_vocab(run_dir: str):
 
 class TaskError(EncodersError, TypeError):
     """A method or option that the run's task does not have (``predict_proba`` of a tagging run)."""
-
-
-def buffer_logits(batch_logits, model, buf: TokenBuffer, num_classes: int, batch_size: int,
-                  pad_id: int) -> np.ndarray:
-    """Logits ``[N, C]`` of every row of ``buf``, in its order: length-sorted batches of
-    ``batch_size`` rows through ``batch_logits(model, tokens, lengths)`` (a backend's inference).
-    ``num_classes=None``: one output per row (a regressor), ``[N]``."""
-    if int(batch_size) < 1:
-        raise EncodersError(f"batch_size must be >= 1, got {batch_size}")
-    out = np.zeros((len(buf),) if num_classes is None else (len(buf), num_classes), dtype=np.float32)
-    for rows, batch in buf.length_batches(int(batch_size), pad_id):
-        out[rows] = batch_logits(model, batch["tokens"], batch["lengths"])
-    return out
-
-
-def buffer_token_logits(batch_logits, model, buf: TokenBuffer, batch_size: int, pad_id: int) -> List[np.ndarray]:
-    """A tagger's logits of every row of ``buf``, in its order: one ``[len_i, C]`` array per row (the
-    real steps only), from length-sorted batches as :func:`buffer_logits`."""
-    if int(batch_size) < 1:
-        raise EncodersError(f"batch_size must be >= 1, got {batch_size}")
-    out: List[Any] = [None] * len(buf)
-    for rows, batch in buf.length_batches(int(batch_size), pad_id):
-        logits = batch_logits(model, batch["tokens"], batch["lengths"])
-        for b, (row, n) in enumerate(zip(rows, batch["lengths"])):
-            out[int(row)] = np.ascontiguousarray(logits[b, :int(n)])
-    return out
 
 
 class TrainedRun:

@@ -36,7 +36,7 @@ def keras_like(tm):
 
 @pytest.mark.parametrize("cell,layers,bi", [("lstm", 1, True), ("gru", 2, True), ("lstm", 2, False)])
 def test_tagger_port_parity_both_ways(cell, layers, bi):
-    from encoders.convert.runs import torch_model_class
+    from encoders.torch.models import torch_model_class
 
     tm = torch_tagger(cell=cell, num_layers=layers, bidirectional=bi)
     km = keras_like(tm)
