@@ -19,6 +19,9 @@ BACKENDS = ("torch", "tf", "jax")  # jax: the Keras model trained by Keras on it
 SOURCES = ("synthetic", "files", "hub")
 TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
 TASKS = ("classification", "tagging", "regression")  # task=...: what the head predicts
+# the metric each task's best checkpoint is chosen by (the logged name) and which way is better; here,
+# below every user of it, so the sweep's resolver (``register_configs``) needs no module above config
+MONITOR = {"classification": ("val/acc", "max"), "tagging": ("val/acc", "max"), "regression": ("val/rmse", "min")}
 FP32_PRECISIONS = ("ieee", "tf32")  # trainer.fp32_precision: float32 matmuls and cuDNN RNNs on CUDA
 WORD_TOKENIZERS = ("whitespace", "char")  # the ones pretrained word vectors can align to
 DEFAULT_EMBEDDING_DIM = 32  # model.embedding_dim when it is not set (and no vectors file sets it)
@@ -439,11 +442,28 @@ class ClassifierSpec:
         return asdict(self)
 
 
-def register_configs() -> None:
-    """Register the schemas in Hydra's ConfigStore (idempotent)."""
-    from hydra.core.config_store import ConfigStore
+def direction(task: str) -> str:
+    """``maximize`` or ``minimize``, for the Optuna sweeper (``${encoders_direction:${task.name}}``).
 
-    from encoders.run.recipe import register_resolvers
+    Args:
+        task: a task name (one of ``TASKS``).
+
+    Returns:
+        Which way the task's monitored metric (``MONITOR``) is better, in Optuna's words.
+    """
+    return "maximize" if MONITOR[task][1] == "max" else "minimize"
+
+
+def register_resolvers() -> None:
+    """Register ``${encoders_direction:TASK}`` (``direction``) with OmegaConf (idempotent)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("encoders_direction", direction, replace=True)
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore and the resolvers the configs read (idempotent)."""
+    from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)

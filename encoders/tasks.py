@@ -18,13 +18,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from encoders.config import DEFAULT_EMBEDDING_DIM, TAG_PAD_ID, WORD_TOKENIZERS
+from encoders.config import DEFAULT_EMBEDDING_DIM, MONITOR, TAG_PAD_ID, WORD_TOKENIZERS
 from encoders.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# the metric each task's best checkpoint is chosen by (the logged name) and which way is better
-MONITOR = {"classification": ("val/acc", "max"), "tagging": ("val/acc", "max"), "regression": ("val/rmse", "min")}
 # per-epoch history in metrics.json, the same keys for both backends (lr: what each epoch started with)
 HISTORY_KEYS = {
     "classification": ["train/loss", "train/acc", "val/loss", "val/acc", "lr"],

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from encoders.config import OptimizerConfig
+# direction/register_resolvers: the sweep's resolver lives with the config it resolves (no circle)
+from encoders.config import OptimizerConfig, direction, register_resolvers  # noqa: F401
 from encoders.errors import ConfigError
 from encoders.tasks import monitor
 
@@ -116,17 +117,6 @@ def objective(metrics: Dict[str, Any], task: str) -> Optional[float]:
     metric, _ = monitor(task)
     value = metrics.get("best_" + metric.replace("/", "_"))
     return None if value is None else float(value)
-
-
-def direction(task: str) -> str:
-    """``maximize`` or ``minimize``, for the Optuna sweeper (``${encoders_direction:${task.name}}``)."""
-    return "maximize" if monitor(task)[1] == "max" else "minimize"
-
-
-def register_resolvers() -> None:
-    from omegaconf import OmegaConf
-
-    OmegaConf.register_new_resolver("encoders_direction", direction, replace=True)
 
 
 # -- MLflow ------------------------------------------------------------------------------------------
