@@ -35,3 +35,11 @@ class StorageError(EncodersError):
 class DataConfigError(ConfigError, DataError):
     """A ``data.*`` setting can't work (no file given, an unknown tokenizer): both kinds at once, so
     the data sources (used without the app) and ``train.py`` catch it by the name they expect."""
+
+
+class TableError(DataError):
+    """A table that cannot be read, lacks a column, or cannot be written; the message names the file."""
+
+
+class TokenizerFileError(DataError):
+    """A ``tokenizer.json`` that can't be used; the message names the file and the reason."""

@@ -23,17 +23,13 @@ from typing import IO, Any, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from encoders.errors import DataError
+from encoders.errors import TableError
 from encoders.io import atomic_write_with
 
 __all__ = ["TableError", "FORMATS", "read_table", "require_columns", "write_table", "texts_of"]
 
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 STDIN_NAME = "<stdin>"
-
-
-class TableError(DataError):
-    """A table that cannot be read, lacks a column, or cannot be written; the message names the file."""
 
 
 def _format_of(path: str) -> str:

@@ -20,22 +20,20 @@ import numbers
 import os
 import re
 import sys
+from collections import Counter
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from encoders.data.flat import TokenBuffer
 from encoders.config import PAD, UNK
-from encoders.errors import DataError
+from encoders.data.flat import TokenBuffer
+from encoders.data.words import ranked, tokenize
+from encoders.errors import DataError, TokenizerFileError  # noqa: F401 (TokenizerFileError: importable here)
 
 KINDS = ("whitespace", "char", "bpe", "wordpiece")
 PAD_TOKENS = (PAD, "[PAD]")  # what load_tokenizer_file accepts as the pad token, in this order
 _CHUNK = 1000  # texts per batch handed to the library
 _SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: no UTF-8 form, so the library can't take it
-
-
-class TokenizerFileError(DataError):
-    """A ``tokenizer.json`` that can't be used; the message names the file and the reason."""
 
 
 # --------------------------------------------------------------------------- Python's text rules
@@ -122,28 +120,24 @@ def train_tokenizer(texts: Iterable[Optional[str]], kind: str, lowercase: bool =
                     max_vocab_size: Optional[int] = None, vocab_size: int = 8000) -> Any:
     """Train a ``tokenizers.Tokenizer`` on ``texts``.
 
-    # Parameters
+    Args:
+        texts: the training split's texts (``None`` counts as an empty text). Read once for the
+            subword kinds, twice for ``whitespace``/``char`` (an iterator is listed first).
+        kind: ``whitespace``, ``char``, ``bpe`` or ``wordpiece``.
+        lowercase: lowercase as Python's ``str.lower`` does, before splitting (saved in the tokenizer).
+        min_freq: ``whitespace``/``char``: keep tokens seen at least this often (``Vocab.build``);
+            ``bpe``/``wordpiece``: the trainers' ``min_frequency``.
+        max_vocab_size: ``whitespace``/``char``: at most this many ids including ``<pad>`` and
+            ``<unk>``, as ``Vocab.build(max_size=...)``. ``bpe``/``wordpiece``: caps ``vocab_size``
+            when given.
+        vocab_size: ``bpe``/``wordpiece`` only: the trainers' target size (special tokens included).
 
-    texts : `Iterable[Optional[str]]`
-        The training split's texts (``None`` counts as an empty text). Read once for the
-        subword kinds, twice for ``whitespace``/``char`` (an iterator is listed first).
-    kind : `str`
-        ``whitespace``, ``char``, ``bpe`` or ``wordpiece``.
-    lowercase : `bool`
-        Lowercase as Python's ``str.lower`` does, before splitting (saved in the tokenizer).
-    min_freq : `int`
-        ``whitespace``/``char``: keep tokens seen at least this often (``Vocab.build``);
-        ``bpe``/``wordpiece``: the trainers' ``min_frequency``.
-    max_vocab_size : `Optional[int]`
-        ``whitespace``/``char``: at most this many ids including ``<pad>`` and ``<unk>``, as
-        ``Vocab.build(max_size=...)``. ``bpe``/``wordpiece``: caps ``vocab_size`` when given.
-    vocab_size : `int`
-        ``bpe``/``wordpiece`` only: the trainers' target size (special tokens included).
+    Returns:
+        A ``tokenizers.Tokenizer`` with ``"<pad>"`` = 0 and ``"<unk>"`` = 1, no special tokens added
+        on encoding and no padding or truncation set.
 
-    # Returns
-
-    `tokenizers.Tokenizer` with ``"<pad>"`` = 0 and ``"<unk>"`` = 1, no special tokens added
-    on encoding and no padding or truncation set.
+    Raises:
+        ValueError: an unknown ``kind``, or a size or frequency that is not a positive integer.
     """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
@@ -171,23 +165,35 @@ def _bare(kind: str, model: Any, lowercase: bool) -> Any:
 
 def word_level_tokenizer(vocab) -> Any:
     """The ``tokenizers`` form of a word-level ``Vocab`` (``whitespace``/``char``): the same ids for
-    every text, so a server that runs the library encodes text exactly as training did."""
+    every text, so a server that runs the library encodes text exactly as training did.
+
+    Args:
+        vocab: anything with a ``Vocab``'s ``tokens``, ``tokenizer`` and ``lowercase``.
+
+    Returns:
+        A ``tokenizers.Tokenizer`` (a ``WordLevel`` model) giving ``vocab``'s ids.
+    """
+    return _word_level(vocab.tokens, vocab.tokenizer, vocab.lowercase)
+
+
+def _word_level(tokens: Sequence[str], kind: str, lowercase: bool) -> Any:
     from tokenizers import models
 
     ids = {PAD: 0, UNK: 1}
-    for i, token in enumerate(vocab.tokens[2:], start=2):
+    for i, token in enumerate(tokens[2:], start=2):
         # the literal words "<pad>"/"<unk>" keep their special ids; their slot stays (unused)
         # so every other id and the vocabulary size equal the Vocab's
         ids[f"{token} (duplicate of id {ids[token]})" if token in ids else token] = i
-    return _bare(vocab.tokenizer, models.WordLevel(ids, unk_token=UNK), vocab.lowercase)
+    return _bare(kind, models.WordLevel(ids, unk_token=UNK), lowercase)
 
 
 def _train_word_level(texts: Iterable[Optional[str]], kind: str, lowercase: bool, min_freq: int,
                       max_size: Optional[int]) -> Any:
-    from encoders.data.vocab import Vocab
-
-    texts = (_checked(t, i) for i, t in enumerate(texts))
-    return word_level_tokenizer(Vocab.build(texts, kind, lowercase, min_freq, max_size))
+    """The word-level tokenizer of ``texts``: the tokens ``Vocab.build`` ranks (``encoders.data.words``)."""
+    counts: Counter = Counter()
+    for i, text in enumerate(texts):
+        counts.update(tokenize(_checked(text, i), kind, lowercase))
+    return _word_level(ranked(counts, min_freq, max_size), kind, lowercase)
 
 
 def _train_subword(texts: Iterable[Optional[str]], kind: str, lowercase: bool, min_freq: int,
@@ -250,10 +256,15 @@ def load_tokenizer_file(path: str) -> Any:
     The pad token must be ``"<pad>"`` (this project's) or ``"[PAD]"`` (BERT's), looked up in
     that order; ``pad_id(tokenizer)`` gives its id. Anything else raises.
 
-    # Raises
+    Args:
+        path: the ``tokenizer.json`` file.
 
-    `TokenizerFileError` (a ``ValueError``) naming the file and the reason: missing file, not
-    JSON, not a tokenizer the library reads, or no pad token.
+    Returns:
+        The ``tokenizers.Tokenizer``.
+
+    Raises:
+        TokenizerFileError: (a ``ValueError``) naming the file and the reason: missing file, not
+            JSON, not a tokenizer the library reads, or no pad token.
     """
     from tokenizers import Tokenizer
 
@@ -300,20 +311,21 @@ def encode_batch(tokenizer: Any, texts: Sequence[Optional[str]], max_tokens_per_
     Uses the library's ``encode_batch_fast`` (parallel, no character offsets), with no special
     tokens added, in chunks of 1000 texts. ``None`` encodes as an empty text.
 
-    # Parameters
+    Args:
+        tokenizer: a ``tokenizers.Tokenizer``; must not have padding enabled (lengths would include
+            the padding).
+        texts: the texts.
+        max_tokens_per_example: keep only the first N ids of each text (as
+            ``data.max_tokens_per_example`` does).
+        return_truncated: also return how many texts were cut.
 
-    tokenizer : `tokenizers.Tokenizer`
-        Must not have padding enabled (lengths would include the padding).
-    texts : `Sequence[Optional[str]]`
-    max_tokens_per_example : `Optional[int]`
-        Keep only the first N ids of each text (as ``data.max_tokens`` does today).
-    return_truncated : `bool`
-        Also return how many texts were cut.
+    Returns:
+        ``(values, offsets)``: ``values`` int32 ``[total ids]``, ``offsets`` int64 ``[N + 1]``
+        (text ``i`` is ``values[offsets[i]:offsets[i+1]]``), plus ``n_truncated`` when asked.
 
-    # Returns
-
-    ``(values, offsets)``: ``values`` int32 ``[total ids]``, ``offsets`` int64 ``[N + 1]``
-    (text ``i`` is ``values[offsets[i]:offsets[i+1]]``), plus ``n_truncated`` when asked.
+    Raises:
+        ValueError: the tokenizer pads.
+        DataError: a text holds a lone surrogate (no UTF-8 form).
     """
     if tokenizer.padding is not None:
         raise ValueError("the tokenizer has padding enabled; call tokenizer.no_padding() first "

@@ -15,45 +15,18 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from encoders.config import PAD, TOKENIZERS, UNK, UNK_ID
+from encoders.config import PAD, UNK, UNK_ID
 from encoders.data.flat import TokenBuffer
+from encoders.data.tokenizers import encode_batch, load_tokenizer_file, pad_id, save_tokenizer
+from encoders.data.words import ranked, split_column, tokenize  # noqa: F401 (importable here)
 
 VOCAB_FILE, TOKENIZER_FILE = "vocab.json", "tokenizer.json"
 WORD_KINDS = ("whitespace", "char")
-
-
-def tokenize(text: str, kind: str, lowercase: bool = True) -> List[str]:
-    if text is None:
-        return []
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {text!r} ({type(text).__name__})")
-    if lowercase:
-        text = text.lower()
-    if kind == "char":
-        return list(text)
-    if kind == "whitespace":
-        return text.split()
-    raise ValueError(f"data.tokenizer must be one of {TOKENIZERS}, got {kind!r}")
-
-
-def split_column(texts: Sequence[str], kind: str, lowercase: bool) -> Tuple[List[str], np.ndarray]:
-    """All tokens of ``texts`` end to end, and each text's token count (exactly ``tokenize``'s)."""
-    if lowercase:
-        texts = [t.lower() for t in texts]
-    if kind == "char":
-        return list(chain.from_iterable(texts)), np.fromiter(map(len, texts), np.int64, len(texts))
-    flat: List[str] = []
-    lengths = np.empty(len(texts), dtype=np.int64)
-    for i, t in enumerate(texts):
-        words = t.split()
-        lengths[i] = len(words)
-        flat += words
-    return flat, lengths
 
 
 def _buffer(values: np.ndarray, lengths: np.ndarray) -> TokenBuffer:
@@ -107,11 +80,7 @@ class Vocab:
     @classmethod
     def from_counts(cls, counts: Dict[str, int], tokenizer: str, lowercase: bool = True, min_freq: int = 1,
                     max_size: Optional[int] = None) -> "Vocab":
-        # most frequent first; ties alphabetical so the vocabulary is reproducible
-        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
-        if max_size is not None:
-            kept = kept[: max(0, max_size - 2)]
-        return cls([PAD, UNK] + kept, tokenizer=tokenizer, lowercase=lowercase)
+        return cls(ranked(counts, min_freq, max_size), tokenizer=tokenizer, lowercase=lowercase)
 
     @classmethod
     def build_and_encode(cls, chunks: Iterable[Tuple[str, Sequence[str]]], counted: Sequence[str], tokenizer: str,
@@ -196,8 +165,6 @@ class SubwordVocab:
     """A ``tokenizers.Tokenizer`` as the run's vocabulary (``bpe``, ``wordpiece`` or a file)."""
 
     def __init__(self, tokenizer, kind: str, labels: Optional[List[str]] = None):
-        from encoders.data.tokenizers import pad_id
-
         if pad_id(tokenizer) != 0 or tokenizer.token_to_id(UNK) not in (None, UNK_ID):
             raise ValueError(f"the tokenizer's pad token must have id 0 (it has {pad_id(tokenizer)})")
         self.tokenizer, self.tokenizer_kind, self.labels = tokenizer, kind, list(labels or [])
@@ -215,12 +182,9 @@ class SubwordVocab:
         return self.encode_many([text]).row(0).tolist()
 
     def encode_many(self, texts: Sequence[str]) -> TokenBuffer:
-        from encoders.data.tokenizers import encode_batch
-
         return TokenBuffer(*encode_batch(self.tokenizer, list(texts)))
 
     def save(self, run_dir: str) -> None:
-        from encoders.data.tokenizers import save_tokenizer
         from encoders.io import atomic_write_text
 
         save_tokenizer(self.tokenizer, os.path.join(run_dir, TOKENIZER_FILE))
@@ -235,8 +199,6 @@ def load_vocab(run_dir: str):
     with open(path, encoding="utf-8") as f:
         d = json.load(f)
     if d.get("tokenizer_file"):
-        from encoders.data.tokenizers import load_tokenizer_file
-
         tok = load_tokenizer_file(os.path.join(os.path.dirname(path), d["tokenizer_file"]))
         return SubwordVocab(tok, d.get("tokenizer", "file"), d.get("labels", []))
     return Vocab(d["tokens"], d.get("labels", []), d.get("tokenizer", "whitespace"), d.get("lowercase", True))
