@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from encoders.data.flat import TokenBuffer
+from encoders.data.splits import Split, Splits
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what an entry holds changes
@@ -261,7 +262,6 @@ class EntryWriter:
 
 
 def _load(entry: str):
-    from encoders.data.sources import Split, Splits
     from encoders.data.vocab import load_vocab
 
     with open(os.path.join(entry, "meta.json"), encoding="utf-8") as f:

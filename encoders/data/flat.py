@@ -22,13 +22,10 @@ class TokenBuffer:
     Arrow array keeps its parent's buffer), but offsets never decrease and stay inside
     ``values``.
 
-    # Parameters
-
-    values : `np.ndarray`
-        1-D integer token ids of all rows laid end to end (int32 or int64 is typical; kept
-        as given, so a memory-mapped buffer stays memory-mapped).
-    offsets : `np.ndarray`
-        1-D integers, ``N + 1`` of them for ``N`` rows; stored as int64.
+    Args:
+        values: 1-D integer token ids of all rows laid end to end (int32 or int64 is typical;
+            kept as given, so a memory-mapped buffer stays memory-mapped).
+        offsets: 1-D integers, ``N + 1`` of them for ``N`` rows; stored as int64.
     """
 
     def __init__(self, values: Any, offsets: Any):
@@ -159,10 +156,9 @@ class TokenBuffer:
     def truncate(self, max_tokens: int) -> Tuple["TokenBuffer", int]:
         """Keep the first ``max_tokens`` ids of every row.
 
-        # Returns
-
-        `(buffer, n_truncated)`: a new buffer (``self`` when no row is longer) and how many
-        rows lost tokens.
+        Returns:
+            ``(buffer, n_truncated)``: a new buffer (``self`` when no row is longer) and how many
+            rows lost tokens.
         """
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 0:
             raise ValueError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")

@@ -6,8 +6,8 @@ array and each example's row in its file (for messages), plus what the model nee
 Errors in the data (a missing file or column, null labels, ...) are raised here, before training,
 naming the file and the row.
 
-Files are parsed by ``datasets`` into Arrow files (in a scratch folder, deleted after), which
-training reads back a batch at a time (``ArrowFiles``); text columns are text:
+Files are read by ``encoders.data.reader`` (the one reader of data files, the commands' too):
+parsed by ``datasets`` into Arrow files read back a batch at a time; text columns are text:
 csv cells are read as strings, so ``NA``, ``null`` or ``None`` stay words and only an empty
 cell is an empty text. The tokenized splits of local files are cached (``encoders.data.cache``):
 a second run on the same files with the same settings reads them back memory-mapped.
@@ -17,75 +17,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import weakref
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from encoders.config import DataConfig
-from encoders.data.flat import TokenBuffer
+# Raw, read_file, ...: the files' reader, importable here as before; _files: read_files' old name
+from encoders.data.reader import (FILE_BUILDERS, LABEL_NA, ArrowFiles, Raw, read_file,  # noqa: F401
+                                  read_files as _files)
+from encoders.data.splits import HOLD_OUT, Split, Splits, hold_out as _hold_out  # noqa: F401
 from encoders.errors import DataError
 
 log = logging.getLogger(__name__)
-FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-# what pandas reads as missing by default: kept for label cells only (a text "NA" is the word NA)
-LABEL_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-            "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
-HOLD_OUT = 0.1  # share of the training file held out for validation when no validation file is given
 _CHUNK = 20_000  # texts tokenized at a time: memory stays flat however many rows a file has
-
-
-@dataclass
-class Split:
-    """One split: token ids (``tokens``), class ids (``labels``; float targets for regression), each
-    example's file row (``rows``) and, for tagging, one tag id per token (``tags``: a buffer with
-    the same row lengths as ``tokens``)."""
-
-    tokens: TokenBuffer
-    labels: np.ndarray
-    rows: np.ndarray = None
-    tags: Optional[TokenBuffer] = None
-
-    def __post_init__(self):
-        if self.rows is None:
-            self.rows = np.arange(len(self.tokens), dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    column_names = ("tokens", "label")
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.tokens.lengths
-
-    def __getitem__(self, column: str) -> list:
-        """A column as Python lists (``"tokens"``, ``"label"``), to look at; training never calls this."""
-        if column == "tokens":
-            return [self.tokens.row(i).tolist() for i in range(len(self))]
-        if column == "label":
-            return self.labels.tolist()
-        raise KeyError(f"a split has the columns 'tokens' and 'label', not {column!r}")
-
-    def take(self, indices: np.ndarray) -> "Split":
-        tags = self.tags.take(indices) if self.tags is not None else None
-        return Split(self.tokens.take(indices), self.labels[indices], self.rows[indices], tags)
-
-
-@dataclass
-class Splits:
-    train: Split
-    validation: Split
-    num_classes: int
-    vocab_size: int
-    vocab: Any = None  # Vocab / SubwordVocab; None for pre-tokenised (synthetic) data
-    test: Optional[Split] = None
-    truncated: Dict[str, int] = field(default_factory=dict)  # rows cut to data.max_tokens_per_example
-
-    def lengths(self, split: str) -> np.ndarray:
-        return getattr(self, split).lengths
 
 
 def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
@@ -137,201 +81,7 @@ def _synthetic(cfg: Any, seed: int) -> Splits:
     return Splits(split(cfg.num_train, 0), split(cfg.num_val, 1), num_classes=2, vocab_size=cfg.vocab_size)
 
 
-# -- reading ---------------------------------------------------------------------------------------
-@dataclass
-class Raw:
-    """A split as read: a ``datasets.Dataset`` and where it came from (for messages)."""
-
-    ds: Any
-    key: str  # data.train_file, data.validation_split=..., ...
-    path: str = ""
-    builder: str = ""
-
-    def release(self) -> None:
-        """Delete the scratch copy ``read_file`` made of the file (no-op for other datasets)."""
-        getattr(self.ds, "release_scratch", lambda: None)()
-
-    def where(self, row: int) -> str:
-        """`` (data.train_file=t.csv, line 5)``: the file and the line a user finds 0-based ``row`` at
-        (``encoders.data.tables.line_of``: none in json arrays and parquet); a CoNLL file's sentence."""
-        from encoders.data.tables import line_of
-
-        if not self.path:
-            return f" ({self.key})"
-        if self.builder == "conll":
-            return f" ({self.key}={self.path}, sentence {row + 1})"
-        line = line_of(self.path, row + 1)
-        return f" ({self.key}={self.path}{'' if line is None else f', line {line}'})"
-
-    def not_utf8(self) -> DataError:
-        """The error for a file that is not UTF-8, naming the line of its first bad byte."""
-        line, byte = _first_non_utf8(self.path) or (0, 0)
-        return DataError(f"{self.key}={self.path}: not UTF-8 text (line {line}: byte {byte:#04x}); save it as UTF-8")
-
-    def row(self, split: str, row: int) -> str:
-        """``train data row 18``: a 0-based row as messages name it (data rows count from 1, as on the
-        use side; ``encoders.data.tables.data_row``)."""
-        return f"{split} data row {row + 1}"
-
-
-def _builder_for(path: str, key: str) -> str:
-    if os.path.isdir(path):
-        raise DataError(f"{key}: {path} is a directory; give a file (csv, tsv, json, jsonl or parquet)")
-    if not os.path.isfile(path):
-        raise DataError(f"{key}: no such file: {path}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in FILE_BUILDERS:
-        raise DataError(f"{key}: unknown extension {ext!r} of {path}; use one of {sorted(FILE_BUILDERS)}")
-    return FILE_BUILDERS[ext]
-
-
-def _has_no_rows(path: str, builder: str) -> bool:
-    """True for an empty file, a csv with only a header, ``[]`` json or a 0-row parquet."""
-    try:
-        if os.path.getsize(path) == 0:
-            return True
-        if builder == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).metadata.num_rows == 0
-        with open(path, encoding="utf-8") as f:
-            text = f.read(1 << 16)
-        if builder == "csv":
-            return len(text) < (1 << 16) and sum(1 for line in text.splitlines() if line.strip()) <= 1
-        return text.strip() in ("", "[]")
-    except Exception:
-        return False
-
-
-def _first_non_utf8(path: str, block: int = 1 << 20) -> Optional[tuple]:
-    """``(line, byte)`` of the first byte of ``path`` that is not UTF-8, or None."""
-    import codecs
-
-    decoder, line = codecs.getincrementaldecoder("utf-8")(), 1
-    with open(path, "rb") as f:
-        while True:
-            data = f.read(block)
-            try:
-                decoder.decode(data, final=not data)
-            except UnicodeDecodeError as e:
-                return line + data.count(b"\n", 0, max(e.start, 0)), data[max(e.start, 0)] if data else 0
-            if not data:
-                return None
-            line += data.count(b"\n")
-
-
-class ArrowFiles:
-    """The Arrow files ``datasets`` wrote for one file, read a batch at a time from disk (never
-    memory-mapped: a mapping keeps every page it touched resident, so memory would grow with the
-    rows). Offers what tokenizing needs of a ``Dataset``: ``column_names``, ``len()``,
-    ``data.column(name)`` (that column alone, copied out of its batches) and ``batches(column)``."""
-
-    def __init__(self, paths: List[str], num_rows: int):
-        import pyarrow as pa
-
-        self.paths, self.num_rows = paths, num_rows
-        with pa.OSFile(paths[0]) as f:
-            self.schema = pa.ipc.open_stream(f).schema
-        self.column_names = self.schema.names
-        self.data = self
-
-    def __len__(self) -> int:
-        return self.num_rows
-
-    def batches(self, column: str):
-        """``column`` of each record batch in row order (the batch's other columns are let go)."""
-        import pyarrow as pa
-
-        for path in self.paths:
-            with pa.OSFile(path) as f:
-                for batch in pa.ipc.open_stream(f):
-                    yield batch.column(column)
-
-    def column(self, name: str):
-        import pyarrow as pa
-
-        # copied, so the batch each came from (all its columns, one buffer) is freed
-        return pa.chunked_array([pa.concat_arrays([c]) for c in self.batches(name)], type=self.schema.field(name).type)
-
-
-def _prepared(builder: str, path: str, scratch: str, kwargs: Dict[str, Any]) -> ArrowFiles:
-    """``datasets`` parses the file into Arrow files under ``scratch``; they are read as a stream."""
-    import glob
-
-    from datasets import load_dataset_builder
-
-    b = load_dataset_builder(builder, data_files={"data": os.path.abspath(path)}, cache_dir=scratch, **kwargs)
-    b.download_and_prepare()
-    files = sorted(glob.glob(os.path.join(b.cache_dir, f"{b.dataset_name}-data*.arrow")))
-    rows = b.info.splits["data"].num_examples
-    if not files or not rows:
-        raise ValueError(f"{path}: no rows")  # named by the caller as load_dataset's failures are
-    return ArrowFiles(files, rows)
-
-
-def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_column: Optional[str] = None,
-              cache_dir: Optional[str] = None, stream: bool = False) -> Raw:
-    """One local file as a ``datasets.Dataset``. csv cells are read as written: ``text_columns`` as
-    strings (numbers too; an empty cell is an empty text), ``NA``/``nan``/empty in the
-    ``label_column`` as missing. ``stream``: an ``ArrowFiles`` instead of a ``Dataset``.
-
-    The Arrow copy ``datasets`` makes is written to a fresh folder under the tokens cache's
-    ``scratch/`` (``data.cache_dir`` when given) and deleted with the dataset: our own cache keeps
-    the tokens, and ``datasets``' cache, keyed on size and modification time, could hand back an
-    edited file's old rows.
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files never need the network
-    from datasets import load_dataset
-
-    from encoders.data.cache import scratch_folder
-
-    builder = _builder_for(path, key)
-    kwargs: Dict[str, Any] = {}
-    if builder == "csv":
-        # Text is text: no "NA"/"null"/"None" -> missing; an empty cell is still missing (an empty
-        # text, or a null label that is then named). Text columns are strings even if they hold numbers.
-        # Labels are read as written too ("01" is not "1", "True" not 1): _label_values decides what they are.
-        kwargs = dict(keep_default_na=False, na_values={label_column: LABEL_NA} if label_column else None,
-                      converters={c: str for c in [*text_columns, *([label_column] if label_column else [])]})
-        if path.lower().endswith(".tsv"):
-            kwargs["delimiter"] = "\t"
-    scratch = scratch_folder(cache_dir)
-    try:
-        if stream:
-            ds = _prepared(builder, path, scratch, kwargs)
-            ds.release_scratch = weakref.finalize(ds, shutil.rmtree, scratch, True)  # reads open files per pass
-        else:
-            ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
-                              **kwargs)
-            weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
-    except Exception as e:  # parser errors from pyarrow/pandas: say which file
-        shutil.rmtree(scratch, ignore_errors=True)
-        if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
-            raise DataError(f"{key}={path} has no rows") from e
-        if builder != "parquet" and _first_non_utf8(path):  # datasets says "An error occurred while generating..."
-            raise Raw(None, key, path, builder).not_utf8() from e
-        raise DataError(f"{key}: could not read {path} as {builder}: {e}") from e
-    return Raw(ds, key, path, builder)
-
-
-def _files(cfg: Any, read=None) -> Dict[str, Raw]:
-    """Every split's file that is set, read by ``read(path, key)`` (default: text and label columns)."""
-    read = read or (lambda path, key: read_file(path, key, [cfg.text_column], cfg.label_column, cfg.cache_dir,
-                                                stream=True))
-    out = {}
-    for split, key, path in (("train", "data.train_file", cfg.train_file),
-                             ("validation", "data.validation_file", cfg.validation_file),
-                             ("test", "data.test_file", cfg.test_file)):
-        if path:
-            try:
-                out[split] = read(path, key)
-            except DataError as e:
-                if "has no rows" in str(e) or "no sentences" in str(e):
-                    raise DataError(f"{split} split is empty: {e}") from None
-                raise
-    return out
-
-
+# -- reading (the files: encoders.data.reader) --------------------------------------------------
 def _hub(cfg: Any) -> Dict[str, Raw]:
     from datasets import load_dataset
 
@@ -474,17 +224,6 @@ def text_chunks(raw: Raw, column: str, split: str):
             except UnicodeDecodeError:  # the json reader keeps bytes that are not UTF-8 as they are
                 raise raw.not_utf8() from None
             yield [x if x is not None else "" for x in texts]
-
-
-def _hold_out(n: int, seed: int) -> np.ndarray:
-    """Rows of the training file held out for validation: a seeded 10% (at least one row)."""
-    if n < 2:
-        raise DataError(f"data.train_file has {n} row(s): too few to hold out a validation split; "
-                        f"add rows or set data.validation_file")
-    held = np.random.default_rng(seed).permutation(n)[: max(1, math.ceil(HOLD_OUT * n))]
-    out = np.zeros(n, dtype=bool)
-    out[held] = True
-    return out
 
 
 def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarray]:

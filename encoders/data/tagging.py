@@ -13,41 +13,21 @@ validation/test row that never occurs in training, lists that are not lists of s
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Optional
 
 import numpy as np
 
 from encoders.config import UNK_ID
 from encoders.data.flat import TokenBuffer
-from encoders.data.sources import Raw, Split, Splits, _hold_out, read_file
+# read_tagging_file & co.: the files' reader (encoders.data.reader), importable here as before
+from encoders.data.reader import CONLL_EXTENSIONS, TAGGING_FILE_KINDS, Raw, read_files, read_tagging_file  # noqa: F401
+from encoders.data.splits import Split, Splits, hold_out as _hold_out
 from encoders.errors import DataError
-
-CONLL_EXTENSIONS = (".conll", ".conllu", ".bio", ".iob")
-TAGGING_FILE_KINDS = "json, jsonl, parquet (list columns) or a CoNLL column file (.conll)"
-
-
-def read_tagging_file(path: str, key: str, tokens_column: str = "tokens", tags_column: str = "tags") -> Raw:
-    """One tagging file as a ``Raw``: CoNLL by its extension, else json/jsonl/parquet with list columns."""
-    ext = os.path.splitext(path)[1].lower()
-    if ext in CONLL_EXTENSIONS:
-        from encoders.data.conll import read_conll
-
-        if not os.path.exists(path):
-            raise DataError(f"{key}: no such file: {path}")
-        ds = read_conll(path)
-        renames = {k: v for k, v in (("tokens", tokens_column), ("tags", tags_column)) if k != v}
-        return Raw(ds.rename_columns(renames) if renames else ds, key, path, "conll")
-    if ext in (".csv", ".tsv"):
-        raise DataError(f"{key}={path}: task=tagging needs lists of words and tags per row, which csv/tsv can't "
-                        f"hold; use {TAGGING_FILE_KINDS}")
-    return read_file(path, key)
 
 
 def tagging_files(cfg: Any) -> Dict[str, Raw]:
-    from encoders.data.sources import _files
-
-    return _files(cfg, lambda path, key: read_tagging_file(path, key, cfg.tokens_column, cfg.tags_column))
+    """Every split's tagging file that is set, read with ``read_tagging_file``."""
+    return read_files(cfg, lambda path, key: read_tagging_file(path, key, cfg.tokens_column, cfg.tags_column))
 
 
 def _list_column(raw: Raw, split: str, column: str, other: str):

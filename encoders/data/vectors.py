@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from encoders.config import PAD, UNK
 from encoders.data.conll import open_bytes, split_fields
-from encoders.data.sources import DataError
-from encoders.data.vocab import PAD, UNK
+from encoders.errors import DataError
 
 log = logging.getLogger(__name__)
 BLOCK_BYTES = 64 << 20  # bytes read (after decompression) per block
@@ -103,7 +103,7 @@ def load_vectors(path: str, tokens: Sequence[str], lowercase: bool = True,
                  seed: int = 0) -> Tuple[np.ndarray, np.ndarray, int]:
     """Load pretrained word vectors for the words of a vocabulary.
 
-    # Arguments
+    Args:
         path: a GloVe text file (``word x1 ... xE`` per line, no header), or a word2vec text /
             fastText ``.vec`` file (the same after a first line ``N E``); gzipped or not, told
             by the file's first bytes, not its name. Fields are separated by spaces or tabs.
@@ -114,7 +114,7 @@ def load_vectors(path: str, tokens: Sequence[str], lowercase: bool = True,
             it), the first one wins and the others are counted in a logged warning.
         seed: seed of the random rows.
 
-    # Returns
+    Returns:
         ``(matrix, found, dim)``: ``matrix`` float32 ``[len(tokens), dim]`` whose row ``i`` is the
         vector of ``tokens[i]``; row 0 (pad) is all zeros; words missing from the file get
         normal random rows with the standard deviation of the file's vectors that were read
@@ -122,7 +122,7 @@ def load_vectors(path: str, tokens: Sequence[str], lowercase: bool = True,
         a bool ``[len(tokens)]`` mask of the rows taken from the file (never row 0). ``dim`` is
         the vectors' dimension.
 
-    # Raises
+    Raises:
         DataError: (a ``ValueError``) naming the file and, where there is one, the 1-based
             line: the file is missing, a directory, unreadable, a broken gzip, or not UTF-8;
             it is empty or has no vectors; a line has more or fewer numbers than the dimension
@@ -231,10 +231,10 @@ def load_vectors(path: str, tokens: Sequence[str], lowercase: bool = True,
 def vocab_coverage(found: np.ndarray) -> float:
     """Share of the vocabulary's words (all but pad and unk) found in the vectors file.
 
-    # Arguments
+    Args:
         found: the bool mask returned by ``load_vectors``.
 
-    # Returns
+    Returns:
         A float in ``[0, 1]``; 0.0 for a vocabulary of only pad and unk.
     """
     words = np.asarray(found, dtype=bool)[2:]
