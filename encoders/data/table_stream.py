@@ -6,7 +6,8 @@ chunks and ends with the bytes :func:`encoders.data.tables.write_table` writes f
 What had to be decided for the whole table is decided so here too: csv/tsv quote every field when
 any cell needs it (what was written before is re-quoted then), a jsonl column of integers with a
 null anywhere is read as floats in every chunk (as pandas reads the whole file), parquet likewise.
-Held in memory whole, as before: ``.json`` arrays read, and ``.parquet`` written.
+CoNLL files are parsed by training's parser a block of whole sentences at a time. Held in memory
+whole: ``.json`` arrays read, and ``.parquet`` written.
 """
 from __future__ import annotations
 
@@ -16,35 +17,52 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import IO, Iterator, List, Optional, Tuple
+from typing import IO, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from encoders.data.tables import (STDIN_NAME, TableError, _format_of, delimited_chunk, json_rows,
-                             read_table, write_table)
+from encoders.data.reader import check_file, csv_options, format_of
+from encoders.data.tables import (CONLL_COLUMNS, STDIN_NAME, TableError, _format_of, conll_frames, delimited_chunk,
+                                  json_rows, read_table, write_table)
 
 DEFAULT_CHUNK_ROWS = 20_000  # rows per chunk: a few MB of text, many batches to sort by length
 
 
 def iter_table(path: str, text_column: str = "text", chunk_rows: int = DEFAULT_CHUNK_ROWS,
-               stdin: Optional[IO] = None) -> Iterator[Tuple[int, pd.DataFrame]]:
-    """``(first_row, chunk)`` pairs: ``chunk`` holds data rows ``first_row ..`` (counted from 1) of
-    ``path``, at most ``chunk_rows`` of them, with a fresh ``RangeIndex``. The first chunk always
-    comes (maybe with no rows: it names the columns). Errors as :func:`read_table`'s."""
+               stdin: Optional[IO] = None, conll_columns: Sequence[str] = CONLL_COLUMNS
+               ) -> Iterator[Tuple[int, pd.DataFrame]]:
+    """The rows of a table, a chunk at a time.
+
+    Args:
+        path: the file (its extension picks the format, as :func:`read_table`'s; a CoNLL file gives
+            a row per sentence), or ``"-"`` for standard input.
+        text_column: the column name given to the lines read from standard input.
+        chunk_rows: the most data rows in a chunk.
+        stdin: the stream that ``"-"`` reads; ``sys.stdin`` when None.
+        conll_columns: the names of a CoNLL file's token and tag columns.
+
+    Returns:
+        ``(first_row, chunk)`` pairs: ``chunk`` holds data rows ``first_row ..`` (counted from 1) of
+        ``path``, at most ``chunk_rows`` of them, with a fresh ``RangeIndex``. The first chunk always
+        comes (maybe with no rows: it names the columns).
+
+    Raises:
+        TableError: as :func:`read_table`'s.
+        ValueError: ``chunk_rows`` < 1.
+    """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
     if path == "-":
         return _numbered(_stdin_chunks(sys.stdin if stdin is None else stdin, text_column, chunk_rows))
-    if not os.path.exists(path):
-        raise TableError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise TableError(f"{path}: is a directory, not a table file")
-    fmt = _format_of(path)
+    check_file(path)
+    fmt = format_of(path)
     if fmt in ("csv", "tsv"):
-        chunks = _delimited_chunks(path, "," if fmt == "csv" else "\t", chunk_rows)
+        chunks = _delimited_chunks(path, fmt, chunk_rows)
     elif fmt == "parquet":
         chunks = _parquet_chunks(path, chunk_rows)
+    elif fmt == "conll":
+        chunks = conll_frames(path, conll_columns, chunk_rows)
     elif fmt == "json" and _starts_array(path):
         chunks = _slices(read_table(path, text_column), chunk_rows)  # an array is parsed whole
     else:
@@ -93,13 +111,12 @@ def _stdin_chunks(stream: IO, text_column: str, chunk_rows: int) -> Iterator[pd.
         yield pd.DataFrame({text_column: pd.Series(lines, dtype=str)})
 
 
-def _delimited_chunks(path: str, sep: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    kind = "CSV" if sep == "," else "TSV"
+def _delimited_chunks(path: str, fmt: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    kind = fmt.upper()
     header: Optional[list] = None
     try:
         # as tables._read_delimited: header=None so duplicate names are seen, every cell a string
-        with pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, na_filter=False,
-                         encoding="utf-8", chunksize=chunk_rows) as reader:
+        with pd.read_csv(path, header=None, encoding="utf-8", chunksize=chunk_rows, **csv_options(fmt)) as reader:
             for raw in reader:
                 if header is None:
                     header = raw.iloc[0].tolist()

@@ -1,10 +1,15 @@
 """Read and write the user's tables for the ``predict`` and ``evaluate`` commands.
 
-Formats go by file extension: ``.csv``, ``.tsv``, ``.json`` (an array of objects, or JSON
-lines), ``.jsonl`` and ``.parquet``; ``-`` is standard input (one text per line) or output.
+Formats go by file extension, as training's (``encoders.data.reader.FORMATS``, the one table):
+``.csv``, ``.tsv``, ``.json`` (an array of objects, or JSON lines), ``.jsonl``, ``.parquet`` and,
+for reading, CoNLL column files (``.conll``, ``.conllu``, ``.bio``, ``.iob``: a row per sentence,
+``tokens`` and ``tags`` lists, parsed as training parses them); ``-`` is standard input (one
+text per line) or output.
 
-Reading keeps every CSV/TSV cell the string it is in the file: no value such as ``NA``,
-``null``, ``None``, ``nan``, ``N/A`` or an empty cell is turned into a missing value. Anything
+Reading keeps every CSV/TSV cell the string it is in the file (``encoders.data.reader.csv_options``,
+training's rule for text): no value such as ``NA``, ``null``, ``None``, ``nan``, ``N/A`` or an
+empty cell is turned into a missing value. Rows are named as training names them
+(``data_row``: ``data row N (line L)``). Anything
 that cannot be read raises :class:`TableError` (a ``ValueError``) whose message starts with the
 file's name. Writing goes through a temporary file renamed over the target, so a reader never
 sees half a table.
@@ -23,27 +28,28 @@ from typing import IO, Any, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from encoders.errors import TableError
+# the formats, the NA rule and the row names are the reader's, training's too (importable here as before)
+from encoders.data.reader import (STDIN_NAME, TABLE_FORMATS, check_file, csv_options, data_row,  # noqa: F401
+                                  format_of, line_of)
+from encoders.errors import DataError, TableError
 from encoders.io import atomic_write_with
 
 __all__ = ["TableError", "FORMATS", "read_table", "require_columns", "write_table", "texts_of"]
 
-FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
-STDIN_NAME = "<stdin>"
+FORMATS = TABLE_FORMATS  # what a table is written in (and read in, besides CoNLL column files)
+CONLL_COLUMNS = ("tokens", "tags")  # the columns a CoNLL file is read into, as training reads it
 
 
 def _format_of(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in FORMATS:
-        shown = f"extension {ext!r}" if ext else "no extension"
-        raise TableError(f"{path}: unknown table format ({shown}); expected one of {', '.join(FORMATS)}")
-    return ext[1:]
+    """The format a table is written in, by the extension of ``path``."""
+    return format_of(path, known=TABLE_FORMATS)
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None) -> pd.DataFrame:
+def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None,
+               conll_columns: Sequence[str] = CONLL_COLUMNS) -> pd.DataFrame:
     """Read one table, choosing the format by the extension of ``path``.
 
     * ``.csv`` / ``.tsv``: first row is the header; every cell is read as the string written
@@ -53,6 +59,9 @@ def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None)
       JSON lines instead. ``.jsonl``: one JSON object per line, blank lines skipped. Values
       keep their JSON types (lists stay lists, ``null`` becomes a missing value).
     * ``.parquet``: read with pyarrow; list cells come back as Python lists.
+    * ``.conll`` (``.conllu``, ``.bio``, ``.iob``): one row per sentence, the lists of its tokens
+      and of its tags in the columns ``conll_columns``, parsed as training parses the file
+      (``encoders.data.conll.iter_conll``).
     * ``-``: standard input, one text per line, in a single column named ``text_column``. Only
       the line ending (``\\n`` or ``\\r\\n``) is stripped; an empty line is an empty text; the
       final newline does not add a row (so empty input gives zero rows); a UTF-8 byte-order
@@ -62,6 +71,8 @@ def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None)
         path: the file to read, or ``"-"`` for standard input.
         text_column: the column name given to the lines read from standard input.
         stdin: the stream that ``"-"`` reads (text or binary); ``sys.stdin`` when None.
+        conll_columns: the names of a CoNLL file's token and tag columns (a run's
+            ``data.tokens_column`` and ``data.tags_column``).
 
     Returns:
         A ``pandas.DataFrame`` with a default ``RangeIndex``.
@@ -72,16 +83,15 @@ def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None)
     """
     if path == "-":
         return _read_lines(sys.stdin if stdin is None else stdin, text_column)
-    if not os.path.exists(path):
-        raise TableError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise TableError(f"{path}: is a directory, not a table file")
-    fmt = _format_of(path)
+    check_file(path)
+    fmt = format_of(path)
     try:
         if fmt in ("csv", "tsv"):
-            df = _read_delimited(path, "," if fmt == "csv" else "\t")
+            df = _read_delimited(path, fmt)
         elif fmt == "parquet":
             df = _read_parquet(path)
+        elif fmt == "conll":
+            df = pd.concat(list(conll_frames(path, conll_columns)), ignore_index=True)
         else:
             with open(path, encoding="utf-8-sig") as f:
                 text = f.read()
@@ -93,6 +103,50 @@ def read_table(path: str, text_column: str = "text", stdin: Optional[IO] = None)
     if df.shape[1] == 0:
         raise TableError(f"{path}: the table has no columns")
     return df
+
+
+def conll_frames(path: str, columns: Sequence[str] = CONLL_COLUMNS, chunk_rows: Optional[int] = None):
+    """The sentences of a CoNLL column file as tables, ``chunk_rows`` rows each (the last maybe fewer;
+    None: as the parser's blocks come), read by training's parser (``encoders.data.conll.iter_conll``).
+
+    Args:
+        path: the file.
+        columns: the names of the token and the tag column.
+        chunk_rows: rows per table, or None.
+
+    Returns:
+        An iterator of ``pandas.DataFrame`` with the two columns (lists of strings); at least one.
+
+    Raises:
+        TableError: the parser's ``DataError`` (a line without a tag, no sentence, not UTF-8...),
+            its message unchanged.
+    """
+    import pyarrow as pa
+
+    from encoders.data.conll import iter_conll
+
+    def frame(table: "pa.Table") -> pd.DataFrame:
+        return pd.DataFrame({name: pd.Series(table.column(i).to_pylist(), dtype=object)
+                             for i, name in enumerate(columns)})
+
+    held, rows = [], 0
+    try:
+        for table in iter_conll(path):
+            if chunk_rows is None:
+                yield frame(table)
+                continue
+            held.append(table)
+            rows += table.num_rows
+            while rows >= chunk_rows:
+                whole = pa.concat_tables(held)
+                yield frame(whole.slice(0, chunk_rows))
+                held, rows = [whole.slice(chunk_rows)], rows - chunk_rows
+        if rows:
+            yield frame(pa.concat_tables(held))
+    except DataError as e:
+        if isinstance(e, TableError):
+            raise
+        raise TableError(str(e)) from None
 
 
 def _read_lines(stream: IO, text_column: str) -> pd.DataFrame:
@@ -111,13 +165,12 @@ def _read_lines(stream: IO, text_column: str) -> pd.DataFrame:
     return pd.DataFrame({text_column: pd.Series(lines, dtype=str)})
 
 
-def _read_delimited(path: str, sep: str) -> pd.DataFrame:
-    kind = "CSV" if sep == "," else "TSV"
+def _read_delimited(path: str, fmt: str) -> pd.DataFrame:
+    kind = fmt.upper()
     try:
         # header=None: pandas would otherwise rename duplicate names ("a.1") and silently turn
         # a first column into the index when the data rows have one more field than the header
-        raw = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, na_filter=False,
-                          encoding="utf-8")
+        raw = pd.read_csv(path, header=None, encoding="utf-8", **csv_options(fmt))
     except pd.errors.EmptyDataError:
         raise TableError(f"{path}: the table has no columns (the file is empty)") from None
     except (pd.errors.ParserError, ValueError) as e:
@@ -194,22 +247,6 @@ def require_columns(df: pd.DataFrame, columns: Union[str, Sequence[str]], path: 
 def is_missing(value: Any) -> bool:
     """A missing cell: None, pandas' NA/NaT, or a float NaN."""
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
-
-
-def line_of(path: str, row: int) -> Optional[int]:
-    """The file line of 1-based data row ``row``: csv/tsv have a header line, jsonl and standard input
-    one row per line; None where rows have no line of their own (json arrays, parquet)."""
-    if path in ("-", "<stdin>"):
-        return row
-    ext = os.path.splitext(path)[1].lower()
-    return row + 1 if ext in (".csv", ".tsv") else row if ext == ".jsonl" else None
-
-
-def data_row(path: str, row: int) -> str:
-    """How every message places a row of a user's file: ``data row 7 (line 8)``. Data rows count
-    from 1 after the header, lines are the file's own, as an editor shows both."""
-    line = line_of(path, row)
-    return f"data row {row}" + (f" (line {line})" if line is not None else "")
 
 
 def texts_of(df: pd.DataFrame, column: str, path: Optional[str] = None, first_row: int = 1) -> List[str]:
