@@ -19,6 +19,11 @@ BACKENDS = ("torch", "tf", "jax")  # jax: the Keras model trained by Keras on it
 SOURCES = ("synthetic", "files", "hub")
 TOKENIZERS = ("char", "whitespace", "bpe", "wordpiece")
 TASKS = ("classification", "tagging", "regression")  # task=...: what the head predicts
+# what config checks of each task (its behaviour is the task owners'): whether the synthetic data (a
+# classification set) fits it, whether it reads words (one tag per word), and a head's fixed output count
+TASK_FACTS = {"classification": {"synthetic_data": True, "reads_words": False, "outputs": None},
+              "tagging": {"synthetic_data": False, "reads_words": True, "outputs": None},
+              "regression": {"synthetic_data": False, "reads_words": False, "outputs": 1}}
 # the metric each task's best checkpoint is chosen by (the logged name) and which way is better; here,
 # below every user of it, so the sweep's resolver (``register_configs``) needs no module above config
 MONITOR = {"classification": ("val/acc", "max"), "tagging": ("val/acc", "max"), "regression": ("val/rmse", "min")}
@@ -374,10 +379,11 @@ class TrainConfig:
 def _check_task_combination(cfg: "TrainConfig") -> None:
     """Task, data and vectors settings that can't work together, named before any data is read."""
     task, d, m = cfg.task.name, cfg.data, cfg.model
-    if task != "classification" and d.source == "synthetic":
+    facts = TASK_FACTS[task]
+    if not facts["synthetic_data"] and d.source == "synthetic":
         raise ConfigError(f"task={task} needs data=files (or data=hub): the synthetic data is a classification set")
-    if task == "tagging" and (d.tokenizer != "whitespace" or d.tokenizer_file):
-        raise ConfigError(f"task=tagging reads words from data.tokens_column, one tag per word: data.tokenizer="
+    if facts["reads_words"] and (d.tokenizer != "whitespace" or d.tokenizer_file):
+        raise ConfigError(f"task={task} reads words from data.tokens_column, one tag per word: data.tokenizer="
                           f"{d.tokenizer}{' with data.tokenizer_file' if d.tokenizer_file else ''} is not supported "
                           f"(leave data.tokenizer=whitespace)")
     if m.pretrained_embeddings and (d.tokenizer not in WORD_TOKENIZERS or d.tokenizer_file):
@@ -417,8 +423,9 @@ class ClassifierSpec:
             raise ValueError(f"padding_idx {self.padding_idx} is outside [0, {self.vocab_size})")
         _at_least("num_classes", self.num_classes, 1, ValueError)
         _one_of("task", self.task, TASKS, ValueError)
-        if self.task == "regression" and self.num_classes != 1:
-            raise ValueError(f"a regression head has 1 output, got num_classes={self.num_classes}")
+        outputs = TASK_FACTS[self.task]["outputs"]
+        if outputs is not None and self.num_classes != outputs:
+            raise ValueError(f"a {self.task} head has {outputs} output, got num_classes={self.num_classes}")
 
     @classmethod
     def from_config(cls, cfg: Any, vocab_size: int, num_classes: int,
@@ -428,7 +435,8 @@ class ClassifierSpec:
         e, m = cfg.encoder, cfg.model
         task = getattr(getattr(cfg, "task", None), "name", "classification")
         dim = embedding_dim or m.embedding_dim or DEFAULT_EMBEDDING_DIM
-        return cls(vocab_size=int(vocab_size), num_classes=1 if task == "regression" else int(num_classes),
+        outputs = TASK_FACTS.get(task, {}).get("outputs")
+        return cls(vocab_size=int(vocab_size), num_classes=int(num_classes if outputs is None else outputs),
                    embedding_dim=int(dim), hidden_size=e.hidden_size, cell=e.cell, num_layers=e.num_layers,
                    bidirectional=e.bidirectional, dropout=e.dropout, pooling=m.pooling, task=task)
 

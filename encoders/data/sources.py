@@ -40,23 +40,32 @@ def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
         return _synthetic(cfg, seed)
     from encoders.data.cache import cached, uncached
 
-    if task == "tagging":
-        from encoders.data.tagging import tagging_files, tokenize_tagging
-
-        def build(writer):
-            writer.save(tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed))
-    else:
-        def build(writer):
-            raws = _files(cfg) if cfg.source == "files" else _hub(cfg)
-            try:
-                _tokenize(raws, cfg, seed, writer, task)
-            finally:  # the tokens are in the entry now: the scratch copies go at once, not when collected
-                for raw in raws.values():
-                    raw.release()
+    build = _BUILDS.get(task, _text_build)(cfg, seed, task)
     # ids are written to the entry as they are made, then read back memory-mapped: memory stays flat
     splits = cached(cfg, seed, build, task=task) if cfg.source == "files" else uncached(build)
     _log_shape(splits, cfg)
     return splits
+
+
+def _tagging_build(cfg: Any, seed: int, task: str):
+    """``build(writer)`` of a tagging run's splits: words and tags (``encoders.data.tagging``)."""
+    from encoders.data.tagging import tagging_files, tokenize_tagging
+
+    def build(writer):
+        writer.save(tokenize_tagging(tagging_files(cfg) if cfg.source == "files" else _hub(cfg), cfg, seed))
+    return build
+
+
+def _text_build(cfg: Any, seed: int, task: str):
+    """``build(writer)`` of a text run's splits: a text and a label (a class, or a number) per row."""
+    def build(writer):
+        raws = _files(cfg) if cfg.source == "files" else _hub(cfg)
+        try:
+            _tokenize(raws, cfg, seed, writer, task)
+        finally:  # the tokens are in the entry now: the scratch copies go at once, not when collected
+            for raw in raws.values():
+                raw.release()
+    return build
 
 
 def _log_shape(splits: Splits, cfg: Any) -> None:
@@ -260,6 +269,19 @@ def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarr
     return out
 
 
+def _class_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.ndarray]):
+    """Class ids, label names and the class count (at least 2) of a classification run."""
+    label_ids, names, num_classes = _encode_labels(raws, column, train_rows)
+    if num_classes < 2:
+        raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
+    return label_ids, names, num_classes
+
+
+def _regression_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.ndarray]):
+    """Float targets of a regression run (no names, one output)."""
+    return _regression_targets(raws, column), [], 1
+
+
 def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, writer: Any, task: str = "classification") -> None:
     """Every split's ids, labels and file rows written to ``writer`` (an ``EntryWriter``), a chunk at a time."""
     text_col, label_col = cfg.text_column, cfg.label_column
@@ -274,12 +296,7 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, writer: Any, task: str 
     train_rows = {s: np.ones(len(r.ds), bool) for s, r in raws.items()}
     if held is not None:
         train_rows["train"] = ~held
-    if task == "regression":
-        label_ids, names, num_classes = _regression_targets(raws, label_col), [], 1
-    else:
-        label_ids, names, num_classes = _encode_labels(raws, label_col, train_rows)
-        if num_classes < 2:
-            raise DataError(f"the training split has a single class ({num_classes}); need at least 2")
+    label_ids, names, num_classes = _LABELS.get(task, _class_labels)(raws, label_col, train_rows)
     del train_rows
 
     vocab = _write_ids(cfg, raws, held, writer)
@@ -355,3 +372,8 @@ def check_token_budget(splits: Splits, max_tokens: Optional[int], key: str = "da
         if n > max_tokens:
             raise DataError(f"{key}={max_tokens} is smaller than {name} data row {int(split.rows[longest]) + 1}, which has "
                             f"{n} tokens: truncate with data.max_tokens_per_example={max_tokens} or raise {key}")
+
+
+# how each task's splits are built, and (text tasks) how their labels are read (else: as classification's)
+_BUILDS = {"classification": _text_build, "tagging": _tagging_build, "regression": _text_build}
+_LABELS = {"classification": _class_labels, "regression": _regression_labels}
