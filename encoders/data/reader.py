@@ -21,7 +21,7 @@ import os
 import shutil
 import weakref
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from encoders.data.cache import scratch_folder
 from encoders.errors import DataError, TableError
