@@ -92,8 +92,16 @@ def _per_class(confusion: np.ndarray, names: List[str]) -> Tuple[Dict[str, Dict[
 
 
 def macro_f1(confusion: np.ndarray) -> float:
-    """Mean f1 over the classes present in gold or predictions (rows or columns of ``confusion``
-    that are not all zero), as scikit-learn averages; 0.0 when no class is present."""
+    """Mean f1 over the classes present in gold or predictions, as scikit-learn averages.
+
+    Args:
+        confusion: array-like ``[C, C]`` of counts; row = gold class, column = predicted class.
+            A class is present when its row or its column is not all zero.
+
+    Returns:
+        The mean of ``2 tp / (gold count + predicted count)`` over the present classes, as a
+        Python float; 0.0 when no class is present.
+    """
     confusion = np.asarray(confusion, dtype=np.float64)
     tp = np.diag(confusion)
     den = confusion.sum(axis=1) + confusion.sum(axis=0)
@@ -175,7 +183,18 @@ def cross_entropy(logits: Any, gold: Any) -> float:
 
 
 def nll_values(logits: Any, gold: Any) -> np.ndarray:
-    """The negative log-likelihood of each example (``cross_entropy`` is their mean)."""
+    """The negative log-likelihood of each example (:func:`cross_entropy` is their mean).
+
+    Args:
+        logits: float array-like of shape ``[N, C]``, unnormalised scores.
+        gold: int array-like of shape ``[N]``, class ids in ``[0, C)``.
+
+    Returns:
+        float64 array ``[N]``: each example's NLL in nats.
+
+    Raises:
+        ValueError: non-finite logits, or ids that are not integers or fall outside ``[0, C)``.
+    """
     x = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(x).all():
         raise ValueError("logits contain NaN or infinite values")

@@ -11,10 +11,23 @@ from encoders.config import GPUConfig
 
 
 def limit_gpu_memory(backend: str, memory_limit_mb: Optional[int], allow_growth: bool = False) -> str:
-    """Cap this process's GPU memory for ``backend`` ("torch" or "tf"); returns what was done.
+    """Cap this process's GPU memory for ``backend``.
 
-    Call it before the framework touches a GPU. Without a GPU it is a logged no-op. Invalid
-    settings raise ``ConfigError`` naming the ``gpu.*`` key.
+    Call it before the framework touches a GPU. Without a GPU it is a logged no-op.
+
+    Args:
+        backend: ``"torch"`` (a per-process fraction of the device this process uses), or
+            ``"tf"`` / ``"keras"`` (a capped logical device, or memory growth, on each GPU).
+        memory_limit_mb: the cap in MiB; ``None`` for no cap.
+        allow_growth: TensorFlow's memory growth instead of a cap (torch ignores it).
+
+    Returns:
+        A line saying what was done, as logged.
+
+    Raises:
+        ConfigError: invalid settings (``memory_limit_mb`` not positive, or combined with
+            ``allow_growth``), naming the ``gpu.*`` key.
+        ValueError: ``backend`` is none of the above.
     """
     GPUConfig(memory_limit_mb, allow_growth).validate()
     if backend == "torch":
