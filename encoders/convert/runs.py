@@ -85,17 +85,12 @@ def keras_to_torch(keras_path: str):
     """A ``.keras`` classifier (loaded with ``safe_mode=True``) as (torch model, Keras model)."""
     from encoders.convert.weights import copy_weights
     from encoders.keras.checkpoint_io import load_keras_model
-    from encoders.keras.models import spec_of
-    from encoders.torch.models import torch_model_class
+    from encoders.keras.models import model_tag_names, spec_of
+    from encoders.torch.models import build_model
 
     km = load_keras_model(keras_path)
-    spec = spec_of(km)
-    if spec.task == "tagging":  # the tag names live in the run's vocab.json, beside the checkpoint
-        from encoders.keras.runner import _tag_names_beside
-
-        tm = torch_model_class(spec.task).from_spec(spec, tag_names=_tag_names_beside(keras_path, spec.num_classes))
-    else:
-        tm = torch_model_class(spec.task).from_spec(spec)
+    # a tagger's tag names live in the run's vocab.json, beside the checkpoint (other tasks ignore them)
+    tm = build_model(spec_of(km), tag_names=model_tag_names(km, keras_path))
     copy_weights(km.get_layer("embedding"), tm.embedding)
     copy_weights(km.get_layer("encoder"), tm.encoder)
     if getattr(tm, "pool", None) is not None and tm.pool.score is not None:
@@ -105,8 +100,8 @@ def keras_to_torch(keras_path: str):
 
 
 def build_keras_model(spec):
-    """The Keras model of a spec's task (``build_classifier`` / ``build_tagger`` / ``build_regressor``)."""
-    from encoders.keras.runner import build_model
+    """The Keras model of a spec's task (``encoders.keras.models.build_model``)."""
+    from encoders.keras.models import build_model
 
     return build_model(spec)
 
