@@ -323,7 +323,7 @@ class SequenceTagger(TaskModule):
                  tag_names: Optional[Sequence[str]] = None, lr: float = 3e-3, weight_decay: float = 0.0,
                  freeze_embeddings: bool = False, encoder_path: str = "auto"):
         super().__init__()
-        if task != "tagging":
+        if task != self.TASK:
             raise ValueError(f"SequenceTagger is the tagging model, got task={task!r}")
         tag_names = list(tag_names) if tag_names else [str(i) for i in range(num_classes)]
         if len(tag_names) != num_classes:
@@ -463,7 +463,7 @@ class SequenceRegressor(TaskModule):
                  pooling: str = "last", padding_idx: int = PAD_ID, task: str = "regression", lr: float = 3e-3,
                  weight_decay: float = 0.0, freeze_embeddings: bool = False, encoder_path: str = "auto"):
         super().__init__()
-        if task != "regression" or num_classes != 1:
+        if task != self.TASK or num_classes != 1:
             raise ValueError(f"SequenceRegressor has 1 output (task=regression), got task={task!r}, "
                              f"num_classes={num_classes}")
         self.save_hyperparameters()
