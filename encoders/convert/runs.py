@@ -61,7 +61,11 @@ def torch_logits(model, tokens: np.ndarray) -> np.ndarray:
 
 
 def torch_to_keras(ckpt_path: str):
-    """A torch checkpoint (loaded with ``weights_only=True``) as (torch model, Keras model)."""
+    """A torch checkpoint (loaded with ``weights_only=True``) as ``(torch model, Keras model)``.
+
+    Raises:
+        EncodersError: the file is no checkpoint of a task module.
+    """
     from encoders.convert.weights import copy_weights
     from encoders.torch.checkpoint_io import load_torch_checkpoint
     from encoders.torch.models import torch_model_class
@@ -82,7 +86,8 @@ def torch_to_keras(ckpt_path: str):
 
 
 def keras_to_torch(keras_path: str):
-    """A ``.keras`` classifier (loaded with ``safe_mode=True``) as (torch model, Keras model)."""
+    """A ``.keras`` model of any task (loaded with ``safe_mode=True``) as ``(torch model, Keras model)``;
+    a tagger's tag names come from the run's ``vocab.json`` beside the file."""
     from encoders.convert.weights import copy_weights
     from encoders.keras.checkpoint_io import load_keras_model
     from encoders.keras.models import model_tag_names, spec_of
@@ -130,7 +135,22 @@ def save_torch_classifier(tm, path: str) -> None:
 
 def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = DEFAULT_ATOL,
                 overwrite: bool = False) -> Tuple[str, float]:
-    """Convert a run dir's ``which`` checkpoint to the other backend; returns (path written, max diff)."""
+    """Convert a run dir's checkpoint to the other backend, after checking both models agree.
+
+    Args:
+        run_dir: a run dir written by ``train.py``.
+        out: the file to write (default: ``checkpoints/WHICH`` with the other backend's extension).
+        which: ``"best"`` or ``"last"``.
+        atol: the largest logit difference allowed on the sample batch.
+        overwrite: replace an earlier conversion.
+
+    Returns:
+        ``(path written, largest logit difference)``.
+
+    Raises:
+        EncodersError: the output is the run's own checkpoint, has the wrong extension, exists
+            (without ``overwrite``), or the outputs differ by more than ``atol``.
+    """
     backend = run_backend(run_dir)
     source = checkpoint_path(run_dir, which, backend)
     target_ext = CHECKPOINT_EXT["tf" if backend == "torch" else "torch"]
