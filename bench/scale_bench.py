@@ -105,10 +105,11 @@ def child_train(path: str, steps: int) -> Dict:
     from torch import nn
     from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-    from encoders.config import DataConfig, TrainConfig
+    from encoders.config import ClassifierSpec, DataConfig, TrainConfig
     from encoders.data.sources import load_splits
     from encoders.torch.batches import SequenceDataModule
-    from encoders.torch.runner import build_model, build_trainer
+    from encoders.torch.models import build_model
+    from encoders.torch.runner import build_trainer
 
     torch.manual_seed(0)
     cfg = TrainConfig()
@@ -116,7 +117,7 @@ def child_train(path: str, steps: int) -> Dict:
     cfg.trainer.max_epochs, cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches = 1, steps, 0
     cfg.trainer.enable_progress_bar, cfg.trainer.accelerator = False, "cpu"
     splits = load_splits(cfg.data, cfg.seed)
-    model = build_model(cfg, splits)
+    model = build_model(ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes), cfg)
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=64, seed=cfg.seed)
     with tempfile.TemporaryDirectory() as logdir:
         trainer = build_trainer(cfg, logdir)

@@ -61,7 +61,11 @@ def torch_logits(model, tokens: np.ndarray) -> np.ndarray:
 
 
 def torch_to_keras(ckpt_path: str):
-    """A torch checkpoint (loaded with ``weights_only=True``) as (torch model, Keras model)."""
+    """A torch checkpoint (loaded with ``weights_only=True``) as ``(torch model, Keras model)``.
+
+    Raises:
+        EncodersError: the file is no checkpoint of a task module.
+    """
     from encoders.convert.weights import copy_weights
     from encoders.torch.checkpoint_io import load_torch_checkpoint
     from encoders.torch.models import torch_model_class
@@ -82,20 +86,16 @@ def torch_to_keras(ckpt_path: str):
 
 
 def keras_to_torch(keras_path: str):
-    """A ``.keras`` classifier (loaded with ``safe_mode=True``) as (torch model, Keras model)."""
+    """A ``.keras`` model of any task (loaded with ``safe_mode=True``) as ``(torch model, Keras model)``;
+    a tagger's tag names come from the run's ``vocab.json`` beside the file."""
     from encoders.convert.weights import copy_weights
     from encoders.keras.checkpoint_io import load_keras_model
-    from encoders.keras.models import spec_of
-    from encoders.torch.models import torch_model_class
+    from encoders.keras.models import model_tag_names, spec_of
+    from encoders.torch.models import build_model
 
     km = load_keras_model(keras_path)
-    spec = spec_of(km)
-    if spec.task == "tagging":  # the tag names live in the run's vocab.json, beside the checkpoint
-        from encoders.keras.runner import _tag_names_beside
-
-        tm = torch_model_class(spec.task).from_spec(spec, tag_names=_tag_names_beside(keras_path, spec.num_classes))
-    else:
-        tm = torch_model_class(spec.task).from_spec(spec)
+    # a tagger's tag names live in the run's vocab.json, beside the checkpoint (other tasks ignore them)
+    tm = build_model(spec_of(km), tag_names=model_tag_names(km, keras_path))
     copy_weights(km.get_layer("embedding"), tm.embedding)
     copy_weights(km.get_layer("encoder"), tm.encoder)
     if getattr(tm, "pool", None) is not None and tm.pool.score is not None:
@@ -105,8 +105,8 @@ def keras_to_torch(keras_path: str):
 
 
 def build_keras_model(spec):
-    """The Keras model of a spec's task (``build_classifier`` / ``build_tagger`` / ``build_regressor``)."""
-    from encoders.keras.runner import build_model
+    """The Keras model of a spec's task (``encoders.keras.models.build_model``)."""
+    from encoders.keras.models import build_model
 
     return build_model(spec)
 
@@ -135,7 +135,22 @@ def save_torch_classifier(tm, path: str) -> None:
 
 def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = DEFAULT_ATOL,
                 overwrite: bool = False) -> Tuple[str, float]:
-    """Convert a run dir's ``which`` checkpoint to the other backend; returns (path written, max diff)."""
+    """Convert a run dir's checkpoint to the other backend, after checking both models agree.
+
+    Args:
+        run_dir: a run dir written by ``train.py``.
+        out: the file to write (default: ``checkpoints/WHICH`` with the other backend's extension).
+        which: ``"best"`` or ``"last"``.
+        atol: the largest logit difference allowed on the sample batch.
+        overwrite: replace an earlier conversion.
+
+    Returns:
+        ``(path written, largest logit difference)``.
+
+    Raises:
+        EncodersError: the output is the run's own checkpoint, has the wrong extension, exists
+            (without ``overwrite``), or the outputs differ by more than ``atol``.
+    """
     backend = run_backend(run_dir)
     source = checkpoint_path(run_dir, which, backend)
     target_ext = CHECKPOINT_EXT["tf" if backend == "torch" else "torch"]

@@ -235,12 +235,18 @@ def _is_keras_encoder(layer) -> bool:
 def copy_weights(src, dst) -> None:
     """Copy weights from ``src`` to ``dst``: torch -> Keras or Keras -> torch, in place.
 
-    Supported pairs: a torch RNN encoder (``encoders.torch.RNNEncoder``, ``nn.LSTM``, ``nn.GRU``)
-    and ``encoders.keras.RNNEncoder`` (which must be built, since its input size is only known
-    then); a torch embedding (``encoders.torch.PaddedEmbedding`` or any module with a 2-D
-    ``weight``) and ``encoders.keras.PaddedEmbedding``. A structural mismatch (cell, layers,
-    directions, sizes, padding_idx) raises ``ValueError`` naming it; an unsupported pair raises
-    ``TypeError``. After the copy both sides give the same outputs (to float32 round-off).
+    After the copy both sides give the same outputs (to float32 round-off).
+
+    Args:
+        src, dst: a supported pair, either way round: a torch RNN encoder
+            (``encoders.torch.RNNEncoder``, ``nn.LSTM``, ``nn.GRU``) and ``encoders.keras.RNNEncoder``
+            (which must be built, since its input size is only known then); or a torch embedding
+            (``encoders.torch.PaddedEmbedding`` or any module with a 2-D ``weight``) and
+            ``encoders.keras.PaddedEmbedding``.
+
+    Raises:
+        ValueError: a structural mismatch (cell, layers, directions, sizes, padding_idx), named.
+        TypeError: an unsupported pair.
     """
     if _is_torch_module(src) and _is_keras_layer(dst):
         torch_side, keras_side, to_keras = src, dst, True
@@ -262,7 +268,16 @@ def copy_weights(src, dst) -> None:
 
 
 def keras_encoder_like(torch_encoder, copy: bool = True, **kwargs):
-    """A built ``encoders.keras.RNNEncoder`` with the torch encoder's structure (and weights if ``copy``)."""
+    """A built ``encoders.keras.RNNEncoder`` with the torch encoder's structure.
+
+    Args:
+        torch_encoder: an ``encoders.torch.RNNEncoder``, ``nn.LSTM`` or ``nn.GRU``.
+        copy: copy its weights too.
+        **kwargs: more arguments of the Keras ``RNNEncoder`` (``name``...).
+
+    Returns:
+        The Keras encoder, built for the torch encoder's input size.
+    """
     from encoders.keras import RNNEncoder
 
     spec = _TorchRNNSpec(torch_encoder)
@@ -275,9 +290,18 @@ def keras_encoder_like(torch_encoder, copy: bool = True, **kwargs):
 
 
 def torch_encoder_like(keras_encoder, input_size: Optional[int] = None, copy: bool = True):
-    """An ``encoders.torch.RNNEncoder`` with the Keras encoder's structure (and weights if ``copy``).
+    """An ``encoders.torch.RNNEncoder`` with the Keras encoder's structure.
 
-    ``input_size`` is read off a built Keras encoder; an unbuilt one is built with it.
+    Args:
+        keras_encoder: an ``encoders.keras.RNNEncoder``.
+        input_size: read off a built Keras encoder; an unbuilt one is built with it.
+        copy: copy its weights too.
+
+    Returns:
+        The torch encoder.
+
+    Raises:
+        ValueError: an unbuilt encoder without ``input_size``, or one built for another size.
     """
     from encoders.torch import RNNEncoder
 

@@ -101,14 +101,24 @@ def load_keras_model(path: str, compile: bool = True):
                          f"{type(e).__name__}: {str(e)[:500]}") from None
 
 
-def check_resume(run_dir: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
-    """Refuse (``ConfigError``) to resume the run in ``run_dir`` unless its model
-    (``checkpoints/last.keras``) has this ``spec`` and its ``vocab.json`` this fingerprint."""
+def check_resume(ckpt_path: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
+    """Refuse to resume unless the run continued has this model and vocabulary (the mirror of
+    ``encoders.torch.checkpoint_io.check_resume``).
+
+    Args:
+        ckpt_path: the training config's ``ckpt_path``: on Keras the earlier run dir (its
+            ``checkpoints/last.keras`` holds the model, its ``vocab.json`` the vocabulary).
+        spec: the new run's model.
+        vocab: the new run's ``vocab_fingerprint`` (None: not compared).
+
+    Raises:
+        ConfigError: no ``checkpoints/last.keras`` there, or another model or vocabulary.
+    """
     from encoders.keras.models import spec_of
 
-    last = os.path.join(run_dir, "checkpoints", "last.keras")
+    last = os.path.join(ckpt_path, "checkpoints", "last.keras")
     if not os.path.isfile(last):
-        raise ConfigError(f"ckpt_path={run_dir} has no checkpoints/last.keras to check the model against: resume a "
+        raise ConfigError(f"ckpt_path={ckpt_path} has no checkpoints/last.keras to check the model against: resume a "
                           "run dir written by train.py, or start a fresh run (drop ckpt_path)")
     old = spec_of(load_keras_model(last, compile=False))
-    check_same_run(run_dir, old.to_dict(), vocab_fingerprint(run_dir), spec, vocab)
+    check_same_run(ckpt_path, old.to_dict(), vocab_fingerprint(ckpt_path), spec, vocab)

@@ -18,10 +18,10 @@ class PaddedEmbedding(keras.layers.Layer):
         padding_idx: the pad id (default 0).
         embeddings_initializer: for the table (the pad row is then set to zero).
 
-    Input:
+    Input shape:
         integer ids ``[B, T]`` (any integer dtype), right-padded with ``padding_idx``.
 
-    Output:
+    Output shape:
         ``[B, T, E]``, exactly zero where ``ids == padding_idx``; ``compute_mask`` gives
         ``ids != padding_idx``, so ``RNNEncoder`` and ``MaskedPooling`` downstream see the lengths.
 

@@ -16,7 +16,7 @@ RIGHT_PADDED_MESSAGE = ("mask is not right-padded (it has holes or left padding)
                         "for its first `length` steps and False after")
 
 
-def mask_to_lengths(mask, T):
+def lengths_and_valid(mask, T):
     """Lengths [B] (int32) and the valid-step mask [B,T] of a right-padded ``mask``.
 
     A mask with holes or left padding raises ``ValueError`` (eager, with the offending row) or

@@ -11,7 +11,7 @@ from keras import ops
 
 from encoders.config import POOLINGS
 from encoders.keras.checks import graph_checks_survive_jit
-from encoders.keras.masking import last_step, mask_to_lengths
+from encoders.keras.masking import last_step, lengths_and_valid
 
 
 @keras.saving.register_keras_serializable(package="encoders")
@@ -21,11 +21,11 @@ class MaskedPooling(keras.layers.Layer):
     Args:
         mode: ``"mean"`` (default), ``"max"``, ``"last"`` or ``"attention"``.
 
-    Input:
+    Input shape:
         sequence ``[B, T, F]`` and its ``mask`` ``[B, T]`` (right-padded; it usually arrives
         from ``RNNEncoder``'s ``sequence``); None means every step is real.
 
-    Output:
+    Output shape:
         ``[B, F]``, with no mask. ``last``: the step at ``length-1`` (for a bidirectional
         encoder use its ``final`` instead); ``mean``/``max``: over real steps; ``attention``: a
         learned score per step (``Dense(1)``), softmax over real steps.
@@ -56,7 +56,7 @@ class MaskedPooling(keras.layers.Layer):
             lengths = ops.full((B,), T, dtype="int32")
             valid = ops.ones((B, T), dtype="bool")
         else:
-            lengths, valid = mask_to_lengths(mask, T)
+            lengths, valid = lengths_and_valid(mask, T)
         keep = ops.expand_dims(valid, -1)  # [B,T,1]
         nonempty = ops.expand_dims(lengths > 0, -1)  # [B,1]
         zeros = ops.zeros_like(sequence)

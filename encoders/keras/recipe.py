@@ -127,5 +127,6 @@ def callbacks(cfg: Any, chief: bool = True) -> List[keras.callbacks.Callback]:
     return out
 
 
-def mlflow_run_id(callbacks: List[keras.callbacks.Callback]) -> Optional[str]:
-    return next((c.run_id for c in callbacks if isinstance(c, MLflowLogger)), None)
+def mlflow_run_id(loggers: List[keras.callbacks.Callback]) -> Optional[str]:
+    """The MLflow run's id among ``fit``'s callbacks (``loggers``; None without an ``MLflowLogger``)."""
+    return next((c.run_id for c in loggers if isinstance(c, MLflowLogger)), None)

@@ -14,7 +14,7 @@ from keras import ops
 
 from encoders.config import CELLS
 from encoders.keras.checks import graph_checks_survive_jit
-from encoders.keras.masking import last_step, mask_to_lengths, reverse_index, reverse_within_lengths
+from encoders.keras.masking import last_step, lengths_and_valid, reverse_index, reverse_within_lengths
 
 @keras.saving.register_keras_serializable(package="encoders")
 class RNNEncoder(keras.layers.Layer):
@@ -27,11 +27,11 @@ class RNNEncoder(keras.layers.Layer):
         bidirectional: ``D = 2`` directions when True, else ``D = 1``.
         dropout: between stacked layers while training, as in ``torch.nn.LSTM``.
 
-    Input:
+    Input shape:
         ``x`` ``[B, T, I]`` float and its ``mask`` ``[B, T]`` (propagated from ``PaddedEmbedding``
         or passed); None means every step is real. The mask must be right-padded.
 
-    Output:
+    Output shape:
         ``{"sequence": [B, T, D*H], "final": [B, D*H]}``: ``sequence`` is exactly zero at
         ``t >= length`` (its mask is the input mask); ``final`` is the top layer's
         ``[forward h at length-1 ; backward h at step 0]`` (no mask).
@@ -114,7 +114,7 @@ class RNNEncoder(keras.layers.Layer):
             lengths = ops.full((B,), T, dtype="int32")
             valid = ops.ones((B, T), dtype="bool")
         else:
-            lengths, valid = mask_to_lengths(mask, T)
+            lengths, valid = lengths_and_valid(mask, T)
         # The inner RNNs get no mask at all. Every row is right-padded (checked above) and the
         # backward direction runs on each row reversed *within its length*, so in both directions
         # the padding comes after a row's real steps and can't change their outputs; what the RNNs

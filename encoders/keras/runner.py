@@ -5,21 +5,19 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import keras
-import numpy as np
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
 from encoders.keras.batches import BucketedBatches, EpochSetter, feed
 from encoders.keras.checkpoint_io import AtomicModelCheckpoint, check_resume
-from encoders.keras.models import build_classifier, compile_classifier
-from encoders.keras.models import TaggingValidation
+from encoders.keras.models import build_model, compile_model, model_tag_names, test_report, validation_callbacks
 from encoders.keras.runtime import (count_real_rows, keep_tensorflow_out, make_distribution,
                                      JaxDataParallel, patch_fit_for_multi_worker, set_seed,
                                      worker_info)
-from encoders.run.report import finish_run, test_report
+from encoders.run.report import finish_run
 from encoders.run.resume import vocab_fingerprint
 
 log = logging.getLogger(__name__)
@@ -39,7 +37,21 @@ def _resume_from(ckpt_path: str, run_dir: str) -> None:
         shutil.copyfile(old_csv, os.path.join(run_dir, "csv", "metrics.csv"))
 
 
-def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
+def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[keras.callbacks.Callback] = ()
+        ) -> Dict[str, Any]:
+    """Fit and report (the mirror of ``encoders.torch.runner.run``).
+
+    Args:
+        cfg: the run's ``TrainConfig``.
+        splits: the run's data (``encoders.data.sources.Splits``).
+        run_dir: where the run's files go (``app.run`` wrote ``vocab.json`` there).
+        encoder_name: the encoder config's name, for ``metrics.json``.
+        callbacks: extra Keras callbacks (yours), added to ``fit``'s after the run's own and before
+            ``BackupAndRestore``.
+
+    Returns:
+        The run's metrics (``metrics.json``'s content); ``{}`` on a worker other than the chief.
+    """
     start = time.time()
     keep_tensorflow_out()
     strategy = make_distribution(cfg.trainer.devices, cfg.trainer.accelerator)  # before TF/jax builds anything
@@ -64,16 +76,10 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     if cfg.ckpt_path:  # the same model on the same data, before anything is restored
         check_resume(cfg.ckpt_path, spec, vocab_fingerprint(run_dir))
     steps = len(train) if t.limit_train_batches is None else max(1, int(_limit(t.limit_train_batches, len(train))))
+    names = tag_names(splits)
     with strategy.scope():
-        model = build_model(spec)
-        if vectors is not None:
-            emb = model.get_layer("embedding")
-            vectors.matrix[spec.padding_idx] = 0.0
-            emb.embeddings.assign(vectors.matrix)
-        if m.freeze_embeddings:
-            model.get_layer("embedding").trainable = False
-        compile_model(model, spec.task, clipnorm=t.gradient_clip_val,
-                      optimizer=recipe.build_optimizer(cfg, steps, t.gradient_clip_val))
+        model = build_model(spec, cfg, vectors, names)
+        compile_model(model, clipnorm=t.gradient_clip_val, optimizer=recipe.build_optimizer(cfg, steps, t.gradient_clip_val))
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
     count_real_rows(model, strategy)
 
@@ -86,9 +92,10 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     # Epoch-end order matters: the epoch's log row and checkpoints first, the backup last, so a
     # run killed in between resumes to an epoch whose files all exist.
     metric, mode = monitor(task)
-    # tagging: the validation figures come from TaggingValidation (first, so every callback after it
-    # sees them), over real tokens only; fit itself gets no validation data
-    validation = [TaggingValidation(val, tag_names(splits))] if task == "tagging" else []
+    # a task whose figures fit's metrics can't give (tagging: over real tokens only) validates in its
+    # callbacks (first, so every callback after them sees the figures); fit then gets no validation data
+    validation = validation_callbacks(model, val, names)
+    extra_callbacks = list(callbacks)
     callbacks = [
         *validation,
         EpochSetter(train, val),
@@ -98,6 +105,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
         AtomicModelCheckpoint(last_path),
         *(_tensorboard(os.path.join(run_dir, "tb"), t.log_every_n_steps) if cfg.logger.tensorboard is not None else []),
         *recipe.callbacks(cfg, is_chief),  # plateau, early stopping, MLflow
+        *extra_callbacks,
         # kept after the run so that ckpt_path=RUN_DIR can continue it; double_checkpoint keeps the
         # previous backup too, used when the latest one is unreadable
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False, double_checkpoint=True),
@@ -114,7 +122,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     history = _history_from_csv(os.path.join(run_dir, "csv", "metrics.csv"))
     history = {k: history.get(k, []) for k in TASK_HISTORY[task]}  # the torch run's keys
     # epochs from fit's own list: a resumed fit starts at the restored epoch
-    extra = test_split_report(best_path, splits.test, d.eval_rows) if splits.test is not None else {}
+    extra = _test_split_report(best_path, splits.test, d.eval_rows) if splits.test is not None else {}
     from encoders.run.recipe import mlflow_log_artifacts, stop_report
 
     epochs = fit.epoch[-1] + 1 if fit.epoch else 0
@@ -128,51 +136,12 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     return metrics
 
 
-def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
+def _test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]:
     """The test figures of the model chosen on validation (``best.keras``)."""
     from encoders.keras.checkpoint_io import load_keras_model
-    from encoders.keras.models import spec_of
 
     model = load_keras_model(best_path, compile=False)
-    spec = spec_of(model)
-    if spec.task == "tagging":
-        from encoders.keras.models import tally
-        from encoders.tasks import with_prefix
-
-        order = np.argsort(-test.lengths, kind="stable")
-        batches = ((b["tokens"], b["tags"]) for b in (test.tokens.pad(order[i:i + batch_size], spec.padding_idx,
-                                                                       sort=False, tags=test.tags)
-                                                      for i in range(0, len(order), batch_size)))
-        names = _tag_names_beside(best_path, spec.num_classes)
-        t = tally(model, batches, names)
-        return with_prefix(t.figures(), "test", ("tokens", t.tokens))
-    if spec.task == "regression":
-        from encoders.metrics import regression_report
-
-        pred = np.zeros(len(test), dtype=np.float32)
-        for idx, b in test.tokens.length_batches(batch_size, spec.padding_idx):
-            pred[idx] = np.asarray(model(b["tokens"], training=False))[:, 0]
-        rep = regression_report(test.labels, pred)
-        return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
-                "test_examples": rep["num_examples"]}
-    from encoders.keras.inference import batch_logits
-    from encoders.data.flat import buffer_logits
-
-    logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
-    return test_report(logits, test.labels, spec.num_classes)
-
-
-def _tag_names_beside(best_path: str, num_tags: int):
-    """The run's tag names (``RUN_DIR/vocab.json``'s labels), for span F1; ids as names if absent."""
-    import json
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(best_path))), "vocab.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            names = json.load(f).get("labels") or []
-    except OSError:
-        names = []
-    return names if len(names) == num_tags else [str(i) for i in range(num_tags)]
+    return test_report(model, test, batch_size, model_tag_names(model, best_path))
 
 
 def _tensorboard(folder: str, every: int) -> list:
@@ -180,33 +149,6 @@ def _tensorboard(folder: str, every: int) -> list:
     if keras.backend.backend() != "tensorflow":
         return []
     return [keras.callbacks.TensorBoard(folder, update_freq=every)]
-
-
-def build_model(spec: ClassifierSpec) -> keras.Model:
-    """The task's Keras model (``build_classifier`` / ``build_tagger`` / ``build_regressor``)."""
-    if spec.task == "tagging":
-        from encoders.keras.models import build_tagger
-
-        return build_tagger(spec)
-    if spec.task == "regression":
-        from encoders.keras.models import build_regressor
-
-        return build_regressor(spec)
-    return build_classifier(spec)
-
-
-def compile_model(model: keras.Model, task: str, lr: float = 3e-3, weight_decay: float = 0.0, clipnorm=None,
-                  optimizer=None) -> keras.Model:
-    """``optimizer`` (``encoders.keras.recipe.build_optimizer``'s) wins over AdamW(lr, weight_decay)."""
-    if task == "tagging":
-        from encoders.keras.models import compile_tagger
-
-        return compile_tagger(model, lr, weight_decay, clipnorm, optimizer)
-    if task == "regression":
-        from encoders.keras.models import compile_regressor
-
-        return compile_regressor(model, lr, weight_decay, clipnorm, optimizer)
-    return compile_classifier(model, lr, weight_decay, clipnorm, optimizer)
 
 
 def _limit(limit: float, n: int) -> float:

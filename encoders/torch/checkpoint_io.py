@@ -57,11 +57,20 @@ TRAINING_KEYS = ("hyper_parameters", "state_dict", "optimizer_states", "loops")
 
 
 def check_resume(ckpt_path: str, spec: ClassifierSpec, vocab: Optional[str]) -> None:
-    """Refuse (``ConfigError``) to resume from ``ckpt_path`` unless it is a full training checkpoint
-    of the same model (``spec``) on the same vocabulary (``encoders.run.resume.vocab_fingerprint``).
+    """Refuse to resume unless ``ckpt_path`` is a full training checkpoint of the same model on the
+    same vocabulary (the mirror of ``encoders.keras.checkpoint_io.check_resume``).
 
     A plain state dict or the ``.ckpt`` that ``python -m encoders.convert`` writes holds weights
     but no optimizer state or loop progress: it can't be continued, only trained from.
+
+    Args:
+        ckpt_path: the training config's ``ckpt_path``: on torch a checkpoint file
+            (``RUN_DIR/checkpoints/last.ckpt``, which keeps the vocabulary's fingerprint).
+        spec: the new run's model.
+        vocab: the new run's ``encoders.run.resume.vocab_fingerprint`` (None: not compared).
+
+    Raises:
+        ConfigError: not a training checkpoint, or another model or vocabulary.
     """
     ckpt = load_torch_checkpoint(ckpt_path)
     missing = [k for k in TRAINING_KEYS if not isinstance(ckpt, dict) or k not in ckpt]

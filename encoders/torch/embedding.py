@@ -16,10 +16,10 @@ class PaddedEmbedding(nn.Module):
         embedding_dim: ``E``.
         padding_idx: the pad id (default 0).
 
-    Input:
+    Input shape:
         tokens: integer tensor ``[B, T]`` (any integer dtype), right-padded with ``padding_idx``.
 
-    Output:
+    Output shape:
         ``[B, T, E]`` float, exactly zero where ``tokens == padding_idx``.
 
     Padding: the output is multiplied by the non-pad mask, so the guarantee holds whatever the

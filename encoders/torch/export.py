@@ -21,10 +21,14 @@ on ragged batches up to 300 steps before writing it, so a regression would be re
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from encoders.errors import EncodersError
 
 OPSET = 18
 
@@ -37,7 +41,8 @@ class OnnxClassifier(nn.Module):
         super().__init__()
         self.model = model
         self.padding_idx = int(model.hparams.padding_idx)
-        self.task = str(model.hparams.get("task", "classification"))
+        # the output's shape, as the model's class says (encoders.torch.models.TaskModule)
+        self.per_token, self.scalar = bool(type(model).PER_TOKEN), bool(type(model).SCALAR)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m = self.model
@@ -48,7 +53,7 @@ class OnnxClassifier(nn.Module):
         real = (steps.unsqueeze(0) < lengths.unsqueeze(1)) & (tokens != self.padding_idx)
         tokens = torch.where(real, tokens, torch.full_like(tokens, self.padding_idx))
         x = F.embedding(tokens, m.embedding.weight) * real.unsqueeze(-1).to(m.embedding.weight.dtype)
-        if self.task == "tagging":  # [B, T, C] on the caller's T; steps past a row's length are zero
+        if self.per_token:  # [B, T, C] on the caller's T; steps past a row's length are zero
             t = tokens.shape[1] - 1
             sequence = m.encoder._forward_padded(x, lengths).sequence
             return (m.head(sequence) * real.unsqueeze(-1).to(x.dtype))[:, :t]
@@ -57,12 +62,17 @@ class OnnxClassifier(nn.Module):
         else:
             pooled = m.pool(m.encoder._forward_padded(x, lengths).sequence, lengths)
         logits = m.head(pooled)
-        return logits.squeeze(-1) if self.task == "regression" else logits
+        return logits.squeeze(-1) if self.scalar else logits
 
 
-def to_onnx(model: nn.Module, path: str) -> None:
-    """Write ``model`` (a ``SequenceClassifier``/``SequenceTagger``/``SequenceRegressor`` on the padded
-    path, eval mode) as ONNX to ``path``."""
+def export_model(model: nn.Module, path: str) -> None:
+    """Write ``model`` as ONNX to ``path`` (the mirror of ``encoders.keras.export.export_model``).
+
+    Args:
+        model: a ``SequenceClassifier``/``SequenceTagger``/``SequenceRegressor`` (moved to the CPU,
+            eval mode, traced on the padded path).
+        path: the ``.onnx`` file to write.
+    """
     model = model.cpu().eval()
     wrapper = OnnxClassifier(model).eval()
     vocab_size = int(model.hparams.vocab_size)
@@ -73,5 +83,29 @@ def to_onnx(model: nn.Module, path: str) -> None:
         torch.onnx.export(wrapper, (tokens, lengths), path, dynamo=False, opset_version=OPSET,
                           input_names=["tokens", "lengths"], output_names=["logits"],
                           dynamic_axes={"tokens": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                                        "logits": {0: "batch", 1: "time"} if wrapper.task == "tagging"
+                                        "logits": {0: "batch", 1: "time"} if wrapper.per_token
                                         else {0: "batch"}})
+
+
+def load_exported(path: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """An exported ONNX model as a function ``(tokens, lengths) -> logits``, run by onnxruntime.
+
+    Args:
+        path: an ``.onnx`` file ``export_model`` wrote.
+
+    Returns:
+        A function of int64 ``tokens [B, T]`` and ``lengths [B]`` giving float32 ``logits``.
+
+    Raises:
+        EncodersError: onnxruntime is not installed.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise EncodersError("checking an ONNX export needs onnxruntime: pip install 'padded-encoders[export]'") from None
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def run(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return session.run(["logits"], {"tokens": tokens.astype(np.int64), "lengths": lengths.astype(np.int64)})[0]
+
+    return run

@@ -4,17 +4,16 @@ The mirror of ``encoders.keras.inference``; ``encoders.load_run`` uses the one o
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
-import torch
 
 from encoders.config import ClassifierSpec
 from encoders.errors import RunDirError
 from encoders.torch.checkpoint_io import load_torch_checkpoint
 
 
-def load_classifier(path: str) -> Tuple["torch.nn.Module", ClassifierSpec]:
+def load_classifier(path: str) -> Tuple[Any, ClassifierSpec]:
     """The model of a checkpoint (``torch.load(weights_only=True)``), in eval mode on CPU: a
     ``SequenceClassifier``, ``SequenceTagger`` or ``SequenceRegressor`` as its ``task`` says.
     Its encoder takes ``path="auto"`` whatever training used (the same numbers either way).
@@ -34,11 +33,14 @@ def load_classifier(path: str) -> Tuple["torch.nn.Module", ClassifierSpec]:
 
 
 def batch_logits(model, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``model(tokens, lengths)`` on one right-padded batch, without gradients; float32 ``[B, C]``
-    (a tagger: ``[B, T, C]``; a regressor: ``[B]``)."""
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        out = model(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(device),
-                    torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)))
-    return out.float().cpu().numpy()
+    """``model(tokens, lengths)`` on one right-padded batch, in eval mode without gradients.
+
+    Args:
+        model: a task module (``load_classifier``'s).
+        tokens: ``[B, T]`` ids, right-padded.
+        lengths: ``[B]`` row lengths.
+
+    Returns:
+        float32 ``[B, C]`` (a tagger: ``[B, T, C]``; a regressor: ``[B]``).
+    """
+    return model.numpy_logits(tokens, lengths)

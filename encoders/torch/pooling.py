@@ -15,11 +15,11 @@ class MaskedPooling(nn.Module):
         mode: ``"mean"`` (default), ``"max"``, ``"last"`` or ``"attention"``.
         input_size: feature size ``F``; needed by ``"attention"`` (its scoring layer).
 
-    Input:
+    Input shape:
         sequence: ``[B, T, F]``; values at padded steps are ignored.
         lengths: ``[B]`` int, ``0..T``.
 
-    Output:
+    Output shape:
         ``[B, F]``. ``last``: the step at ``lengths-1`` (for a bidirectional encoder use its
         ``final`` instead, which reads the backward direction at step 0); ``mean``/``max``: over
         real steps; ``attention``: a learned score per step, softmax over real steps.

@@ -35,7 +35,7 @@ def attach(model, cfg: Any):
     return model
 
 
-def build_optimizer(params, o: OptimizerConfig) -> torch.optim.Optimizer:
+def _optimizer(params, o: OptimizerConfig) -> torch.optim.Optimizer:
     if o.name == "adamw":
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
     if o.name == "adam":
@@ -49,7 +49,7 @@ def configure_optimizers(module, params) -> Union[torch.optim.Optimizer, Dict[st
     r: Optional[Recipe] = getattr(module, "recipe", None)
     if r is None:
         return torch.optim.AdamW(params, lr=module.hparams.lr, weight_decay=module.hparams.weight_decay)
-    opt, s = build_optimizer(params, r.optimizer), r.scheduler
+    opt, s = _optimizer(params, r.optimizer), r.scheduler
     if s.name == "none":
         return opt
     if s.name == "plateau":
@@ -122,7 +122,8 @@ def loggers(cfg: Any, run_dir: str) -> Union[list, bool]:
     return out or False
 
 
-def mlflow_run_id(trainer) -> Optional[str]:
+def mlflow_run_id(loggers) -> Optional[str]:
+    """The MLflow run's id among a Trainer's ``loggers`` (None without one)."""
     from pytorch_lightning.loggers import MLFlowLogger
 
-    return next((lg.run_id for lg in trainer.loggers if isinstance(lg, MLFlowLogger)), None)
+    return next((lg.run_id for lg in loggers if isinstance(lg, MLFlowLogger)), None)

@@ -93,14 +93,14 @@ class RNNEncoder(nn.Module):
         path: ``"auto"`` (packed on CUDA, padded elsewhere), ``"padded"`` or ``"packed"``;
             both give the same numbers.
 
-    Input:
+    Input shape:
         x: float tensor ``[B, T, input_size]``; what it holds at padded steps is ignored (NaN too).
             Another float dtype than the parameters' (float64, float16, bfloat16) is cast to the
             parameters' dtype, as a Keras layer casts to its compute dtype (under ``torch.autocast``
             autocast decides); ``encoder.double()`` runs in float64.
         lengths: int tensor ``[B]`` with values in ``0..T``, on any device.
 
-    Output:
+    Output shape:
         ``EncoderOutput(sequence, final, state)``:
 
         * ``sequence`` ``[B, T, D*H]``: exactly zero at ``t >= lengths[b]``; at real steps the

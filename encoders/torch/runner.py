@@ -17,50 +17,17 @@ import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
-from encoders.run.report import finish_run, test_report  # noqa: E402
+from encoders.run.report import finish_run  # noqa: E402
 from encoders.tasks import HISTORY_KEYS as TASK_HISTORY_KEYS  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
 from encoders.run.resume import VOCAB_KEY, vocab_fingerprint  # noqa: E402
 from encoders.torch.checkpoint_io import AtomicCheckpointIO, check_resume, load_torch_checkpoint  # noqa: E402
-from encoders.torch.models import SequenceClassifier  # noqa: E402
+from encoders.torch.models import build_model, test_report  # noqa: E402
 from encoders.torch.runtime import limit_gpu_memory, set_fp32_precision  # noqa: E402
 
 log = logging.getLogger(__name__)
 # every task's per-epoch figures (a run records those its task logs)
 HISTORY_KEYS = sorted({k for keys in TASK_HISTORY_KEYS.values() for k in keys})
-
-
-def build_model(cfg: Any, splits, vectors=None):
-    """The task's model (``SequenceClassifier``/``SequenceTagger``/``SequenceRegressor``), with
-    ``vectors`` (``encoders.tasks.PretrainedVectors``) copied into its embedding."""
-    from encoders.tasks import embedding_dim, tag_names
-
-    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
-    from encoders.run.recipe import optimizer_config
-
-    o = optimizer_config(cfg)
-    opt = dict(lr=o.lr, weight_decay=o.weight_decay)
-    if spec.task == "classification":
-        model = SequenceClassifier.from_spec(spec, **opt)
-        model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)  # AdamW skips a grad-less table
-    elif spec.task == "tagging":
-        from encoders.torch.models import SequenceTagger
-
-        model = SequenceTagger.from_spec(spec, tag_names=tag_names(splits), freeze_embeddings=cfg.model.freeze_embeddings,
-                                         **opt)
-    else:
-        from encoders.torch.models import SequenceRegressor
-
-        model = SequenceRegressor.from_spec(spec, freeze_embeddings=cfg.model.freeze_embeddings, **opt)
-    if vectors is not None:
-        import torch
-
-        with torch.no_grad():
-            model.embedding.weight.copy_(torch.from_numpy(vectors.matrix))
-            model.embedding.weight[spec.padding_idx].zero_()
-    from encoders.torch.recipe import attach
-
-    return attach(model, cfg)  # optimizer, lr schedule and monitored metric for configure_optimizers
 
 
 class VocabFingerprint(Callback):
@@ -225,7 +192,18 @@ def _thread_share(cfg: Any) -> list:
 
 
 def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
-    """Fit and report; ``callbacks`` are extra Lightning callbacks (yours) added to the Trainer."""
+    """Fit and report (the mirror of ``encoders.keras.runner.run``).
+
+    Args:
+        cfg: the run's ``TrainConfig``.
+        splits: the run's data (``encoders.data.sources.Splits``).
+        run_dir: where the run's files go (``app.run`` wrote ``vocab.json`` there).
+        encoder_name: the encoder config's name, for ``metrics.json``.
+        callbacks: extra Lightning callbacks (yours), added to the Trainer.
+
+    Returns:
+        The run's metrics (``metrics.json``'s content); ``{}`` on a rank other than 0.
+    """
     with tensorboard_without_tensorflow():
         return _run(cfg, splits, run_dir, encoder_name, callbacks)
 
@@ -237,14 +215,15 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=d.batch_size, seed=cfg.seed,
                             num_workers=d.num_workers, pool_batches=d.bucket_pool_batches, max_tokens=d.max_tokens,
                             eval_batch_size=d.eval_rows)
-    from encoders.tasks import pretrained_vectors, vectors_report
+    from encoders.tasks import embedding_dim, pretrained_vectors, tag_names, vectors_report
 
     task = getattr(getattr(cfg, "task", None), "name", "classification")
     vectors = pretrained_vectors(cfg, splits)
-    model = build_model(cfg, splits, vectors)
+    spec = ClassifierSpec.from_config(cfg, splits.vocab_size, splits.num_classes, embedding_dim(cfg, vectors))
+    model = build_model(spec, cfg, vectors, tag_names(splits))
     vocab = vocab_fingerprint(run_dir)  # app.run saved vocab.json there
     if cfg.ckpt_path:  # the same model on the same data, before anything is restored
-        check_resume(cfg.ckpt_path, model.spec, vocab)
+        check_resume(cfg.ckpt_path, spec, vocab)
     trainer = build_trainer(cfg, run_dir, [*callbacks, *([VocabFingerprint(vocab)] if vocab else []),
                                            *_thread_share(cfg)])
     with warnings.catch_warnings():
@@ -268,7 +247,7 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
     if splits.test is not None and trainer.strategy.root_device.type != "cpu":
         model.to(trainer.strategy.root_device)  # the test split is scored where training ran (fit moved it back)
-    extra = test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
+    extra = _test_split_report(model, best_path, splits.test, d.eval_rows) if splits.test is not None else {}
     from encoders.run.recipe import mlflow_log_artifacts, mlflow_uri, stop_report
     from encoders.torch.recipe import mlflow_run_id
 
@@ -278,33 +257,13 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
     metrics = finish_run(run_dir, "torch", encoder_name, history, epochs=epochs,
                          global_step=last.get("global_step", trainer.global_step), start=start,
                          best_path=best_path, last_path=last_path, extra=extra)
-    run_id = mlflow_run_id(trainer)
+    run_id = mlflow_run_id(trainer.loggers)
     if run_id and cfg.logger.mlflow.log_artifacts:
         mlflow_log_artifacts(mlflow_uri(cfg), run_id, run_dir)
     return metrics
 
 
-def test_split_report(model, best_path: str, test, batch_size: int) -> Dict[str, float]:
+def _test_split_report(model, best_path: str, test, batch_size: int) -> Dict[str, float]:
     """The test figures of the checkpoint chosen on validation (``best.ckpt``, loaded into ``model``)."""
     model.load_state_dict(load_torch_checkpoint(best_path)["state_dict"])
-    task = model.spec.task
-    if task != "classification":
-        from encoders.tasks import with_prefix
-
-        if task == "tagging":
-            from encoders.torch.models import split_tally
-
-            tally = split_tally(model, test, batch_size)
-            return with_prefix(tally.figures(), "test", ("tokens", tally.tokens))
-        from encoders.metrics import regression_report
-        from encoders.torch.models import predict_split
-
-        rep = regression_report(test.labels, predict_split(model, test, batch_size))
-        return {"test_rmse": rep["rmse"], "test_mae": rep["mae"], "test_loss": rep["rmse"] ** 2,
-                "test_examples": rep["num_examples"]}
-    from encoders.torch.inference import batch_logits
-    from encoders.data.flat import buffer_logits
-
-    spec = model.spec
-    logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
-    return test_report(logits, test.labels, spec.num_classes)
+    return test_report(model, test, batch_size)

@@ -71,16 +71,9 @@ def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple
 
 def onnx_logits(path: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A function ``(tokens, lengths) -> logits`` running an exported ONNX model with onnxruntime."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ExportError("checking an ONNX export needs onnxruntime: pip install 'padded-encoders[export]'") from None
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    from encoders.torch.export import load_exported
 
-    def run(tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return session.run(["logits"], {"tokens": tokens.astype(np.int64), "lengths": lengths.astype(np.int64)})[0]
-
-    return run
+    return load_exported(path)
 
 
 def _models(run_dir: str, backend: str, fmt: str, which: str):
@@ -124,14 +117,11 @@ def _quiet_stdout():
 def _write(fmt: str, model, tmp: str, padding_idx: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     with _quiet_stdout():
         if fmt == "onnx":
-            from encoders.torch.export import to_onnx
-
-            to_onnx(model, tmp)
-            return onnx_logits(tmp)
-        from encoders.keras.export import load_savedmodel, to_savedmodel
-
-        to_savedmodel(model, tmp, padding_idx)
-        return load_savedmodel(tmp)
+            from encoders.torch import export as exporter
+        else:
+            from encoders.keras import export as exporter
+        exporter.export_model(model, tmp)
+        return exporter.load_exported(tmp)
 
 
 def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_ATOL, overwrite: bool = False,

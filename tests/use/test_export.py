@@ -39,7 +39,7 @@ def batch(run):
 def artefact(fmt, path):
     if fmt == "onnx":
         return onnx_logits(path)
-    from encoders.keras.export import load_savedmodel
+    from encoders.keras.export import load_exported as load_savedmodel
 
     return load_savedmodel(path)
 

@@ -168,7 +168,7 @@ def test_export_agrees_with_load_run(tmp_path_factory, tmp_path, backend, task, 
     if fmt == "onnx":
         artefact = onnx_logits(path)
     else:
-        from encoders.keras.export import load_savedmodel
+        from encoders.keras.export import load_exported as load_savedmodel
 
         artefact = load_savedmodel(path)
     run = encoders.load_run(run_dir)
