@@ -25,14 +25,10 @@ def _umask_mode() -> int:
 
 
 def _what(path: str) -> str:
-    """What a file of the project holds, for messages."""
-    name = os.path.basename(path)
-    ext = os.path.splitext(name)[1].lower()
-    if ext in (".ckpt", ".keras"):
-        return "checkpoint"
-    return {"metrics.json": "run metrics", "vocab.json": "vocabulary", "evaluation.json": "evaluation report",
-            "tokenizer.json": "tokenizer"}.get(name, {".png": "plot", ".json": "JSON report", ".onnx": "ONNX export"}
-                                                .get(ext, "file"))
+    """What a file of the project holds, for messages (the run dir's names are known in one place)."""
+    from encoders.run.files import describe  # imports nothing that imports this module
+
+    return describe(path)
 
 
 def storage_error(e: OSError, path: str = "", where: str = "") -> "Exception":
