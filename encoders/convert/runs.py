@@ -23,7 +23,7 @@ import numpy as np
 
 from encoders.errors import EncodersError
 from encoders.io import atomic_write_bytes, atomic_write_with
-from encoders.run.files import CHECKPOINT_EXT, checkpoint_path, run_backend
+from encoders.run.files import CHECKPOINT_EXT, checkpoint_path, checkpoints_dir, read_labels, run_backend, run_dir_of
 
 DEFAULT_ATOL = 1e-5
 
@@ -91,9 +91,7 @@ def keras_to_torch(keras_path: str):
     km = load_keras_model(keras_path)
     spec = spec_of(km)
     if spec.task == "tagging":  # the tag names live in the run's vocab.json, beside the checkpoint
-        from encoders.keras.runner import _tag_names_beside
-
-        tm = torch_model_class(spec.task).from_spec(spec, tag_names=_tag_names_beside(keras_path, spec.num_classes))
+        tm = torch_model_class(spec.task).from_spec(spec, tag_names=read_labels(run_dir_of(keras_path), spec.num_classes))
     else:
         tm = torch_model_class(spec.task).from_spec(spec)
     copy_weights(km.get_layer("embedding"), tm.embedding)
@@ -139,7 +137,7 @@ def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = 
     backend = run_backend(run_dir)
     source = checkpoint_path(run_dir, which, backend)
     target_ext = CHECKPOINT_EXT["tf" if backend == "torch" else "torch"]
-    out = out or os.path.join(run_dir, "checkpoints", which + target_ext)
+    out = out or os.path.join(checkpoints_dir(run_dir), which + target_ext)
     if os.path.abspath(out) == os.path.abspath(source):
         raise EncodersError(f"--output {out} is the run's own checkpoint: refusing to overwrite what training wrote")
     if not out.endswith(target_ext):

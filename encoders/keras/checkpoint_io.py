@@ -15,6 +15,7 @@ import keras
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError, UnsafeLoadError
+from encoders.run.files import checkpoint_file
 from encoders.run.resume import check_same_run, vocab_fingerprint
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
@@ -106,7 +107,7 @@ def check_resume(run_dir: str, spec: ClassifierSpec, vocab: Optional[str]) -> No
     (``checkpoints/last.keras``) has this ``spec`` and its ``vocab.json`` this fingerprint."""
     from encoders.keras.models import spec_of
 
-    last = os.path.join(run_dir, "checkpoints", "last.keras")
+    last = checkpoint_file(run_dir, "last", "keras")
     if not os.path.isfile(last):
         raise ConfigError(f"ckpt_path={run_dir} has no checkpoints/last.keras to check the model against: resume a "
                           "run dir written by train.py, or start a fresh run (drop ckpt_path)")

@@ -20,7 +20,8 @@ from encoders.keras.runtime import (count_real_rows, keep_tensorflow_out, make_d
                                      JaxDataParallel, patch_fit_for_multi_worker, set_seed,
                                      worker_info)
 from encoders.run.report import finish_run, test_report
-from encoders.run.resume import vocab_fingerprint
+from encoders.run.files import BACKUP_DIR, checkpoint_file, checkpoints_dir, read_labels, run_dir_of
+from encoders.run.resume import has_backup, vocab_fingerprint
 
 log = logging.getLogger(__name__)
 from encoders.keras import recipe  # noqa: E402
@@ -29,11 +30,11 @@ from encoders.keras.recipe import KERAS_TO_COMMON  # noqa: E402,F401  (Keras log
 
 def _resume_from(ckpt_path: str, run_dir: str) -> None:
     """``ckpt_path`` for Keras is an earlier run dir: copy its backup (and epoch log) into this one."""
-    src = os.path.join(ckpt_path, "backup")
-    if not os.path.isdir(src) or not os.listdir(src):
+    src = os.path.join(ckpt_path, BACKUP_DIR)
+    if not has_backup(ckpt_path):
         raise ConfigError(f"ckpt_path={ckpt_path}: the tf backend resumes from a run dir with a backup/ folder "
                          "(written by BackupAndRestore); none found there")
-    shutil.copytree(src, os.path.join(run_dir, "backup"), dirs_exist_ok=True)
+    shutil.copytree(src, os.path.join(run_dir, BACKUP_DIR), dirs_exist_ok=True)
     old_csv = os.path.join(ckpt_path, "csv", "metrics.csv")
     if os.path.isfile(old_csv):  # so history and `epochs` cover the whole run
         shutil.copyfile(old_csv, os.path.join(run_dir, "csv", "metrics.csv"))
@@ -77,12 +78,12 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str) -> Dict[str, Any]:
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
     count_real_rows(model, strategy)
 
-    ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
+    ckpt_dir, backup_dir = checkpoints_dir(run_dir), os.path.join(run_dir, BACKUP_DIR)
     os.makedirs(ckpt_dir, exist_ok=True)
     os.makedirs(os.path.join(run_dir, "csv"), exist_ok=True)
     if cfg.ckpt_path:
         _resume_from(cfg.ckpt_path, run_dir)
-    best_path, last_path = os.path.join(ckpt_dir, "best.keras"), os.path.join(ckpt_dir, "last.keras")
+    best_path, last_path = (checkpoint_file(run_dir, n, "keras") for n in ("best", "last"))
     # Epoch-end order matters: the epoch's log row and checkpoints first, the backup last, so a
     # run killed in between resumes to an epoch whose files all exist.
     metric, mode = monitor(task)
@@ -143,7 +144,7 @@ def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]
         batches = ((b["tokens"], b["tags"]) for b in (test.tokens.pad(order[i:i + batch_size], spec.padding_idx,
                                                                        sort=False, tags=test.tags)
                                                       for i in range(0, len(order), batch_size)))
-        names = _tag_names_beside(best_path, spec.num_classes)
+        names = read_labels(run_dir_of(best_path), spec.num_classes)
         t = tally(model, batches, names)
         return with_prefix(t.figures(), "test", ("tokens", t.tokens))
     if spec.task == "regression":
@@ -160,19 +161,6 @@ def test_split_report(best_path: str, test, batch_size: int) -> Dict[str, float]
 
     logits = buffer_logits(batch_logits, model, test.tokens, spec.num_classes, batch_size, spec.padding_idx)
     return test_report(logits, test.labels, spec.num_classes)
-
-
-def _tag_names_beside(best_path: str, num_tags: int):
-    """The run's tag names (``RUN_DIR/vocab.json``'s labels), for span F1; ids as names if absent."""
-    import json
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(best_path))), "vocab.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            names = json.load(f).get("labels") or []
-    except OSError:
-        names = []
-    return names if len(names) == num_tags else [str(i) for i in range(num_tags)]
 
 
 def _tensorboard(folder: str, every: int) -> list:
