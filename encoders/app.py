@@ -63,13 +63,13 @@ def check_config(cfg: TrainConfig) -> None:
 
         check_accelerator(cfg.trainer.accelerator)
     if cfg.ckpt_path:
-        from encoders.run.resume import check_ckpt_path
+        from encoders.run.resume import check_ckpt_path, check_loads
 
         check_ckpt_path(cfg.ckpt_path, cfg.backend.name)  # the form: a checkpoint file (torch) or a run dir
-        if cfg.backend.name == "torch":
-            from encoders.torch.checkpoint_io import check_resumable
+        if cfg.backend.name == "torch":  # a file that does not load, named before any data is read
+            from encoders.torch.checkpoint_io import load_torch_checkpoint
 
-            check_resumable(cfg.ckpt_path)  # a file that does not load, named before any data is read
+            check_loads(cfg.ckpt_path, load_torch_checkpoint, "torch")
 
 
 def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
@@ -105,7 +105,6 @@ def _remove_killed_writes(run_dir: str) -> None:
     """A run killed during a write (kill -9, power loss) leaves its temporary file beside the good one:
     remove those of the run dir's own folders when it starts again."""
     from encoders.io import remove_leftover_temporaries
-
     from encoders.run.files import EXPORT_DIR, checkpoints_dir
 
     for folder in (run_dir, checkpoints_dir(run_dir), os.path.join(run_dir, EXPORT_DIR)):

@@ -9,15 +9,15 @@ or silently training on rows whose ids now mean other words.
 
 What ``ckpt_path`` names differs by backend: torch continues from a checkpoint file
 (``RUN_DIR/checkpoints/last.ckpt``), Keras from the earlier run dir, whose ``backup/``
-``BackupAndRestore`` wrote. ``check_ckpt_path`` checks that form before any data is read; the
-torch backend then checks that the file loads (``encoders.torch.checkpoint_io.check_resumable``).
+``BackupAndRestore`` wrote. ``check_ckpt_path`` checks that form before any data is read, and
+``check_loads`` that a checkpoint file loads (with the backend's loader).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
@@ -102,6 +102,39 @@ def check_ckpt_path(path: str, backend: str) -> None:
     elif not os.path.isdir(path):
         raise ConfigError(f"ckpt_path: no such run dir: {path} "
                           "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
+
+
+def check_loads(ckpt_path: str, load: Callable[[str], Any], backend: str) -> None:
+    """Name a truncated or corrupt checkpoint before training starts, with the checkpoints beside
+    it that do load (e.g. ``best.ckpt``), so the user can resume from one of those.
+
+    Args:
+        ckpt_path: the checkpoint file a run is asked to resume from.
+        load: the backend's loader (e.g. ``encoders.torch.checkpoint_io.load_torch_checkpoint``);
+            it raises ``ValueError`` naming the file when the file does not load.
+        backend: the run's ``backend.name``: the files of its checkpoint extension beside
+            ``ckpt_path`` are tried.
+
+    Raises:
+        ConfigError: ``ckpt_path`` does not load.
+    """
+    import glob
+
+    try:
+        load(ckpt_path)
+    except ValueError as e:
+        usable = []
+        pattern = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), checkpoint_name("*", backend))
+        for other in sorted(glob.glob(pattern)):
+            if os.path.abspath(other) != os.path.abspath(ckpt_path):
+                try:
+                    load(other)
+                    usable.append(other)
+                except ValueError:
+                    pass
+        hint = (f"checkpoints beside it that load: {', '.join(usable)}; resume with ckpt_path={usable[-1]}"
+                if usable else "no other checkpoint beside it loads")
+        raise ConfigError(f"ckpt_path: {e}. {hint}") from None
 
 
 def has_backup(run_dir: str) -> bool:

@@ -13,7 +13,6 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError, UnsafeLoadError
 from encoders.io import atomic_write_bytes
-from encoders.run.files import CHECKPOINT_EXT
 from encoders.run.resume import VOCAB_KEY, check_same_run
 
 
@@ -71,35 +70,6 @@ def check_resume(ckpt_path: str, spec: ClassifierSpec, vocab: Optional[str]) -> 
                           f"{', '.join(missing)}: weights only, e.g. written by python -m encoders.convert): resume "
                           "from RUN_DIR/checkpoints/last.ckpt, or start a fresh run (drop ckpt_path)")
     check_same_run(ckpt_path, ckpt["hyper_parameters"], ckpt.get(VOCAB_KEY), spec, vocab)
-
-
-def check_resumable(ckpt_path: str) -> None:
-    """Name a truncated or corrupt checkpoint before training starts, with the checkpoints beside
-    it that do load (e.g. ``best.ckpt``), so the user can resume from one of those.
-
-    Args:
-        ckpt_path: the checkpoint file a run is asked to resume from.
-
-    Raises:
-        ConfigError: the file does not load.
-    """
-    import glob
-
-    try:
-        load_torch_checkpoint(ckpt_path)
-    except ValueError as e:
-        usable = []
-        for other in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(ckpt_path)),
-                                                   "*" + CHECKPOINT_EXT["torch"]))):
-            if os.path.abspath(other) != os.path.abspath(ckpt_path):
-                try:
-                    load_torch_checkpoint(other)
-                    usable.append(other)
-                except ValueError:
-                    pass
-        hint = (f"checkpoints beside it that load: {', '.join(usable)}; resume with ckpt_path={usable[-1]}"
-                if usable else "no other checkpoint beside it loads")
-        raise ConfigError(f"ckpt_path: {e}. {hint}") from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -8,7 +8,8 @@ import pytest
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
-from encoders.run.resume import check_ckpt_path, check_same_run, has_backup, resume_hint, vocab_fingerprint
+from encoders.run.resume import (check_ckpt_path, check_loads, check_same_run, has_backup, resume_hint,
+                                  vocab_fingerprint)
 
 
 def _vocab(run, tokens, labels, **more):
@@ -53,6 +54,33 @@ def test_torch_resumes_from_a_checkpoint_file(tmp_path):
     with pytest.raises(ConfigError, match="no such checkpoint file: .*e.g. RUN_DIR/checkpoints/last.ckpt"):
         check_ckpt_path(str(run / "nope.ckpt"), "torch")
     check_ckpt_path(str(run / "checkpoints" / "last.ckpt"), "torch")  # a file: its loading is torch's to check
+
+
+def _load_json(path):
+    """A loader as the backends' are: ``ValueError`` naming a file that does not load."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        raise ValueError(f"checkpoint {path} is truncated or corrupt") from None
+
+
+def test_a_checkpoint_that_does_not_load_is_named_with_the_ones_beside_it_that_do(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    for name, text in [("best.ckpt", "{}"), ("epoch3.ckpt", "{}"), ("last.ckpt", '{"cut'), ("other.ckpt", "[")]:
+        (ckpts / name).write_text(text)
+    (ckpts / "best.keras").write_text("{}")  # another backend's: not offered
+    check_loads(str(ckpts / "best.ckpt"), _load_json, "torch")  # it loads: nothing to say
+    with pytest.raises(ConfigError) as err:
+        check_loads(str(ckpts / "last.ckpt"), _load_json, "torch")
+    assert str(err.value) == (f"ckpt_path: checkpoint {ckpts / 'last.ckpt'} is truncated or corrupt. checkpoints "
+                              f"beside it that load: {ckpts / 'best.ckpt'}, {ckpts / 'epoch3.ckpt'}; resume with "
+                              f"ckpt_path={ckpts / 'epoch3.ckpt'}")
+    for name in ("best.ckpt", "epoch3.ckpt"):
+        (ckpts / name).unlink()
+    with pytest.raises(ConfigError, match="truncated or corrupt. no other checkpoint beside it loads$"):
+        check_loads(str(ckpts / "last.ckpt"), _load_json, "torch")
 
 
 @pytest.mark.parametrize("backend", ["tf", "jax"])
