@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from encoders.errors import RunDirError
 
@@ -110,6 +110,27 @@ def run_dir_of(checkpoint: str) -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
 
 
+def read_vocab(run_dir: str) -> Optional[Dict[str, Any]]:
+    """The run's ``vocab.json`` as it is stored (``encoders.data.vocab.load_vocab`` builds the
+    vocabulary object from it).
+
+    Args:
+        run_dir: the run dir.
+
+    Returns:
+        Its mapping (``tokens``, ``labels``, ``tokenizer``...); None without the file.
+
+    Raises:
+        OSError: the file is there but can't be read.
+        ValueError: the file is not valid JSON.
+    """
+    path = vocab_file(run_dir)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def read_labels(run_dir: str, count: int) -> List[str]:
     """The run's label (or tag) names by id, as its ``vocab.json`` keeps them.
 
@@ -122,8 +143,7 @@ def read_labels(run_dir: str, count: int) -> List[str]:
         another number of labels.
     """
     try:
-        with open(vocab_file(run_dir), encoding="utf-8") as f:
-            names = json.load(f).get("labels") or []
+        names = (read_vocab(run_dir) or {}).get("labels") or []
     except OSError:
         names = []
     return names if len(names) == count else [str(i) for i in range(count)]

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError
-from encoders.run.files import VOCAB_FILE, backup_dir, checkpoint_file, checkpoint_name, vocab_file
+from encoders.run.files import VOCAB_FILE, backup_dir, checkpoint_file, checkpoint_name, read_vocab
 
 VOCAB_KEY = "vocab_fingerprint"  # where a torch checkpoint keeps it
 # ClassifierSpec field -> what the user changes to get it
@@ -41,11 +41,9 @@ def vocab_fingerprint(run_dir: str) -> Optional[str]:
     Returns:
         sha256 of ``RUN_DIR/vocab.json``'s tokens (in id order) and label names; None without the file.
     """
-    path = vocab_file(run_dir)
-    if not os.path.isfile(path):
+    vocab = read_vocab(run_dir)
+    if vocab is None:
         return None
-    with open(path, encoding="utf-8") as f:
-        vocab = json.load(f)
     text = json.dumps([vocab.get("tokens", []), vocab.get("labels", [])], ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
