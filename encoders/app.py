@@ -63,46 +63,13 @@ def check_config(cfg: TrainConfig) -> None:
 
         check_accelerator(cfg.trainer.accelerator)
     if cfg.ckpt_path:
-        path = cfg.ckpt_path
-        if cfg.backend.name == "torch":
-            if os.path.isdir(path):
-                inside = [p for p in (os.path.join(path, "checkpoints", "last.ckpt"), os.path.join(path, "last.ckpt"))
-                          if os.path.isfile(p)]
-                raise ConfigError(f"ckpt_path: {path} is a directory; torch resumes from a checkpoint file: "
-                                  f"ckpt_path={inside[0] if inside else 'RUN_DIR/checkpoints/last.ckpt'}")
-            if not os.path.isfile(path):
-                raise ConfigError(f"ckpt_path: no such checkpoint file: {path} "
-                                  "(torch resumes from a .ckpt file, e.g. RUN_DIR/checkpoints/last.ckpt)")
-            check_resumable(path)
-        elif os.path.isfile(path):
-            raise ConfigError(f"ckpt_path: {path} is a file; tf resumes from the run dir it belongs to: "
-                              "ckpt_path=RUN_DIR (the folder with backup/)")
-        elif not os.path.isdir(path):
-            raise ConfigError(f"ckpt_path: no such run dir: {path} "
-                              "(tf resumes from an earlier run dir, whose backup/ BackupAndRestore wrote)")
+        from encoders.run.resume import check_ckpt_path, check_loads
 
+        check_ckpt_path(cfg.ckpt_path, cfg.backend.name)  # the form: a checkpoint file (torch) or a run dir
+        if cfg.backend.name == "torch":  # a file that does not load, named before any data is read
+            from encoders.torch.checkpoint_io import load_torch_checkpoint
 
-def check_resumable(path: str) -> None:
-    """A truncated or corrupt checkpoint is named before training starts, with the checkpoints
-    beside it that do load (e.g. ``best.ckpt``), so the user can resume from one of those."""
-    import glob
-
-    from encoders.torch.checkpoint_io import load_torch_checkpoint
-
-    try:
-        load_torch_checkpoint(path)
-    except ValueError as e:
-        usable = []
-        for other in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(path)), "*.ckpt"))):
-            if os.path.abspath(other) != os.path.abspath(path):
-                try:
-                    load_torch_checkpoint(other)
-                    usable.append(other)
-                except ValueError:
-                    pass
-        hint = (f"checkpoints beside it that load: {', '.join(usable)}; resume with ckpt_path={usable[-1]}"
-                if usable else "no other checkpoint beside it loads")
-        raise ConfigError(f"ckpt_path: {e}. {hint}") from None
+            check_loads(cfg.ckpt_path, load_torch_checkpoint, "torch")
 
 
 def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
@@ -138,8 +105,9 @@ def _remove_killed_writes(run_dir: str) -> None:
     """A run killed during a write (kill -9, power loss) leaves its temporary file beside the good one:
     remove those of the run dir's own folders when it starts again."""
     from encoders.io import remove_leftover_temporaries
+    from encoders.run.files import EXPORT_DIR, checkpoints_dir
 
-    for folder in (run_dir, os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "export")):
+    for folder in (run_dir, checkpoints_dir(run_dir), os.path.join(run_dir, EXPORT_DIR)):
         for path in remove_leftover_temporaries(folder):
             log.info("removed %s, left by a write that was killed", path)
 

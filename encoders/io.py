@@ -25,19 +25,23 @@ def _umask_mode() -> int:
 
 
 def _what(path: str) -> str:
-    """What a file of the project holds, for messages."""
-    name = os.path.basename(path)
-    ext = os.path.splitext(name)[1].lower()
-    if ext in (".ckpt", ".keras"):
-        return "checkpoint"
-    return {"metrics.json": "run metrics", "vocab.json": "vocabulary", "evaluation.json": "evaluation report",
-            "tokenizer.json": "tokenizer"}.get(name, {".png": "plot", ".json": "JSON report", ".onnx": "ONNX export"}
-                                                .get(ext, "file"))
+    """What a file of the project holds, for messages (the run dir's names are known in one place)."""
+    from encoders.run.files import describe  # imports nothing that imports this module
+
+    return describe(path)
 
 
 def storage_error(e: OSError, path: str = "", where: str = "") -> "Exception":
-    """A full disk (ENOSPC, EDQUOT) as a one-line ``StorageError`` naming the file and what it holds
-    (else ``where`` it was written, e.g. the run dir); any other ``OSError`` as it is."""
+    """A full disk as a one-line error naming the file and what it holds.
+
+    Args:
+        e: the error a write raised.
+        path: the file being written (default: the error's own ``filename``).
+        where: where a framework's own write went (e.g. the run dir), for an error that names no file.
+
+    Returns:
+        A ``StorageError`` for ENOSPC or EDQUOT; any other ``OSError`` as it is.
+    """
     from encoders.errors import StorageError
 
     if e.errno not in FULL_DISK:
@@ -65,8 +69,17 @@ def _fsync_dir(folder: str) -> None:
 
 
 def atomic_write_with(path: str, write: Callable[[str], Any]) -> None:
-    """``write(tmp_path)`` writes the file (e.g. ``model.save``, ``fig.savefig``); it then replaces
-    ``path`` in one rename. The temporary name keeps ``path``'s extension, for writers that check it."""
+    """Write a file with any writer, then put it in place in one rename.
+
+    Args:
+        path: the file to write or replace.
+        write: called with a temporary path in ``path``'s folder and writes the file there (e.g.
+            ``model.save``, ``fig.savefig``). The temporary name keeps ``path``'s extension, for
+            writers that check it.
+
+    Raises:
+        StorageError: the disk is full (the old file, if any, is intact).
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -89,6 +102,7 @@ def atomic_write_with(path: str, write: Callable[[str], Any]) -> None:
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see ``atomic_write_with``)."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -97,10 +111,12 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8, atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented JSON with sorted keys, atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
@@ -108,9 +124,14 @@ def write_json(path: str, obj: Any) -> None:
 def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
     """Fill the yielded temporary folder; it then becomes ``path`` in one rename (nothing on error).
 
-    If ``path`` exists, ``replace`` moves it aside first (and deletes it after the rename);
-    without ``replace`` an existing ``path`` is kept and the new copy dropped (another process
-    wrote the same thing meanwhile).
+    Args:
+        path: the folder to write.
+        replace: if ``path`` exists, move it aside first (and delete it after the rename); without
+            it an existing ``path`` is kept and the new copy dropped (another process wrote the
+            same thing meanwhile).
+
+    Yields:
+        The temporary folder to fill, beside ``path``.
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
@@ -136,10 +157,18 @@ def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
 
 
 def remove_leftover_temporaries(folder: str) -> List[str]:
-    """Delete the temporaries of killed writes (``.tmp-*`` files and folders) directly in ``folder``;
-    returns their paths. A kill -9 during a write skips the cleanup above and leaves them (a 2 MB
-    ``.tmp-...last.ckpt`` beside the good checkpoint). One modified in the last ``STALE_AFTER_S``
-    seconds is left alone: another process (a DDP rank) may be writing it now."""
+    """Delete the temporaries of killed writes (``.tmp-*`` files and folders) directly in ``folder``.
+
+    A kill -9 during a write skips the cleanup above and leaves them (a 2 MB ``.tmp-...last.ckpt``
+    beside the good checkpoint). One modified in the last ``STALE_AFTER_S`` seconds is left
+    alone: another process (a DDP rank) may be writing it now.
+
+    Args:
+        folder: the folder to clean (not its subfolders); a missing one is nothing to do.
+
+    Returns:
+        The paths deleted.
+    """
     import time
 
     removed = []

@@ -23,7 +23,7 @@ import numpy as np
 
 from encoders.errors import EncodersError
 from encoders.io import atomic_write_bytes, atomic_write_with
-from encoders.run.files import CHECKPOINT_EXT, checkpoint_path, run_backend
+from encoders.run.files import CHECKPOINT_EXT, checkpoint_path, checkpoints_dir, run_backend
 
 DEFAULT_ATOL = 1e-5
 
@@ -154,7 +154,7 @@ def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = 
     backend = run_backend(run_dir)
     source = checkpoint_path(run_dir, which, backend)
     target_ext = CHECKPOINT_EXT["tf" if backend == "torch" else "torch"]
-    out = out or os.path.join(run_dir, "checkpoints", which + target_ext)
+    out = out or os.path.join(checkpoints_dir(run_dir), which + target_ext)
     if os.path.abspath(out) == os.path.abspath(source):
         raise EncodersError(f"--output {out} is the run's own checkpoint: refusing to overwrite what training wrote")
     if not out.endswith(target_ext):

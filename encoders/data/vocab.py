@@ -24,8 +24,8 @@ from encoders.config import PAD, UNK, UNK_ID
 from encoders.data.flat import TokenBuffer
 from encoders.data.tokenizers import encode_batch, load_tokenizer_file, pad_id, save_tokenizer
 from encoders.data.words import ranked, split_column, tokenize  # noqa: F401 (importable here)
+from encoders.run.files import TOKENIZER_FILE, VOCAB_FILE, vocab_file  # noqa: F401  (the run dir's names)
 
-VOCAB_FILE, TOKENIZER_FILE = "vocab.json", "tokenizer.json"
 WORD_KINDS = ("whitespace", "char")
 
 
@@ -158,7 +158,7 @@ def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _vocab_path(run_dir: str) -> str:
     """``run_dir/vocab.json``; a path ending in ``.json`` is taken as the file itself."""
-    return run_dir if run_dir.endswith(".json") else os.path.join(run_dir, VOCAB_FILE)
+    return run_dir if run_dir.endswith(".json") else vocab_file(run_dir)
 
 
 class SubwordVocab:

@@ -15,6 +15,7 @@ import keras
 
 from encoders.config import ClassifierSpec
 from encoders.errors import ConfigError, UnsafeLoadError
+from encoders.run.files import checkpoint_file
 from encoders.run.resume import check_same_run, vocab_fingerprint
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
@@ -116,7 +117,7 @@ def check_resume(ckpt_path: str, spec: ClassifierSpec, vocab: Optional[str]) -> 
     """
     from encoders.keras.models import spec_of
 
-    last = os.path.join(ckpt_path, "checkpoints", "last.keras")
+    last = checkpoint_file(ckpt_path, "last", "keras")
     if not os.path.isfile(last):
         raise ConfigError(f"ckpt_path={ckpt_path} has no checkpoints/last.keras to check the model against: resume a "
                           "run dir written by train.py, or start a fresh run (drop ckpt_path)")

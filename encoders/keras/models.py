@@ -7,8 +7,6 @@ the runner, the exporter and the converters ask it (the mirror of ``encoders.tor
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -22,7 +20,7 @@ from encoders.keras.embedding import PaddedEmbedding
 from encoders.keras.pooling import MaskedPooling
 from encoders.keras.rnn import RNNEncoder
 from encoders.run.report import test_report as classification_report
-from encoders.run.resume import VOCAB_FILE
+from encoders.run.files import read_labels, run_dir_of
 from encoders.tasks import TaggingTally, with_prefix
 
 CLASSIFIER_NAME = "sequence_classifier"
@@ -297,15 +295,7 @@ def model_tag_names(model: keras.Model, path: str = "") -> List[str]:
         path: the model's ``.keras`` file inside its run dir.
     """
     num = spec_of(model).num_classes
-    names: List[str] = []
-    if path:
-        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        try:
-            with open(os.path.join(run_dir, VOCAB_FILE), encoding="utf-8") as f:
-                names = json.load(f).get("labels") or []
-        except OSError:
-            names = []
-    return list(names) if len(names) == num else [str(i) for i in range(num)]
+    return read_labels(run_dir_of(path), num) if path else [str(i) for i in range(num)]
 
 
 def numpy_logits(model: keras.Model, tokens: np.ndarray, lengths: Optional[np.ndarray] = None) -> np.ndarray:

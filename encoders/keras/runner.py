@@ -18,7 +18,8 @@ from encoders.keras.runtime import (count_real_rows, keep_tensorflow_out, make_d
                                      JaxDataParallel, patch_fit_for_multi_worker, set_seed,
                                      worker_info)
 from encoders.run.report import finish_run
-from encoders.run.resume import vocab_fingerprint
+from encoders.run.files import BACKUP_DIR, checkpoint_file, checkpoints_dir
+from encoders.run.resume import has_backup, vocab_fingerprint
 
 log = logging.getLogger(__name__)
 from encoders.keras import recipe  # noqa: E402
@@ -27,11 +28,11 @@ from encoders.keras.recipe import KERAS_TO_COMMON  # noqa: E402,F401  (Keras log
 
 def _resume_from(ckpt_path: str, run_dir: str) -> None:
     """``ckpt_path`` for Keras is an earlier run dir: copy its backup (and epoch log) into this one."""
-    src = os.path.join(ckpt_path, "backup")
-    if not os.path.isdir(src) or not os.listdir(src):
+    src = os.path.join(ckpt_path, BACKUP_DIR)
+    if not has_backup(ckpt_path):
         raise ConfigError(f"ckpt_path={ckpt_path}: the tf backend resumes from a run dir with a backup/ folder "
                          "(written by BackupAndRestore); none found there")
-    shutil.copytree(src, os.path.join(run_dir, "backup"), dirs_exist_ok=True)
+    shutil.copytree(src, os.path.join(run_dir, BACKUP_DIR), dirs_exist_ok=True)
     old_csv = os.path.join(ckpt_path, "csv", "metrics.csv")
     if os.path.isfile(old_csv):  # so history and `epochs` cover the whole run
         shutil.copyfile(old_csv, os.path.join(run_dir, "csv", "metrics.csv"))
@@ -83,12 +84,12 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[k
     patch_fit_for_multi_worker(model, strategy, next(iter(train.batches())))
     count_real_rows(model, strategy)
 
-    ckpt_dir, backup_dir = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "backup")
+    ckpt_dir, backup_dir = checkpoints_dir(run_dir), os.path.join(run_dir, BACKUP_DIR)
     os.makedirs(ckpt_dir, exist_ok=True)
     os.makedirs(os.path.join(run_dir, "csv"), exist_ok=True)
     if cfg.ckpt_path:
         _resume_from(cfg.ckpt_path, run_dir)
-    best_path, last_path = os.path.join(ckpt_dir, "best.keras"), os.path.join(ckpt_dir, "last.keras")
+    best_path, last_path = (checkpoint_file(run_dir, n, "keras") for n in ("best", "last"))
     # Epoch-end order matters: the epoch's log row and checkpoints first, the backup last, so a
     # run killed in between resumes to an epoch whose files all exist.
     metric, mode = monitor(task)

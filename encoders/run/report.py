@@ -5,17 +5,28 @@ import os
 from typing import Dict, List, Mapping
 
 from encoders.io import atomic_write_with, write_json
-
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "curves.png"
+from encoders.run.files import CURVES_FILE, METRICS_FILE
 
 
 def finish_run(run_dir: str, backend: str, encoder: str, history: Mapping[str, List[float]], epochs: int,
                global_step: int, start: float, best_path: str, last_path: str, extra: Mapping = None) -> Dict:
-    """The run's ``metrics.json`` (same keys for both backends) and ``curves.png``; returns the metrics.
+    """Write the run's ``metrics.json`` (same keys for both backends) and ``curves.png``.
 
-    ``history`` holds per-epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``; the
-    reported values are those of the last epoch. ``extra`` adds keys (``test_report``'s).
+    Args:
+        run_dir: the run dir.
+        backend: the run's ``backend.name``.
+        encoder: the encoder's name (e.g. ``"lstm"``).
+        history: per-epoch ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (and the
+            task's own figures); the reported values are those of the last epoch.
+        epochs: epochs trained, resumes included.
+        global_step: optimizer steps taken.
+        start: ``time.time()`` when the run started.
+        best_path: the best checkpoint's path.
+        last_path: the last checkpoint's path.
+        extra: more keys (``test_report``'s, the task's).
+
+    Returns:
+        The metrics written.
     """
     import time
 
@@ -56,13 +67,22 @@ def _task_figures(history: Mapping[str, List[float]]) -> Dict:
 
 
 def write_metrics(run_dir: str, metrics: Mapping) -> str:
+    """Write ``RUN_DIR/metrics.json`` (atomically); returns its path."""
     path = os.path.join(run_dir, METRICS_FILE)
     write_json(path, dict(metrics))
     return path
 
 
 def plot_curves(run_dir: str, history: Mapping[str, List[float]]) -> str:
-    """Loss and accuracy per epoch (``history`` keys like ``train/loss``, ``val/acc``)."""
+    """Plot loss and accuracy (or RMSE) per epoch to ``RUN_DIR/curves.png``.
+
+    Args:
+        run_dir: the run dir.
+        history: per-epoch figures, keys like ``train/loss``, ``val/acc``.
+
+    Returns:
+        The plot's path.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
@@ -88,7 +108,16 @@ def plot_curves(run_dir: str, history: Mapping[str, List[float]]) -> str:
 
 
 def test_report(logits, labels, num_classes: int) -> Dict[str, float]:
-    """``test_acc``, ``test_loss`` and ``test_macro_f1`` of a model's test-split logits."""
+    """The test figures of a classifier.
+
+    Args:
+        logits: ``[N, num_classes]`` logits of the test split.
+        labels: ``[N]`` gold class ids.
+        num_classes: the number of classes.
+
+    Returns:
+        ``test_acc``, ``test_loss``, ``test_macro_f1`` and ``test_examples``.
+    """
     import numpy as np
 
     from encoders.metrics import classification_report, cross_entropy
@@ -99,7 +128,16 @@ def test_report(logits, labels, num_classes: int) -> Dict[str, float]:
 
 
 def plot_confusion(path: str, matrix: List[List[int]], labels: List[str]) -> str:
-    """A confusion matrix as a PNG (rows = gold class, columns = predicted, in the order of ``labels``)."""
+    """Write a confusion matrix as a PNG.
+
+    Args:
+        path: the PNG to write.
+        matrix: counts, rows = gold class, columns = predicted, in the order of ``labels``.
+        labels: the class names.
+
+    Returns:
+        ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,6 +17,7 @@ import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint, ProgressBar, TQDMProgressBar  # noqa: E402
 
 from encoders.config import ClassifierSpec  # noqa: E402
+from encoders.run.files import checkpoint_file, checkpoints_dir  # noqa: E402
 from encoders.run.report import finish_run  # noqa: E402
 from encoders.tasks import HISTORY_KEYS as TASK_HISTORY_KEYS  # noqa: E402
 from encoders.torch.batches import SequenceDataModule  # noqa: E402
@@ -114,14 +115,14 @@ def history_of(checkpoint: Dict[str, Any]) -> Dict[str, List[float]]:
 
 def build_trainer(cfg: Any, run_dir: str, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
     t = cfg.trainer
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    ckpt_dir = checkpoints_dir(run_dir)
     from encoders.tasks import monitor
 
     metric, mode = monitor(getattr(getattr(cfg, "task", None), "name", "classification"))
     checkpoints = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=metric, mode=mode,
                         auto_insert_metric_name=False),
-        LastCheckpoint(os.path.join(ckpt_dir, "last.ckpt"), t.checkpoint_every_n_steps),
+        LastCheckpoint(checkpoint_file(run_dir, "last", "torch"), t.checkpoint_every_n_steps),
     ]
     # the default bar redraws after every batch, which costs several percent of a small model's epoch
     # (a bar among the caller's callbacks wins)
@@ -243,7 +244,7 @@ def _run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[
         return {}
     # Read back what rank 0 wrote (the last checkpoint, with the history of the whole run, resumes
     # included): with ddp_spawn this process's Trainer never ran the loop, so its own counters are not the run's.
-    last_path, best_path = (os.path.join(run_dir, "checkpoints", f"{n}.ckpt") for n in ("last", "best"))
+    last_path, best_path = (checkpoint_file(run_dir, n, "torch") for n in ("last", "best"))
     last = load_torch_checkpoint(last_path) if os.path.exists(last_path) else {}
     if splits.test is not None and trainer.strategy.root_device.type != "cpu":
         model.to(trainer.strategy.root_device)  # the test split is scored where training ran (fit moved it back)

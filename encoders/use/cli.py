@@ -146,14 +146,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from encoders.use.evaluation import format_report, gold_ids, gold_tag_ids, gold_values
     from encoders.io import write_json
     from encoders.run.report import plot_confusion
-    from encoders.run.files import check_run_dir, is_training_output
+    from encoders.run.files import EVALUATION_FILE, check_run_dir, is_training_output
     from encoders.use.running_evaluation import RunningEvaluation
     from encoders.data.table_stream import iter_table
     from encoders.data.tables import TableError
     from encoders.use.trained_run import load_run
 
     run_dir = check_run_dir(a.run_dir)
-    output = a.output or os.path.join(run_dir, "evaluation.json")
+    output = a.output or os.path.join(run_dir, EVALUATION_FILE)
     if os.path.splitext(output)[1].lower() != ".json":
         raise DataError(f"--output {output}: the evaluation is written as JSON, give a .json path")
     if os.path.isdir(output):

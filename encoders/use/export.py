@@ -28,7 +28,7 @@ import numpy as np
 
 from encoders.io import atomic_folder, atomic_write_with
 from encoders.errors import EncodersError
-from encoders.run.files import check_run_dir, checkpoint_path, is_training_output, run_backend
+from encoders.run.files import EXPORT_DIR, check_run_dir, checkpoint_path, is_training_output, run_backend
 
 __all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_batches", "onnx_logits"]
 
@@ -42,7 +42,7 @@ class ExportError(EncodersError):
 
 
 def default_output(run_dir: str, fmt: str) -> str:
-    return os.path.join(run_dir, "export", "model.onnx" if fmt == "onnx" else "savedmodel")
+    return os.path.join(run_dir, EXPORT_DIR, "model.onnx" if fmt == "onnx" else "savedmodel")
 
 
 def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:

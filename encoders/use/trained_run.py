@@ -36,7 +36,8 @@ import numpy as np
 from encoders.config import UNK_ID
 from encoders.data.flat import TokenBuffer, buffer_logits, buffer_token_logits
 from encoders.errors import EncodersError, RunDirError
-from encoders.run.files import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
+from encoders.run.files import (CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend,
+                                 vocab_file)
 
 __all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
 
@@ -47,7 +48,7 @@ def load_vocab(run_dir: str):
     """The vocabulary a run was trained with (``vocab.json``, and ``tokenizer.json`` for subwords)."""
     from encoders.data.vocab import load_vocab as load
 
-    path = os.path.join(run_dir, "vocab.json")
+    path = vocab_file(run_dir)
     if not os.path.isfile(path):
         raise RunDirError(f"run {run_dir} has no vocab.json: the vocabulary is needed to encode texts "
                           f"(is it a run dir written by train.py?)")
