@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from encoders.config import PAD, UNK, TrainConfig
 from encoders.data.sources import check_token_budget, load_splits
 from encoders.data.vocab import Vocab
-from encoders.errors import USER_ERROR, ConfigError, DataError, EncodersError
+from encoders.errors import USER_ERROR, ConfigError, DataError, EncodersError, exit_line
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,19 @@ def check_resumable(path: str) -> None:
 def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
     """Call a ``@hydra.main`` function so that Hydra's own config errors (no such group option as
     in ``encoder=nope``, a key the schema lacks, a value of the wrong type) end the run as an
-    ``EncodersError`` does: one line on stderr and exit code ``USER_ERROR``.
+    ``EncodersError`` does (``encoders.errors.exit_line``): one line on stderr and exit code ``USER_ERROR``.
 
     ``HYDRA_FULL_ERROR=1`` is Hydra's switch to raise its errors instead of printing them; it is
     turned on here to catch them. A user who sets it gets Hydra's full traceback, as before.
+
+    Args:
+        hydra_main: the ``@hydra.main`` function, called without arguments.
+
+    Returns:
+        What ``hydra_main`` returns.
+
+    Raises:
+        SystemExit: with ``USER_ERROR`` after a Hydra or OmegaConf config error.
     """
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return hydra_main()
@@ -128,8 +137,9 @@ def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
         else:  # Hydra's first line names the override, its cause's first line says what is wrong with it
             lines = [str(x).strip().splitlines()[0] for x in (e, e.__cause__) if x is not None and str(x).strip()]
             message = ": ".join(line.rstrip(".") for line in lines)
-        print(f"ConfigError: {message}", file=sys.stderr)
-        sys.exit(USER_ERROR)
+        line, code = exit_line(ConfigError(message))
+        print(line, file=sys.stderr)
+        sys.exit(code)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 

@@ -27,7 +27,7 @@ import os
 import sys
 from typing import List, Optional
 
-from encoders.errors import USER_ERROR, DataError, EncodersError
+from encoders.errors import DataError, EncodersError, RunDirError, exit_line
 
 PREDICTION, PROBABILITY = "prediction", "probability"
 
@@ -218,6 +218,29 @@ def checkpoint_option(parser: argparse.ArgumentParser) -> None:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+
+
+# -- convert ---------------------------------------------------------------------------------------
+def cmd_convert(a: argparse.Namespace) -> int:
+    """``encoders convert`` (= ``python -m encoders.convert``): the run's checkpoint in the other backend.
+
+    Raises:
+        EncodersError: what ``convert_run`` refuses; a checkpoint its loaders can't read (truncated,
+            corrupt) is a ``RunDirError`` naming the file.
+    """
+    from encoders.convert.runs import convert_run
+
+    try:
+        out, diff = convert_run(a.run_dir, a.out, a.checkpoint, a.atol, a.overwrite)
+    except EncodersError:
+        raise
+    except ValueError as e:  # the checkpoint loaders' own: a file the user can replace
+        raise RunDirError(str(e)) from None
+    print(f"wrote {out} (largest logit difference on the sample batch: {diff:.2e})")
+    return 0
+
+
+# -- cache -----------------------------------------------------------------------------------------
 def cmd_cache(a: argparse.Namespace) -> int:
     from encoders.data.cache import command
 
@@ -225,6 +248,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from encoders.convert.runs import DEFAULT_ATOL as CONVERT_ATOL
     from encoders.use.export import DEFAULT_ATOL, FORMATS
     from encoders.data.table_stream import DEFAULT_CHUNK_ROWS
     from encoders.use.trained_run import DEFAULT_BATCH_SIZE
@@ -291,31 +315,46 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "else ~/.cache/padded-encoders)")
     ca.set_defaults(func=cmd_cache)
 
-    sub.add_parser("convert", help="move the run to the other backend (python -m encoders.convert; "
-                                   "encoders convert --help for its options)", add_help=False)
+    co = sub.add_parser("convert", prog="python -m encoders convert",
+                        help="move the run to the other backend (python -m encoders.convert; "
+                             "encoders convert --help for its options)",
+                        description="Turn a trained run of one backend into a model of the other, checking outputs "
+                                    "agree first.")
+    co.add_argument("run_dir", help="a run dir written by train.py (backend=torch or backend=tf)")
+    co.add_argument("--output", "-o", "--out", dest="out", default="", metavar="PATH",
+                    help="output path (default: checkpoints/WHICH.keras for a torch run, "
+                         "checkpoints/WHICH.ckpt for a tf run)")
+    checkpoint_option(co)
+    co.add_argument("--atol", type=float, default=CONVERT_ATOL, help="largest logit difference allowed")
+    co.add_argument("--overwrite", action="store_true", help="replace the output file of an earlier conversion")
+    co.set_defaults(func=cmd_convert)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "convert":
-        from encoders.convert.runs import main as convert_main
+    """Run one command; every command's errors end here, in one format.
 
-        return convert_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    Args:
+        argv: the arguments after the program's name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0, ``USER_ERROR`` for a problem the user can fix (one line on stderr:
+        ``error: TypeName: message``), ``INTERRUPTED`` after Ctrl-C. A bad option is argparse's
+        usage message and exit code 2.
+    """
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         return args.func(args)
     except BrokenPipeError:  # `encoders predict ... | head`
         return 0
-    except (EncodersError, OSError) as e:
+    except (Exception, KeyboardInterrupt) as e:
         from encoders.io import storage_error
 
-        e = storage_error(e) if isinstance(e, OSError) else e
-        if not isinstance(e, (EncodersError, FileNotFoundError)):
+        ended = exit_line(storage_error(e) if isinstance(e, OSError) else e)
+        if ended is None:
             raise
-        message = " ".join(str(e).split("\n"))
-        print(f"error: {type(e).__name__}: {message}", file=sys.stderr)
-        return USER_ERROR
+        print(f"error: {ended[0]}", file=sys.stderr)
+        return ended[1]
 
 
 def exit_process(code: Optional[int] = 0) -> None:

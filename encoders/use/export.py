@@ -27,7 +27,7 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from encoders.io import atomic_folder, atomic_write_with
-from encoders.errors import EncodersError
+from encoders.errors import EncodersError, ExportError
 from encoders.run.files import check_run_dir, checkpoint_path, is_training_output, run_backend
 
 __all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_batches", "onnx_logits"]
@@ -35,10 +35,6 @@ __all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_bat
 FORMATS = ("onnx", "savedmodel")
 DEFAULT_ATOL = 1e-4
 CHECK_LENGTH = 300  # longer than the texts of a typical run, and than any the checks of convert use
-
-
-class ExportError(EncodersError):
-    """The artefact could not be written, or it disagrees with the run's model."""
 
 
 def default_output(run_dir: str, fmt: str) -> str:

@@ -35,7 +35,7 @@ import numpy as np
 
 from encoders.config import UNK_ID
 from encoders.data.flat import TokenBuffer, buffer_logits, buffer_token_logits
-from encoders.errors import EncodersError, RunDirError
+from encoders.errors import EncodersError, RunDirError, TaskError
 from encoders.run.files import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
 
 __all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
@@ -55,10 +55,6 @@ def load_vocab(run_dir: str):
         return load(run_dir)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
-
-
-class TaskError(EncodersError, TypeError):
-    """A method or option that the run's task does not have (``predict_proba`` of a tagging run)."""
 
 
 class TrainedRun:
