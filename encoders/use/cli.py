@@ -28,8 +28,7 @@ import sys
 from typing import List, Optional
 
 from encoders.errors import DataError, EncodersError, RunDirError, exit_line
-
-PREDICTION, PROBABILITY = "prediction", "probability"
+from encoders.tasks import PREDICTION, PROBABILITY, TASKS  # noqa: F401 (the columns predict adds)
 
 
 def _table_error(e: Exception) -> DataError:
@@ -63,7 +62,14 @@ def _uses_tokens_column(run, df, path: str) -> bool:
     """A tagging input's words come from ``data.tokens_column`` when the table has it (json, jsonl or
     parquet: csv cells can't be lists), else from the text column."""
     csv_like = path == "-" or os.path.splitext(path)[1].lower() in (".csv", ".tsv")
-    return run.task == "tagging" and not csv_like and run.tokens_column in df.columns
+    return TASKS[run.task].per_word and not csv_like and run.tokens_column in df.columns
+
+
+def _inputs(run, df, path: str, first_row: int = 1):
+    """What the run scores of a chunk: its texts, or a tagger's lists of words."""
+    if TASKS[run.task].per_word:
+        return _words(run, df, path, first_row)
+    return _texts(df, run.text_column, path, first_row)
 
 
 def _words(run, df, path: str, first_row: int = 1):
@@ -86,7 +92,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     _check_table_output(a.output)
     run = load_run(a.run_dir, a.checkpoint, device=a.device)
-    if a.probabilities and run.task != "classification":
+    if a.probabilities and not TASKS[run.task].has_probabilities:
         raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
                         f"(its prediction column is all predict writes)")
     writer = None
@@ -105,32 +111,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def _predicted(run, df, a: argparse.Namespace, first_row: int):
     """One chunk of the input with the columns predict adds."""
-    if run.task == "classification":
-        added = [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in run.labels]
-                                             if a.probabilities else [])
-    else:
-        added = [PREDICTION]
-    if run.task == "tagging":
-        words = _words(run, df, a.input, first_row)
-    else:
-        texts = _texts(df, run.text_column, a.input, first_row)
+    task = TASKS[run.task]
+    added = task.prediction_columns(run.labels, a.probabilities)
+    inputs = _inputs(run, df, a.input, first_row)
     clash = [c for c in added if c in df.columns]
     if clash:
         raise DataError(f"{a.input}: already has column(s) {', '.join(map(repr, clash))}, which predict adds: "
                         f"rename or drop them")
     out = df.copy()
-    if run.task == "tagging":
-        out[PREDICTION] = pd_object_column(run.predict_words(words, batch_size=a.batch_size))
-    elif run.task == "regression":
-        out[PREDICTION] = [float(x) for x in run.predict(texts, batch_size=a.batch_size)]
-    else:
-        proba = run.predict_proba(texts, batch_size=a.batch_size)
-        best = proba.argmax(axis=1) if len(texts) else []
-        out[PREDICTION] = [run.labels[k] for k in best]
-        out[PROBABILITY] = proba.max(axis=1).astype(float) if len(texts) else []
-        if a.probabilities:
-            for k, label in enumerate(run.labels):
-                out[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
+    for column, values in task.predicted(run, inputs, a.batch_size, a.probabilities).items():
+        out[column] = pd_object_column(values) if task.per_word else values  # a tagger's: a list per row
     return out
 
 
@@ -143,11 +133,10 @@ def pd_object_column(values):
 
 # -- evaluate --------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from encoders.use.evaluation import format_report, gold_ids, gold_tag_ids, gold_values
+    from encoders.use.evaluation import format_report
     from encoders.io import write_json
     from encoders.run.report import plot_confusion
     from encoders.run.files import check_run_dir, is_training_output
-    from encoders.use.running_evaluation import RunningEvaluation
     from encoders.data.table_stream import iter_table
     from encoders.data.tables import TableError
     from encoders.use.trained_run import load_run
@@ -164,32 +153,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
     run = load_run(run_dir, a.checkpoint, device=a.device)
     name = "<stdin>" if a.input == "-" else a.input
-    if run.task == "tagging":
-        gold_column, what, key = run.tags_column, "tags column", "data.tags_column"
-    else:
-        gold_column, what, key = run.label_column, "label column", "data.label_column"
-    tally = RunningEvaluation(run, a.batch_size)
+    task = TASKS[run.task]
+    gold_column, what, key = getattr(run, task.gold_key), task.gold_what, f"data.{task.gold_key}"
+    tally = task.running_evaluation(run, a.batch_size)
     try:
         for first_row, df in iter_table(a.input, run.text_column, a.chunk_rows):
             if gold_column not in df.columns:
                 has = ", ".join(repr(c) for c in df.columns)
                 raise DataError(f"{name}: no {what} {gold_column!r} (the run's {key}); its columns are: {has}")
-            values = df[gold_column].tolist()
-            if run.task == "tagging":
-                words = _words(run, df, a.input, first_row)
-                tally.add(words, gold_tag_ids(values, run.labels, [len(w) for w in words], name, gold_column,
-                                              first_row))
-            elif run.task == "regression":
-                tally.add(_texts(df, run.text_column, a.input, first_row),
-                          gold_values(values, name, gold_column, first_row))
-            else:
-                tally.add(_texts(df, run.text_column, a.input, first_row),
-                          gold_ids(values, run.labels, run.string_labels, name, gold_column, first_row))
+            inputs = _inputs(run, df, a.input, first_row)
+            tally.add(inputs, task.gold(run, df[gold_column].tolist(), inputs, name, gold_column, first_row))
     except TableError as e:
         raise _table_error(e) from None
     report = tally.report()
     report.update(task=run.task, run_dir=os.path.abspath(run_dir), checkpoint=run.checkpoint, input=name)
-    if run.task != "regression":
+    if task.has_labels:
         report["labels_as_trained"] = list(run.labels)
     write_json(output, report)
     wrote = output

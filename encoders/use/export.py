@@ -29,6 +29,7 @@ import numpy as np
 from encoders.io import atomic_folder, atomic_write_with
 from encoders.errors import EncodersError, ExportError
 from encoders.run.files import check_run_dir, checkpoint_path, is_training_output, run_backend
+from encoders.tasks import TASKS
 
 __all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_batches", "onnx_logits"]
 
@@ -170,10 +171,8 @@ def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_A
             raise ExportError(f"writing the {fmt} export of {run_dir} failed ({type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})") from e
         for tokens, lengths, reference in check_batches(spec.vocab_size, spec.padding_idx):
-            expected = own_logits(own_model, reference, lengths)
-            if spec.task == "tagging":  # the export's T, zero past each length
-                expected = expected[:, :tokens.shape[1]] * (
-                    np.arange(tokens.shape[1])[None, :] < lengths[:, None])[:, :, None]
+            expected = TASKS[spec.task].exported_logits(own_logits(own_model, reference, lengths), lengths,
+                                                        tokens.shape[1])
             got = np.asarray(run_artefact(tokens, lengths))
             if got.shape != expected.shape:
                 raise ExportError(f"the {fmt} export returns logits of shape {got.shape} for a batch of shape "

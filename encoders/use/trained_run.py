@@ -34,9 +34,10 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from encoders.config import UNK_ID
-from encoders.data.flat import TokenBuffer, buffer_logits, buffer_token_logits
+from encoders.data.flat import TokenBuffer
 from encoders.errors import EncodersError, RunDirError, TaskError
 from encoders.run.files import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend
+from encoders.tasks import TASKS
 
 __all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
 
@@ -86,6 +87,9 @@ class TrainedRun:
         self.tokens_column = str(data_cfg.get("tokens_column", "tokens"))
         self.tags_column = str(data_cfg.get("tags_column", "tags"))
         self.task = str(getattr(spec, "task", "classification") or "classification")
+        if self.task not in TASKS:
+            raise RunDirError(f"run {run_dir}: the checkpoint's task {self.task!r} is none of {', '.join(TASKS)}")
+        self._kind = TASKS[self.task]  # what differs between the tasks
         # texts are cut as training cut them (runs older than the key used data.max_tokens for it)
         cut = data_cfg.get("max_tokens_per_example", data_cfg.get("max_tokens", None))
         self.max_tokens: Optional[int] = int(cut) if cut else None
@@ -93,11 +97,8 @@ class TrainedRun:
         if names and len(names) != spec.num_classes:
             raise RunDirError(f"run {run_dir}: vocab.json names {len(names)} labels but the checkpoint has "
                               f"{spec.num_classes} classes")
-        self.labels: List[Any] = [] if self.task == "regression" else (names or list(range(spec.num_classes)))
-        self.string_labels = bool(names)
-        if self.task == "tagging":  # tags are strings; the model's tag ids are positions in this list
-            self.labels = [str(n) for n in self.labels]
-            self.string_labels = True
+        self.labels: List[Any]
+        self.labels, self.string_labels = self._kind.labels(names, spec.num_classes)
         if len(vocab) != spec.vocab_size:
             raise RunDirError(f"run {run_dir}: vocab.json has {len(vocab)} tokens but the checkpoint's embedding "
                               f"has {spec.vocab_size}: they are not from the same run")
@@ -131,7 +132,7 @@ class TrainedRun:
 
     def _finish(self, buf: TokenBuffer) -> TokenBuffer:
         # a tagger tags every word: it is not cut (training cut its rows, tags included)
-        if self.max_tokens and self.task != "tagging":
+        if self.max_tokens and not self._kind.per_word:
             buf, _ = buf.truncate(self.max_tokens)
         values = np.where(buf.values == self.pad_id, UNK_ID, buf.values)
         return TokenBuffer(values, buf.offsets)
@@ -166,10 +167,7 @@ class TrainedRun:
             return self._device_logits(buf, batch_size)
 
     def _device_logits(self, buf: TokenBuffer, batch_size: int):
-        if self.task == "tagging":
-            return buffer_token_logits(self._logits_of_batch, self.model, buf, batch_size, self.pad_id)
-        return buffer_logits(self._logits_of_batch, self.model, buf,
-                             None if self.task == "regression" else self.num_classes, batch_size, self.pad_id)
+        return self._kind.logits(self._logits_of_batch, self.model, buf, self.num_classes, batch_size, self.pad_id)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Logits ``[N, C]`` (float32) of encoded texts, in input order (length-sorted batches inside);
@@ -184,7 +182,7 @@ class TrainedRun:
 
     def word_logits(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[np.ndarray]:
         """A tagger's scores of lists of words: one ``[len(words_i), num_tags]`` float32 array per row."""
-        if self.task != "tagging":
+        if not self._kind.per_word:
             raise TaskError(f"word_logits is for tagging runs; {self.run_dir} is a {self.task} run")
         return self._logits(self._word_buffer(words), batch_size)
 
@@ -194,7 +192,7 @@ class TrainedRun:
         Raises:
             TaskError: the run is not a classifier (a tagger's scores are per word: see ``logits``).
         """
-        if self.task != "classification":
+        if not self._kind.has_probabilities:
             raise TaskError(f"predict_proba is for classification runs; {self.run_dir} is a {self.task} run "
                             f"(use predict, or logits for the raw outputs)")
         return softmax(self.logits(texts, batch_size))
@@ -208,16 +206,12 @@ class TrainedRun:
     def predict_words(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Any]:
         """Tagging: for each list of words (as a training file's ``data.tokens_column`` holds them)
         the list of their tags. The other tasks: ``predict`` of the words joined by spaces."""
-        if self.task != "tagging":
+        if not self._kind.per_word:
             return self.predict([" ".join(map(str, row or [])) for row in words], batch_size)
         return self._predictions(self._logits(self._word_buffer(words), batch_size))
 
     def _predictions(self, logits) -> List[Any]:
-        if self.task == "regression":
-            return [float(v) for v in logits]
-        if self.task == "tagging":
-            return [[self.labels[k] for k in row.argmax(axis=1)] if len(row) else [] for row in logits]
-        return [self.labels[k] for k in logits.argmax(axis=1)]
+        return self._kind.predictions(logits, self.labels)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
