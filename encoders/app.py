@@ -18,8 +18,17 @@ log = logging.getLogger(__name__)
 
 
 def to_schema(cfg: DictConfig) -> TrainConfig:
-    """The composed config as a typed ``TrainConfig``; a mandatory value left at ``???`` is named,
-    and so is a key the schema lacks (see ``unknown_keys``)."""
+    """The composed config as a typed ``TrainConfig``.
+
+    Args:
+        cfg: the config Hydra composed (a ``TrainConfig`` passes through).
+
+    Returns:
+        The ``TrainConfig``.
+
+    Raises:
+        ConfigError: a mandatory value left at ``???``, or a key the schema lacks (``unknown_keys``).
+    """
     if not isinstance(cfg, DictConfig):
         return cfg
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -158,8 +167,14 @@ KERAS_BACKENDS = {"tf": "tensorflow", "jax": "jax"}  # backend=... -> the Keras 
 
 
 def use_keras_backend(backend: str) -> None:
-    """Point Keras at the backend's framework (``KERAS_BACKEND``, read once when keras is imported);
-    a keras already imported on another backend can't switch, which is said rather than ignored."""
+    """Point Keras at the backend's framework (``KERAS_BACKEND``, read once when keras is imported).
+
+    Args:
+        backend: ``"tf"`` or ``"jax"``.
+
+    Raises:
+        ConfigError: keras was already imported on another backend (it can't switch).
+    """
     wanted = KERAS_BACKENDS[backend]
     if "keras" in sys.modules:
         import keras
@@ -172,7 +187,19 @@ def use_keras_backend(backend: str) -> None:
 
 
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
-    """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
+    """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir.
+
+    Args:
+        cfg: the config Hydra composed.
+        run_dir: the run dir (Hydra's output dir).
+        encoder_name: the ``encoder`` config's name, for the logs (default: the cell).
+
+    Returns:
+        The run's metrics (what metrics.json holds).
+
+    Raises:
+        EncodersError: a config or data problem the user can fix (``ConfigError``, ``DataError``...).
+    """
     schema = to_schema(cfg)
     check_config(schema)
     from encoders.run.recipe import check_mlflow

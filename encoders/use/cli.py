@@ -17,8 +17,11 @@ of words, as in the training files), else the text column split at whitespace; e
 gold tags from ``data.tags_column`` (lists, or space-separated tags in csv). Regression:
 ``prediction`` is a float; evaluate reads the target from ``data.label_column``.
 ``--probabilities`` is for classification only.
-A problem the user can fix (a run dir without checkpoint or vocabulary, a missing column, an
-unknown label...) prints one line on stderr and exits with code 2.
+What the commands do per task is ``encoders.tasks.TASKS[run.task]``'s.
+Every command (``convert`` included) ends through :func:`main`: a problem the user can fix (a run
+dir without checkpoint or vocabulary, a missing column, an unknown label...) prints one line on
+stderr, ``error: TypeName: message``, and exits with code 2; Ctrl-C exits with 130
+(``encoders.errors.exit_line``).
 """
 from __future__ import annotations
 
@@ -84,8 +87,20 @@ def _words(run, df, path: str, first_row: int = 1):
 
 # -- predict ---------------------------------------------------------------------------------------
 def cmd_predict(a: argparse.Namespace) -> int:
-    """Reads, predicts and writes ``--chunk-rows`` rows at a time (length-sorted batches inside each
-    chunk), so memory does not grow with the input; the output is the same as for one chunk."""
+    """``encoders predict``: the input's rows with the columns of the run's task added.
+
+    Reads, predicts and writes ``--chunk-rows`` rows at a time (length-sorted batches inside each
+    chunk), so memory does not grow with the input; the output is the same as for one chunk.
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+
+    Raises:
+        EncodersError: what the user can fix (a run dir, a column, an option the task lacks...).
+    """
     from encoders.data.table_stream import TableWriter, iter_table
     from encoders.data.tables import TableError
     from encoders.use.trained_run import TaskError, load_run
@@ -133,6 +148,17 @@ def pd_object_column(values):
 
 # -- evaluate --------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    """``encoders evaluate``: the run's figures on a table with gold values, as JSON (and a png).
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+
+    Raises:
+        EncodersError: what the user can fix (a missing gold column, an unknown label...).
+    """
     from encoders.use.evaluation import format_report
     from encoders.io import write_json
     from encoders.run.report import plot_confusion
@@ -181,6 +207,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 # -- export ----------------------------------------------------------------------------------------
 def cmd_export(a: argparse.Namespace) -> int:
+    """``encoders export``: ONNX or a SavedModel (``encoders.use.export.export_run``).
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+    """
     from encoders.use.export import export_run
 
     out, diff = export_run(a.run_dir, a.format, a.output, a.atol, a.overwrite, a.checkpoint)
@@ -189,18 +223,33 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def checkpoint_option(parser: argparse.ArgumentParser) -> None:
-    """``--checkpoint best|last``, the same on every command (convert's included)."""
+    """Add ``--checkpoint best|last``, the same on every command (convert's included).
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
                         help="which checkpoint of the run: best (on validation, the default) or last")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (``encoders.use.devices``).
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
 
 
 # -- convert ---------------------------------------------------------------------------------------
 def cmd_convert(a: argparse.Namespace) -> int:
     """``encoders convert`` (= ``python -m encoders.convert``): the run's checkpoint in the other backend.
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
 
     Raises:
         EncodersError: what ``convert_run`` refuses; a checkpoint its loaders can't read (truncated,
@@ -220,12 +269,25 @@ def cmd_convert(a: argparse.Namespace) -> int:
 
 # -- cache -----------------------------------------------------------------------------------------
 def cmd_cache(a: argparse.Namespace) -> int:
+    """``encoders cache list|clear`` (``encoders.data.cache.command``).
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        The command's exit code.
+    """
     from encoders.data.cache import command
 
     return command(a.action, a.cache_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command.
+
+    Returns:
+        The ``encoders`` parser; each subcommand sets ``func``, the ``cmd_*`` function it runs.
+    """
     from encoders.convert.runs import DEFAULT_ATOL as CONVERT_ATOL
     from encoders.use.export import DEFAULT_ATOL, FORMATS
     from encoders.data.table_stream import DEFAULT_CHUNK_ROWS
@@ -343,6 +405,9 @@ def exit_process(code: Optional[int] = 0) -> None:
     What a normal exit does for the user's files still happens first: non-daemon threads are
     joined, the exit handlers run (logging flushes and closes its files, multiprocessing joins its
     children) and stdout/stderr are flushed. For ``__main__`` blocks only: it ends the process.
+
+    Args:
+        code: the exit code (None is 0).
     """
     import atexit
     import threading

@@ -45,10 +45,16 @@ def default_output(run_dir: str, fmt: str) -> str:
 def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(tokens, lengths, reference_tokens)`` batches for checking an artefact.
 
-    ``tokens`` holds random non-pad ids *beyond* each row's length too (the artefact must ignore
-    them); ``reference_tokens`` is the same batch properly padded (at least one column wide), which
-    the run's own model scores. Batches: ragged with an empty row, one token and ``CHECK_LENGTH``
-    tokens; a single one-token row; an all-empty batch with ``T = 0``.
+    Args:
+        vocab_size: ids are drawn from ``[1, vocab_size)`` (the pad id excluded).
+        pad_id: the padding id.
+        seed: the random ids' seed.
+
+    Returns:
+        The batches: ragged with an empty row, one token and ``CHECK_LENGTH`` tokens; a single
+        one-token row; an all-empty batch with ``T = 0``. ``tokens`` holds random non-pad ids
+        *beyond* each row's length too (the artefact must ignore them); ``reference_tokens`` is the
+        same batch properly padded (at least one column wide), which the run's own model scores.
     """
     rng = np.random.default_rng(seed)
     low = 1 if vocab_size > 1 else 0
@@ -67,7 +73,17 @@ def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple
 
 
 def onnx_logits(path: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function ``(tokens, lengths) -> logits`` running an exported ONNX model with onnxruntime."""
+    """Run an exported ONNX model with onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file.
+
+    Returns:
+        A function ``(tokens, lengths) -> logits``.
+
+    Raises:
+        ExportError: onnxruntime is not installed.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -133,7 +149,18 @@ def _write(fmt: str, model, tmp: str, padding_idx: int) -> Callable[[np.ndarray,
 
 def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_ATOL, overwrite: bool = False,
                which: str = "best") -> Tuple[str, float]:
-    """Export a run's ``which`` checkpoint as ``fmt`` ("onnx" or "savedmodel"); returns (path, max |diff|).
+    """Export a run's checkpoint for serving, checked against the run's own model first.
+
+    Args:
+        run_dir: the run dir.
+        fmt: ``"onnx"`` or ``"savedmodel"``.
+        output: where to write (default: ``RUN_DIR/export/model.onnx`` or ``RUN_DIR/export/savedmodel``).
+        atol: the largest logit difference allowed on the check batches.
+        overwrite: replace an earlier export at ``output``.
+        which: the checkpoint, ``"best"`` or ``"last"``.
+
+    Returns:
+        ``(path written, largest logit difference)``.
 
     Raises:
         EncodersError: unknown format, an output that exists (without ``overwrite``) or that
