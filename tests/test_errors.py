@@ -3,7 +3,6 @@ import errno
 import os
 import re
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 import encoders.errors as errors

@@ -30,7 +30,7 @@ import os
 import sys
 from typing import List, Optional
 
-from encoders.errors import DataError, EncodersError, RunDirError, exit_line
+from encoders.errors import DataError, EncodersError, RunDirError, TaskError, exit_line
 from encoders.tasks import PREDICTION, PROBABILITY, TASKS  # noqa: F401 (the columns predict adds)
 
 
@@ -103,7 +103,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     """
     from encoders.data.table_stream import TableWriter, iter_table
     from encoders.data.tables import TableError
-    from encoders.use.trained_run import TaskError, load_run
+    from encoders.use.trained_run import load_run
 
     _check_table_output(a.output)
     run = load_run(a.run_dir, a.checkpoint, device=a.device)
