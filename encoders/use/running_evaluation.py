@@ -51,11 +51,10 @@ class RunningEvaluation:
         batch_size: rows per batch.
     """
 
-    def __init__(self, run: Any, batch_size: int):
-        from encoders.tasks import TASKS
+    no_gold = "evaluate needs at least one labelled row, the input has none"
 
+    def __init__(self, run: Any, batch_size: int):
         self.run, self.batch_size, self.task = run, batch_size, run.task
-        self.no_gold = TASKS[run.task].no_gold
         c = len(run.labels)
         self.confusion = np.zeros((c, c), dtype=np.int64)
         self.rows = self.count = 0  # count: examples (tokens for tagging)
@@ -110,6 +109,8 @@ class RunningTagging(RunningEvaluation):
     """A tagger's figures over real tokens, with ``span_f1`` for BIO-like tags; :meth:`report` gives
     what :func:`encoders.use.evaluation.evaluate_tagging` gives."""
 
+    no_gold = "evaluate needs at least one tagged token, the input has none"
+
     def __init__(self, run: Any, batch_size: int):
         super().__init__(run, batch_size)
         self.spans = [0, 0, 0]  # gold, predicted, correct
@@ -141,11 +142,10 @@ class RunningRegression:
     """A regressor's ``rmse``, ``mae`` and ``num_examples``, as
     :func:`encoders.use.evaluation.evaluate_regression` gives them, over chunks of texts and targets."""
 
-    def __init__(self, run: Any, batch_size: int):
-        from encoders.tasks import TASKS
+    no_gold = "evaluate needs at least one row with a target, the input has none"
 
+    def __init__(self, run: Any, batch_size: int):
         self.run, self.batch_size, self.task = run, batch_size, run.task
-        self.no_gold = TASKS[run.task].no_gold
         self.rows = self.count = 0
         self.squares, self.absolute = ExactSum(), ExactSum()
 
