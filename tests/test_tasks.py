@@ -119,3 +119,14 @@ def test_gold_is_read_as_each_task_reads_it():
     np.testing.assert_array_equal(TASKS["regression"].gold(run, ["1.5", 2], ["t", "u"], "in", "label", 1), [1.5, 2.0])
     with pytest.raises(DataError, match=r"data row 8 .*1 tokens but 2 tags"):
         TASKS["tagging"].gold(run, ["O O"], [["a"]], "in.csv", "tags", 8)
+
+
+@pytest.mark.parametrize("name, message", [("classification", "at least one labelled row"),
+                                           ("tagging", "at least one tagged token"),
+                                           ("regression", "at least one row with a target")])
+def test_each_tasks_running_evaluation_names_an_input_without_gold(name, message):
+    labels = TASKS[name].labels(["B-X", "O"] if name == "tagging" else [], 2)[0]
+    tally = TASKS[name].running_evaluation(SimpleNamespace(task=name, labels=labels), 8)
+    tally.add([], [])  # an empty chunk adds nothing
+    with pytest.raises(DataError, match=f"evaluate needs {message}, the input has none"):
+        tally.report()
