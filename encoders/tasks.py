@@ -400,4 +400,4 @@ class Regression(Task):
         return RunningRegression(run, batch_size)
 
 
-TASKS: Dict[str, Task] = {task.name: task for task in (Classification(), Tagging(), Regression())}
+TASKS: Dict[str, Task] = {kind.name: kind for kind in (Classification(), Tagging(), Regression())}
