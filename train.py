@@ -18,22 +18,22 @@ log = logging.getLogger("train")
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from encoders.app import USER_ERROR, EncodersError, run
+    from encoders.app import EncodersError, run
+    from encoders.errors import exit_line
 
     hc = HydraConfig.get()
     try:
         metrics = run(cfg, hc.runtime.output_dir, hc.runtime.choices.get("encoder"))
-    except EncodersError as e:  # the user's to fix: the message, not a traceback
-        log.error("%s: %s", type(e).__name__, e)
-        sys.exit(USER_ERROR)
-    except OSError as e:  # a full disk in a framework's own write (Keras checkpoints, logs): one line too
+    except (EncodersError, OSError) as e:  # the user's to fix: the message, not a traceback (as the CLI)
         from encoders.io import storage_error
 
-        error = storage_error(e, where=f"the run dir {hc.runtime.output_dir}")
-        if error is e:
+        # a full disk in a framework's own write (Keras checkpoints, logs): one line too
+        ended = exit_line(storage_error(e, where=f"the run dir {hc.runtime.output_dir}")
+                          if isinstance(e, OSError) else e)
+        if ended is None:
             raise
-        log.error("%s: %s", type(error).__name__, error)
-        sys.exit(USER_ERROR)
+        log.error("%s", ended[0])
+        sys.exit(ended[1])
     except KeyboardInterrupt:  # Ctrl-C: where the run can be continued from, not a traceback
         from encoders.errors import INTERRUPTED
         from encoders.run.resume import resume_hint

@@ -12,14 +12,23 @@ from omegaconf import DictConfig, OmegaConf
 from encoders.config import PAD, UNK, TrainConfig
 from encoders.data.sources import check_token_budget, load_splits
 from encoders.data.vocab import Vocab
-from encoders.errors import USER_ERROR, ConfigError, DataError, EncodersError
+from encoders.errors import USER_ERROR, ConfigError, DataError, EncodersError, exit_line
 
 log = logging.getLogger(__name__)
 
 
 def to_schema(cfg: DictConfig) -> TrainConfig:
-    """The composed config as a typed ``TrainConfig``; a mandatory value left at ``???`` is named,
-    and so is a key the schema lacks (see ``unknown_keys``)."""
+    """The composed config as a typed ``TrainConfig``.
+
+    Args:
+        cfg: the config Hydra composed (a ``TrainConfig`` passes through).
+
+    Returns:
+        The ``TrainConfig``.
+
+    Raises:
+        ConfigError: a mandatory value left at ``???``, or a key the schema lacks (``unknown_keys``).
+    """
     if not isinstance(cfg, DictConfig):
         return cfg
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -75,10 +84,19 @@ def check_config(cfg: TrainConfig) -> None:
 def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
     """Call a ``@hydra.main`` function so that Hydra's own config errors (no such group option as
     in ``encoder=nope``, a key the schema lacks, a value of the wrong type) end the run as an
-    ``EncodersError`` does: one line on stderr and exit code ``USER_ERROR``.
+    ``EncodersError`` does (``encoders.errors.exit_line``): one line on stderr and exit code ``USER_ERROR``.
 
     ``HYDRA_FULL_ERROR=1`` is Hydra's switch to raise its errors instead of printing them; it is
     turned on here to catch them. A user who sets it gets Hydra's full traceback, as before.
+
+    Args:
+        hydra_main: the ``@hydra.main`` function, called without arguments.
+
+    Returns:
+        What ``hydra_main`` returns.
+
+    Raises:
+        SystemExit: with ``USER_ERROR`` after a Hydra or OmegaConf config error.
     """
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return hydra_main()
@@ -95,8 +113,9 @@ def hydra_errors_as_one_line(hydra_main: Callable[[], Any]) -> Any:
         else:  # Hydra's first line names the override, its cause's first line says what is wrong with it
             lines = [str(x).strip().splitlines()[0] for x in (e, e.__cause__) if x is not None and str(x).strip()]
             message = ": ".join(line.rstrip(".") for line in lines)
-        print(f"ConfigError: {message}", file=sys.stderr)
-        sys.exit(USER_ERROR)
+        line, code = exit_line(ConfigError(message))
+        print(line, file=sys.stderr)
+        sys.exit(code)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
@@ -116,8 +135,14 @@ KERAS_BACKENDS = {"tf": "tensorflow", "jax": "jax"}  # backend=... -> the Keras 
 
 
 def use_keras_backend(backend: str) -> None:
-    """Point Keras at the backend's framework (``KERAS_BACKEND``, read once when keras is imported);
-    a keras already imported on another backend can't switch, which is said rather than ignored."""
+    """Point Keras at the backend's framework (``KERAS_BACKEND``, read once when keras is imported).
+
+    Args:
+        backend: ``"tf"`` or ``"jax"``.
+
+    Raises:
+        ConfigError: keras was already imported on another backend (it can't switch).
+    """
     wanted = KERAS_BACKENDS[backend]
     if "keras" in sys.modules:
         import keras
@@ -130,7 +155,19 @@ def use_keras_backend(backend: str) -> None:
 
 
 def run(cfg: DictConfig, run_dir: str, encoder_name: Optional[str] = None) -> Dict[str, Any]:
-    """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir."""
+    """Train the composed config; writes metrics.json, curves.png, vocab.json and checkpoints to run_dir.
+
+    Args:
+        cfg: the config Hydra composed.
+        run_dir: the run dir (Hydra's output dir).
+        encoder_name: the ``encoder`` config's name, for the logs (default: the cell).
+
+    Returns:
+        The run's metrics (what metrics.json holds).
+
+    Raises:
+        EncodersError: a config or data problem the user can fix (``ConfigError``, ``DataError``...).
+    """
     schema = to_schema(cfg)
     check_config(schema)
     from encoders.run.recipe import check_mlflow

@@ -200,3 +200,202 @@ def tag_names(splits: Any) -> List[str]:
     vocab = splits.vocab
     names = list(getattr(vocab, "labels", []) or [])
     return names if len(names) == splits.num_classes else [str(i) for i in range(splits.num_classes)]
+
+
+# -- what using a trained run does per task: load_run, predict, evaluate, export ---------------------
+PREDICTION, PROBABILITY = "prediction", "probability"  # the columns predict adds
+
+
+class Task:
+    """What the commands that use a trained run do for one task; ``TASKS[run.task]`` is the one.
+
+    The base class is classification; ``Tagging`` and ``Regression`` change what differs.
+
+    Attributes:
+        name: the task's name (``task.name`` of the config, ``run.task``).
+        per_word: the inputs are lists of words with one output per word (tagging): a text is not
+            cut at ``data.max_tokens_per_example``, and predict/evaluate read a json/jsonl/parquet
+            input's ``data.tokens_column`` when it has one.
+        has_labels: the outputs are classes (or tags) named by ``run.labels``; a regression has none.
+        has_probabilities: ``predict_proba`` and ``predict --probabilities`` exist (classification).
+        gold_key: the ``data.*`` key of the column evaluate reads the gold values from.
+        gold_what: how messages call that column.
+    """
+
+    name = "classification"
+    per_word = False
+    has_labels = True
+    has_probabilities = True
+    gold_key, gold_what = "label_column", "label column"
+
+    def __repr__(self) -> str:
+        return f"TASKS[{self.name!r}]"
+
+    def labels(self, names: Sequence[Any], num_classes: int) -> Tuple[List[Any], bool]:
+        """``run.labels`` and whether they are names (else class ids ``0..K-1``).
+
+        Args:
+            names: the label names in the run's ``vocab.json`` (``[]`` for integer labels).
+            num_classes: the checkpoint's number of outputs.
+
+        Returns:
+            ``(labels by class id, string_labels)``.
+        """
+        return list(names) or list(range(num_classes)), bool(names)
+
+    def logits(self, batch_logits: Any, model: Any, buf: Any, num_classes: int, batch_size: int, pad_id: int):
+        """The model's outputs of every row of a ``TokenBuffer``, in its order (length-sorted batches).
+
+        Args:
+            batch_logits: the backend's ``inference.batch_logits(model, tokens, lengths)``.
+            model: the loaded model.
+            buf: the encoded rows (``encoders.data.flat.TokenBuffer``).
+            num_classes: the number of outputs per row (or per word).
+            batch_size: rows per batch.
+            pad_id: the padding id.
+
+        Returns:
+            float32 ``[N, num_classes]`` (a tagger: one ``[words_i, num_tags]`` array per row; a
+            regressor: ``[N]``).
+        """
+        from encoders.data.flat import buffer_logits
+
+        return buffer_logits(batch_logits, model, buf, num_classes, batch_size, pad_id)
+
+    def predictions(self, logits: Any, labels: Sequence[Any]) -> List[Any]:
+        """What ``run.predict`` returns for the outputs of :meth:`logits`: the best label of each row."""
+        return [labels[k] for k in logits.argmax(axis=1)]
+
+    def prediction_columns(self, labels: Sequence[Any], probabilities: bool) -> List[str]:
+        """The columns ``predict`` adds to a table (``probabilities``: ``--probabilities``)."""
+        return [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in labels] if probabilities else [])
+
+    def predicted(self, run: Any, inputs: Sequence[Any], batch_size: int, probabilities: bool) -> Dict[str, Any]:
+        """The values of :meth:`prediction_columns` for a chunk of ``inputs`` (texts, or lists of
+        words when :attr:`per_word`), column by column, in that order."""
+        proba = run.predict_proba(inputs, batch_size=batch_size)
+        best = proba.argmax(axis=1) if len(inputs) else []
+        columns = {PREDICTION: [run.labels[k] for k in best],
+                   PROBABILITY: proba.max(axis=1).astype(float) if len(inputs) else []}
+        if probabilities:
+            for k, label in enumerate(run.labels):
+                columns[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
+        return columns
+
+    def gold(self, run: Any, values: Sequence[Any], inputs: Sequence[Any], where: str, column: str,
+             first_row: int) -> Any:
+        """Evaluate's gold values of a chunk, read as training read them.
+
+        Args:
+            run: the ``TrainedRun``.
+            values: the cells of the gold column.
+            inputs: the chunk's texts (lists of words when :attr:`per_word`).
+            where: the input's name in messages.
+            column: the gold column's name.
+            first_row: the chunk's first data row (counted from 1) in the whole input.
+
+        Returns:
+            What the task's running evaluation adds: class ids (a tagger: one array of tag ids per
+            row; a regressor: float targets).
+
+        Raises:
+            DataError: a missing or unknown gold value, named with its row.
+        """
+        from encoders.use.evaluation import gold_ids
+
+        return gold_ids(values, run.labels, run.string_labels, where, column, first_row)
+
+    def running_evaluation(self, run: Any, batch_size: int) -> Any:
+        """The tally ``evaluate`` feeds chunk by chunk (``encoders.use.running_evaluation``)."""
+        from encoders.use.running_evaluation import RunningEvaluation
+
+        return RunningEvaluation(run, batch_size)
+
+    def exported_logits(self, logits: Any, lengths: Any, width: int) -> Any:
+        """The run's own logits of a check batch as an export must give them for a batch ``width``
+        steps wide (a tagger's: cut to that width, zero past each row's length)."""
+        return logits
+
+
+class Classification(Task):
+    """A label per text: the base behaviour."""
+
+
+class Tagging(Task):
+    """A tag per word: inputs are lists of words, outputs one per word."""
+
+    name = "tagging"
+    per_word = True
+    has_probabilities = False
+    gold_key, gold_what = "tags_column", "tags column"
+
+    def labels(self, names: Sequence[Any], num_classes: int) -> Tuple[List[Any], bool]:
+        # tags are strings; the model's tag ids are positions in this list
+        return [str(n) for n in (list(names) or range(num_classes))], True
+
+    def logits(self, batch_logits: Any, model: Any, buf: Any, num_classes: int, batch_size: int, pad_id: int):
+        from encoders.data.flat import buffer_token_logits
+
+        return buffer_token_logits(batch_logits, model, buf, batch_size, pad_id)
+
+    def predictions(self, logits: Any, labels: Sequence[Any]) -> List[Any]:
+        return [[labels[k] for k in row.argmax(axis=1)] if len(row) else [] for row in logits]
+
+    def prediction_columns(self, labels: Sequence[Any], probabilities: bool) -> List[str]:
+        return [PREDICTION]
+
+    def predicted(self, run: Any, inputs: Sequence[Any], batch_size: int, probabilities: bool) -> Dict[str, Any]:
+        return {PREDICTION: run.predict_words(inputs, batch_size=batch_size)}
+
+    def gold(self, run: Any, values: Sequence[Any], inputs: Sequence[Any], where: str, column: str,
+             first_row: int) -> Any:
+        from encoders.use.evaluation import gold_tag_ids
+
+        return gold_tag_ids(values, run.labels, [len(w) for w in inputs], where, column, first_row)
+
+    def running_evaluation(self, run: Any, batch_size: int) -> Any:
+        from encoders.use.running_evaluation import RunningTagging
+
+        return RunningTagging(run, batch_size)
+
+    def exported_logits(self, logits: Any, lengths: Any, width: int) -> Any:
+        return logits[:, :width] * (np.arange(width)[None, :] < lengths[:, None])[:, :, None]
+
+
+class Regression(Task):
+    """A float per text: no labels, no probabilities."""
+
+    name = "regression"
+    has_labels = False
+    has_probabilities = False
+
+    def labels(self, names: Sequence[Any], num_classes: int) -> Tuple[List[Any], bool]:
+        return [], bool(names)
+
+    def logits(self, batch_logits: Any, model: Any, buf: Any, num_classes: int, batch_size: int, pad_id: int):
+        from encoders.data.flat import buffer_logits
+
+        return buffer_logits(batch_logits, model, buf, None, batch_size, pad_id)
+
+    def predictions(self, logits: Any, labels: Sequence[Any]) -> List[Any]:
+        return [float(v) for v in logits]
+
+    def prediction_columns(self, labels: Sequence[Any], probabilities: bool) -> List[str]:
+        return [PREDICTION]
+
+    def predicted(self, run: Any, inputs: Sequence[Any], batch_size: int, probabilities: bool) -> Dict[str, Any]:
+        return {PREDICTION: [float(x) for x in run.predict(inputs, batch_size=batch_size)]}
+
+    def gold(self, run: Any, values: Sequence[Any], inputs: Sequence[Any], where: str, column: str,
+             first_row: int) -> Any:
+        from encoders.use.evaluation import gold_values
+
+        return gold_values(values, where, column, first_row)
+
+    def running_evaluation(self, run: Any, batch_size: int) -> Any:
+        from encoders.use.running_evaluation import RunningRegression
+
+        return RunningRegression(run, batch_size)
+
+
+TASKS: Dict[str, Task] = {kind.name: kind for kind in (Classification(), Tagging(), Regression())}

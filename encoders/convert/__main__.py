@@ -1,4 +1,6 @@
-from encoders.use.cli import exit_process
-from encoders.convert.runs import main
+"""``python -m encoders.convert RUN_DIR ...``: the same command as ``python -m encoders convert``."""
+import sys
 
-exit_process(main())
+from encoders.use.cli import exit_process, main
+
+exit_process(main(["convert", *sys.argv[1:]]))

@@ -13,10 +13,8 @@ largest logit difference must be within ``--atol``; otherwise nothing is written
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
-import sys
 from typing import Tuple
 
 import numpy as np
@@ -171,24 +169,3 @@ def convert_run(run_dir: str, out: str = "", which: str = "best", atol: float = 
     else:
         save_torch_classifier(tm, out)
     return out, diff
-
-
-def main(argv=None) -> int:
-    from encoders.use.cli import checkpoint_option
-
-    p = argparse.ArgumentParser(prog="python -m encoders convert", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir", help="a run dir written by train.py (backend=torch or backend=tf)")
-    p.add_argument("--output", "-o", "--out", dest="out", default="", metavar="PATH",
-                   help="output path (default: checkpoints/WHICH.keras for a torch run, "
-                        "checkpoints/WHICH.ckpt for a tf run)")
-    checkpoint_option(p)
-    p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="largest logit difference allowed")
-    p.add_argument("--overwrite", action="store_true", help="replace the output file of an earlier conversion")
-    a = p.parse_args(argv)
-    try:
-        out, diff = convert_run(a.run_dir, a.out, a.checkpoint, a.atol, a.overwrite)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} (largest logit difference on the sample batch: {diff:.2e})")
-    return 0

@@ -17,8 +17,11 @@ of words, as in the training files), else the text column split at whitespace; e
 gold tags from ``data.tags_column`` (lists, or space-separated tags in csv). Regression:
 ``prediction`` is a float; evaluate reads the target from ``data.label_column``.
 ``--probabilities`` is for classification only.
-A problem the user can fix (a run dir without checkpoint or vocabulary, a missing column, an
-unknown label...) prints one line on stderr and exits with code 2.
+What the commands do per task is ``encoders.tasks.TASKS[run.task]``'s.
+Every command (``convert`` included) ends through :func:`main`: a problem the user can fix (a run
+dir without checkpoint or vocabulary, a missing column, an unknown label...) prints one line on
+stderr, ``error: TypeName: message``, and exits with code 2; Ctrl-C exits with 130
+(``encoders.errors.exit_line``).
 """
 from __future__ import annotations
 
@@ -27,9 +30,8 @@ import os
 import sys
 from typing import List, Optional
 
-from encoders.errors import USER_ERROR, DataError, EncodersError
-
-PREDICTION, PROBABILITY = "prediction", "probability"
+from encoders.errors import DataError, EncodersError, RunDirError, TaskError, exit_line
+from encoders.tasks import PREDICTION, PROBABILITY, TASKS  # noqa: F401 (the columns predict adds)
 
 
 def _table_error(e: Exception) -> DataError:
@@ -63,7 +65,14 @@ def _uses_tokens_column(run, df, path: str) -> bool:
     """A tagging input's words come from ``data.tokens_column`` when the table has it (json, jsonl or
     parquet: csv cells can't be lists), else from the text column."""
     csv_like = path == "-" or os.path.splitext(path)[1].lower() in (".csv", ".tsv")
-    return run.task == "tagging" and not csv_like and run.tokens_column in df.columns
+    return TASKS[run.task].per_word and not csv_like and run.tokens_column in df.columns
+
+
+def _inputs(run, df, path: str, first_row: int = 1):
+    """What the run scores of a chunk: its texts, or a tagger's lists of words."""
+    if TASKS[run.task].per_word:
+        return _words(run, df, path, first_row)
+    return _texts(df, run.text_column, path, first_row)
 
 
 def _words(run, df, path: str, first_row: int = 1):
@@ -78,15 +87,27 @@ def _words(run, df, path: str, first_row: int = 1):
 
 # -- predict ---------------------------------------------------------------------------------------
 def cmd_predict(a: argparse.Namespace) -> int:
-    """Reads, predicts and writes ``--chunk-rows`` rows at a time (length-sorted batches inside each
-    chunk), so memory does not grow with the input; the output is the same as for one chunk."""
+    """``encoders predict``: the input's rows with the columns of the run's task added.
+
+    Reads, predicts and writes ``--chunk-rows`` rows at a time (length-sorted batches inside each
+    chunk), so memory does not grow with the input; the output is the same as for one chunk.
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+
+    Raises:
+        EncodersError: what the user can fix (a run dir, a column, an option the task lacks...).
+    """
     from encoders.data.table_stream import TableWriter, iter_table
     from encoders.data.tables import TableError
-    from encoders.use.trained_run import TaskError, load_run
+    from encoders.use.trained_run import load_run
 
     _check_table_output(a.output)
     run = load_run(a.run_dir, a.checkpoint, device=a.device)
-    if a.probabilities and run.task != "classification":
+    if a.probabilities and not TASKS[run.task].has_probabilities:
         raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
                         f"(its prediction column is all predict writes)")
     writer = None
@@ -105,32 +126,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def _predicted(run, df, a: argparse.Namespace, first_row: int):
     """One chunk of the input with the columns predict adds."""
-    if run.task == "classification":
-        added = [PREDICTION, PROBABILITY] + ([f"{PROBABILITY}_{label}" for label in run.labels]
-                                             if a.probabilities else [])
-    else:
-        added = [PREDICTION]
-    if run.task == "tagging":
-        words = _words(run, df, a.input, first_row)
-    else:
-        texts = _texts(df, run.text_column, a.input, first_row)
+    task = TASKS[run.task]
+    added = task.prediction_columns(run.labels, a.probabilities)
+    inputs = _inputs(run, df, a.input, first_row)
     clash = [c for c in added if c in df.columns]
     if clash:
         raise DataError(f"{a.input}: already has column(s) {', '.join(map(repr, clash))}, which predict adds: "
                         f"rename or drop them")
     out = df.copy()
-    if run.task == "tagging":
-        out[PREDICTION] = pd_object_column(run.predict_words(words, batch_size=a.batch_size))
-    elif run.task == "regression":
-        out[PREDICTION] = [float(x) for x in run.predict(texts, batch_size=a.batch_size)]
-    else:
-        proba = run.predict_proba(texts, batch_size=a.batch_size)
-        best = proba.argmax(axis=1) if len(texts) else []
-        out[PREDICTION] = [run.labels[k] for k in best]
-        out[PROBABILITY] = proba.max(axis=1).astype(float) if len(texts) else []
-        if a.probabilities:
-            for k, label in enumerate(run.labels):
-                out[f"{PROBABILITY}_{label}"] = proba[:, k].astype(float)
+    for column, values in task.predicted(run, inputs, a.batch_size, a.probabilities).items():
+        out[column] = pd_object_column(values) if task.per_word else values  # a tagger's: a list per row
     return out
 
 
@@ -143,11 +148,21 @@ def pd_object_column(values):
 
 # -- evaluate --------------------------------------------------------------------------------------
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from encoders.use.evaluation import format_report, gold_ids, gold_tag_ids, gold_values
+    """``encoders evaluate``: the run's figures on a table with gold values, as JSON (and a png).
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+
+    Raises:
+        EncodersError: what the user can fix (a missing gold column, an unknown label...).
+    """
+    from encoders.use.evaluation import format_report
     from encoders.io import write_json
     from encoders.run.report import plot_confusion
     from encoders.run.files import EVALUATION_FILE, check_run_dir, is_training_output
-    from encoders.use.running_evaluation import RunningEvaluation
     from encoders.data.table_stream import iter_table
     from encoders.data.tables import TableError
     from encoders.use.trained_run import load_run
@@ -164,32 +179,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
     run = load_run(run_dir, a.checkpoint, device=a.device)
     name = "<stdin>" if a.input == "-" else a.input
-    if run.task == "tagging":
-        gold_column, what, key = run.tags_column, "tags column", "data.tags_column"
-    else:
-        gold_column, what, key = run.label_column, "label column", "data.label_column"
-    tally = RunningEvaluation(run, a.batch_size)
+    task = TASKS[run.task]
+    gold_column, what, key = getattr(run, task.gold_key), task.gold_what, f"data.{task.gold_key}"
+    tally = task.running_evaluation(run, a.batch_size)
     try:
         for first_row, df in iter_table(a.input, run.text_column, a.chunk_rows):
             if gold_column not in df.columns:
                 has = ", ".join(repr(c) for c in df.columns)
                 raise DataError(f"{name}: no {what} {gold_column!r} (the run's {key}); its columns are: {has}")
-            values = df[gold_column].tolist()
-            if run.task == "tagging":
-                words = _words(run, df, a.input, first_row)
-                tally.add(words, gold_tag_ids(values, run.labels, [len(w) for w in words], name, gold_column,
-                                              first_row))
-            elif run.task == "regression":
-                tally.add(_texts(df, run.text_column, a.input, first_row),
-                          gold_values(values, name, gold_column, first_row))
-            else:
-                tally.add(_texts(df, run.text_column, a.input, first_row),
-                          gold_ids(values, run.labels, run.string_labels, name, gold_column, first_row))
+            inputs = _inputs(run, df, a.input, first_row)
+            tally.add(inputs, task.gold(run, df[gold_column].tolist(), inputs, name, gold_column, first_row))
     except TableError as e:
         raise _table_error(e) from None
     report = tally.report()
     report.update(task=run.task, run_dir=os.path.abspath(run_dir), checkpoint=run.checkpoint, input=name)
-    if run.task != "regression":
+    if task.has_labels:
         report["labels_as_trained"] = list(run.labels)
     write_json(output, report)
     wrote = output
@@ -203,6 +207,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 # -- export ----------------------------------------------------------------------------------------
 def cmd_export(a: argparse.Namespace) -> int:
+    """``encoders export``: ONNX or a SavedModel (``encoders.use.export.export_run``).
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+    """
     from encoders.use.export import export_run
 
     out, diff = export_run(a.run_dir, a.format, a.output, a.atol, a.overwrite, a.checkpoint)
@@ -211,20 +223,72 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def checkpoint_option(parser: argparse.ArgumentParser) -> None:
-    """``--checkpoint best|last``, the same on every command (convert's included)."""
+    """Add ``--checkpoint best|last``, the same on every command (convert's included).
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument("--checkpoint", default="best", choices=["best", "last"],
                         help="which checkpoint of the run: best (on validation, the default) or last")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (``encoders.use.devices``).
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+
+
+# -- convert ---------------------------------------------------------------------------------------
+def cmd_convert(a: argparse.Namespace) -> int:
+    """``encoders convert`` (= ``python -m encoders.convert``): the run's checkpoint in the other backend.
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        0.
+
+    Raises:
+        EncodersError: what ``convert_run`` refuses; a checkpoint its loaders can't read (truncated,
+            corrupt) is a ``RunDirError`` naming the file.
+    """
+    from encoders.convert.runs import convert_run
+
+    try:
+        out, diff = convert_run(a.run_dir, a.out, a.checkpoint, a.atol, a.overwrite)
+    except EncodersError:
+        raise
+    except ValueError as e:  # the checkpoint loaders' own: a file the user can replace
+        raise RunDirError(str(e)) from None
+    print(f"wrote {out} (largest logit difference on the sample batch: {diff:.2e})")
+    return 0
+
+
+# -- cache -----------------------------------------------------------------------------------------
 def cmd_cache(a: argparse.Namespace) -> int:
+    """``encoders cache list|clear`` (``encoders.data.cache.command``).
+
+    Args:
+        a: the parsed command line.
+
+    Returns:
+        The command's exit code.
+    """
     from encoders.data.cache import command
 
     return command(a.action, a.cache_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command.
+
+    Returns:
+        The ``encoders`` parser; each subcommand sets ``func``, the ``cmd_*`` function it runs.
+    """
+    from encoders.convert.runs import DEFAULT_ATOL as CONVERT_ATOL
     from encoders.use.export import DEFAULT_ATOL, FORMATS
     from encoders.data.table_stream import DEFAULT_CHUNK_ROWS
     from encoders.use.trained_run import DEFAULT_BATCH_SIZE
@@ -291,31 +355,46 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "else ~/.cache/padded-encoders)")
     ca.set_defaults(func=cmd_cache)
 
-    sub.add_parser("convert", help="move the run to the other backend (python -m encoders.convert; "
-                                   "encoders convert --help for its options)", add_help=False)
+    co = sub.add_parser("convert", prog="python -m encoders convert",
+                        help="move the run to the other backend (python -m encoders.convert; "
+                             "encoders convert --help for its options)",
+                        description="Turn a trained run of one backend into a model of the other, checking outputs "
+                                    "agree first.")
+    co.add_argument("run_dir", help="a run dir written by train.py (backend=torch or backend=tf)")
+    co.add_argument("--output", "-o", "--out", dest="out", default="", metavar="PATH",
+                    help="output path (default: checkpoints/WHICH.keras for a torch run, "
+                         "checkpoints/WHICH.ckpt for a tf run)")
+    checkpoint_option(co)
+    co.add_argument("--atol", type=float, default=CONVERT_ATOL, help="largest logit difference allowed")
+    co.add_argument("--overwrite", action="store_true", help="replace the output file of an earlier conversion")
+    co.set_defaults(func=cmd_convert)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "convert":
-        from encoders.convert.runs import main as convert_main
+    """Run one command; every command's errors end here, in one format.
 
-        return convert_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    Args:
+        argv: the arguments after the program's name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0, ``USER_ERROR`` for a problem the user can fix (one line on stderr:
+        ``error: TypeName: message``), ``INTERRUPTED`` after Ctrl-C. A bad option is argparse's
+        usage message and exit code 2.
+    """
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         return args.func(args)
     except BrokenPipeError:  # `encoders predict ... | head`
         return 0
-    except (EncodersError, OSError) as e:
+    except (Exception, KeyboardInterrupt) as e:
         from encoders.io import storage_error
 
-        e = storage_error(e) if isinstance(e, OSError) else e
-        if not isinstance(e, (EncodersError, FileNotFoundError)):
+        ended = exit_line(storage_error(e) if isinstance(e, OSError) else e)
+        if ended is None:
             raise
-        message = " ".join(str(e).split("\n"))
-        print(f"error: {type(e).__name__}: {message}", file=sys.stderr)
-        return USER_ERROR
+        print(f"error: {ended[0]}", file=sys.stderr)
+        return ended[1]
 
 
 def exit_process(code: Optional[int] = 0) -> None:
@@ -326,6 +405,9 @@ def exit_process(code: Optional[int] = 0) -> None:
     What a normal exit does for the user's files still happens first: non-daemon threads are
     joined, the exit handlers run (logging flushes and closes its files, multiprocessing joins its
     children) and stdout/stderr are flushed. For ``__main__`` blocks only: it ends the process.
+
+    Args:
+        code: the exit code (None is 0).
     """
     import atexit
     import threading

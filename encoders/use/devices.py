@@ -18,7 +18,17 @@ _FORM = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
 
 
 def parse_device(device) -> tuple:
-    """``(kind, index or None)`` of a device name, or a ConfigError naming it."""
+    """Read a device name.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Returns:
+        ``(kind, index or None)``.
+
+    Raises:
+        ConfigError: ``device`` is none of those (the message names it).
+    """
     m = _FORM.match(str(device).strip().lower()) if isinstance(device, str) else None
     if m is None or (m.group(2) is not None and m.group(1) != "cuda"):
         raise ConfigError(f"device must be one of {DEVICES}, got {device!r}")
@@ -26,8 +36,18 @@ def parse_device(device) -> tuple:
 
 
 def resolve_device(backend: str, device: str = "auto") -> str:
-    """The device ``backend`` will use for ``device``: ``"cpu"``/``"cuda:N"`` (torch) or
-    ``"/CPU:0"``/``"/GPU:N"`` (tf); ConfigError if it does not exist here."""
+    """The device ``backend`` will use for ``device``.
+
+    Args:
+        backend: the run's backend (``"torch"``, ``"tf"`` or ``"jax"``).
+        device: as :func:`parse_device` reads it.
+
+    Returns:
+        ``"cpu"``/``"cuda:N"`` (torch), ``"cpu"``/``"gpu:N"`` (jax) or ``"/CPU:0"``/``"/GPU:N"`` (tf).
+
+    Raises:
+        ConfigError: a bad name, or a GPU that does not exist here.
+    """
     kind, index = parse_device(device)
     count = _gpu_count(backend)
     if kind == "auto":
@@ -44,7 +64,15 @@ def resolve_device(backend: str, device: str = "auto") -> str:
 
 def device_scope(backend: str, resolved: str):
     """Where a Keras run's variables and ops go (``tf.device``, ``jax.default_device``); torch
-    places by tensor (no scope)."""
+    places by tensor (no scope).
+
+    Args:
+        backend: the run's backend.
+        resolved: what :func:`resolve_device` returned.
+
+    Returns:
+        A context manager.
+    """
     if backend == "torch":
         return contextlib.nullcontext()
     if backend == "jax":

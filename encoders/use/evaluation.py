@@ -27,7 +27,18 @@ __all__ = ["gold_ids", "gold_tag_ids", "gold_values", "evaluate", "evaluate_tagg
 
 def gold_ids(values: Sequence[Any], labels: Sequence[Any], string_labels: bool, where: str = "input",
              column: str = "label", first_row: int = 1) -> np.ndarray:
-    """Class ids of ``values`` (one per data row, rows counted from 1 in messages).
+    """Class ids of a label column's cells, read as training read the labels.
+
+    Args:
+        values: the cells, one per data row.
+        labels: the run's labels by class id.
+        string_labels: the training labels were strings (else class ids ``0..K-1``).
+        where: the input's name in messages.
+        column: the column's name in messages.
+        first_row: the data row of ``values[0]`` in the whole input (rows counted from 1).
+
+    Returns:
+        int64 class ids, one per value.
 
     Raises:
         DataError: a row without a label (null, or an empty cell), or a label the run never saw.
@@ -70,9 +81,22 @@ def _as_class_id(value: Any):
 
 
 def evaluate(run: Any, texts: Sequence[str], gold: np.ndarray, batch_size: int = 64) -> Dict[str, Any]:
-    """The report of ``run`` on ``texts`` with class ids ``gold``: ``classification_report``'s keys
-    (``accuracy``, ``macro_f1``, ``num_examples``, ``per_class``, ``confusion_matrix`` with rows =
-    gold in the order of ``labels``, ``labels``) plus ``loss`` (mean cross-entropy, nats)."""
+    """A classifier's report on texts held in memory.
+
+    Args:
+        run: the ``TrainedRun``.
+        texts: the texts.
+        gold: their class ids (:func:`gold_ids`).
+        batch_size: rows per batch.
+
+    Returns:
+        ``classification_report``'s keys (``accuracy``, ``macro_f1``, ``num_examples``,
+        ``per_class``, ``confusion_matrix`` with rows = gold in the order of ``labels``, ``labels``)
+        plus ``loss`` (mean cross-entropy, nats).
+
+    Raises:
+        DataError: no text.
+    """
     if len(texts) == 0:
         raise DataError("evaluate needs at least one labelled row, the input has none")
     logits = run.logits(texts, batch_size=batch_size)
@@ -92,8 +116,20 @@ def _list_cell(value: Any):
 
 def words_of(values: Sequence[Any], where: str = "input", column: str = "tokens",
              first_row: int = 1) -> List[List[str]]:
-    """Lists of words of a tagging table's ``column`` (a missing cell is no word; rows numbered from
-    ``first_row``)."""
+    """Lists of words of a tagging table's column.
+
+    Args:
+        values: the cells (lists of words; a missing cell is no word).
+        where: the input's name in messages.
+        column: the column's name in messages.
+        first_row: the data row of ``values[0]`` in the whole input (rows counted from 1).
+
+    Returns:
+        One list of words per cell.
+
+    Raises:
+        DataError: a cell that is not a list of strings.
+    """
     out = []
     for row, value in enumerate(values, first_row):
         cell = [] if _missing_cell(value) else _list_cell(value)
@@ -109,8 +145,18 @@ def _missing_cell(value: Any) -> bool:
 
 def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[int], where: str = "input",
                  column: str = "tags", first_row: int = 1) -> List[np.ndarray]:
-    """Tag ids of each row of a tagging table's ``column``: a list of tags, or (csv) tags separated
-    by spaces; row ``i`` must have ``lengths[i]`` of them (one per word).
+    """Tag ids of each row of a tagging table's tags column.
+
+    Args:
+        values: the cells: a list of tags, or (csv) tags separated by spaces.
+        tags: the run's tag names by tag id.
+        lengths: the number of words of each row; row ``i`` must have ``lengths[i]`` tags.
+        where: the input's name in messages.
+        column: the column's name in messages.
+        first_row: the data row of ``values[0]`` in the whole input (rows counted from 1).
+
+    Returns:
+        One int64 array of tag ids per row.
 
     Raises:
         DataError: a row without tags list, tags and words of different lengths, or a tag the run
@@ -142,7 +188,16 @@ def gold_tag_ids(values: Sequence[Any], tags: Sequence[str], lengths: Sequence[i
 
 
 def gold_values(values: Sequence[Any], where: str = "input", column: str = "label", first_row: int = 1) -> np.ndarray:
-    """The float targets of a regression table (numbers, or strings of numbers as csv holds them).
+    """The float targets of a regression table.
+
+    Args:
+        values: the cells: numbers, or strings of numbers as csv holds them.
+        where: the input's name in messages.
+        column: the column's name in messages.
+        first_row: the data row of ``values[0]`` in the whole input (rows counted from 1).
+
+    Returns:
+        float64 targets, one per value.
 
     Raises:
         DataError: a row without a value, or one that is not a finite number (rows counted from 1).
@@ -166,10 +221,22 @@ def gold_values(values: Sequence[Any], where: str = "input", column: str = "labe
 
 def evaluate_tagging(run: Any, words: Sequence[Sequence[str]], gold: Sequence[np.ndarray],
                      batch_size: int = 64) -> Dict[str, Any]:
-    """The report of a tagging ``run`` on lists of ``words`` with tag ids ``gold`` (one array per row):
-    ``accuracy`` (per token), ``macro_f1`` (over every tag), ``span_f1`` (BIO-like tags only),
-    ``loss`` (cross-entropy per token), ``num_tokens``, ``num_examples`` (rows), ``per_class`` (per
-    tag), ``confusion_matrix`` (rows = gold tags in the order of ``labels``) and ``labels``."""
+    """A tagger's report on lists of words held in memory.
+
+    Args:
+        run: the tagging ``TrainedRun``.
+        words: one list of words per row.
+        gold: their tag ids, one array per row (:func:`gold_tag_ids`).
+        batch_size: rows per batch.
+
+    Returns:
+        ``accuracy`` (per token), ``macro_f1`` (over every tag), ``span_f1`` (BIO-like tags only),
+        ``loss`` (cross-entropy per token), ``num_tokens``, ``num_examples`` (rows), ``per_class``
+        (per tag), ``confusion_matrix`` (rows = gold tags in the order of ``labels``) and ``labels``.
+
+    Raises:
+        DataError: no tagged token.
+    """
     num_tokens = int(sum(len(g) for g in gold))
     if num_tokens == 0:  # before the model runs
         raise DataError("evaluate needs at least one tagged token, the input has none")
@@ -189,14 +256,34 @@ def evaluate_tagging(run: Any, words: Sequence[Sequence[str]], gold: Sequence[np
 
 
 def evaluate_regression(run: Any, texts: Sequence[str], gold: np.ndarray, batch_size: int = 64) -> Dict[str, Any]:
-    """The report of a regression ``run``: ``rmse``, ``mae`` and ``num_examples``."""
+    """A regressor's report on texts held in memory.
+
+    Args:
+        run: the regression ``TrainedRun``.
+        texts: the texts.
+        gold: their float targets (:func:`gold_values`).
+        batch_size: rows per batch.
+
+    Returns:
+        ``rmse``, ``mae`` and ``num_examples``.
+
+    Raises:
+        DataError: no text.
+    """
     if len(texts) == 0:
         raise DataError("evaluate needs at least one row with a target, the input has none")
     return regression_report(gold, np.asarray(run.logits(texts, batch_size=batch_size), dtype=np.float64))
 
 
 def format_report(report: Dict[str, Any]) -> str:
-    """A plain-text table: the overall figures, then precision/recall/f1/support per class (per tag)."""
+    """A report as plain text.
+
+    Args:
+        report: what evaluate wrote (any task's).
+
+    Returns:
+        The overall figures, then precision/recall/f1/support per class (per tag).
+    """
     if "rmse" in report:
         return "\n".join([f"examples  {report['num_examples']}", f"rmse      {report['rmse']:.4f}",
                            f"mae       {report['mae']:.4f}"])

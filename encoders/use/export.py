@@ -27,18 +27,15 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from encoders.io import atomic_folder, atomic_write_with
-from encoders.errors import EncodersError
+from encoders.errors import EncodersError, ExportError
 from encoders.run.files import EXPORT_DIR, check_run_dir, checkpoint_path, is_training_output, run_backend
+from encoders.tasks import TASKS
 
 __all__ = ["FORMATS", "DEFAULT_ATOL", "export_run", "default_output", "check_batches", "onnx_logits"]
 
 FORMATS = ("onnx", "savedmodel")
 DEFAULT_ATOL = 1e-4
 CHECK_LENGTH = 300  # longer than the texts of a typical run, and than any the checks of convert use
-
-
-class ExportError(EncodersError):
-    """The artefact could not be written, or it disagrees with the run's model."""
 
 
 def default_output(run_dir: str, fmt: str) -> str:
@@ -48,10 +45,16 @@ def default_output(run_dir: str, fmt: str) -> str:
 def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(tokens, lengths, reference_tokens)`` batches for checking an artefact.
 
-    ``tokens`` holds random non-pad ids *beyond* each row's length too (the artefact must ignore
-    them); ``reference_tokens`` is the same batch properly padded (at least one column wide), which
-    the run's own model scores. Batches: ragged with an empty row, one token and ``CHECK_LENGTH``
-    tokens; a single one-token row; an all-empty batch with ``T = 0``.
+    Args:
+        vocab_size: ids are drawn from ``[1, vocab_size)`` (the pad id excluded).
+        pad_id: the padding id.
+        seed: the random ids' seed.
+
+    Returns:
+        The batches: ragged with an empty row, one token and ``CHECK_LENGTH`` tokens; a single
+        one-token row; an all-empty batch with ``T = 0``. ``tokens`` holds random non-pad ids
+        *beyond* each row's length too (the artefact must ignore them); ``reference_tokens`` is the
+        same batch properly padded (at least one column wide), which the run's own model scores.
     """
     rng = np.random.default_rng(seed)
     low = 1 if vocab_size > 1 else 0
@@ -70,7 +73,22 @@ def check_batches(vocab_size: int, pad_id: int = 0, seed: int = 0) -> List[Tuple
 
 
 def onnx_logits(path: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function ``(tokens, lengths) -> logits`` running an exported ONNX model with onnxruntime."""
+    """Run an exported ONNX model with onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file.
+
+    Returns:
+        A function ``(tokens, lengths) -> logits``.
+
+    Raises:
+        ExportError: onnxruntime is not installed.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking an ONNX export needs onnxruntime: pip install 'padded-encoders[export]'") from None
+    del ort  # present: the torch backend's loader runs it
     from encoders.torch.export import load_exported
 
     return load_exported(path)
@@ -126,7 +144,18 @@ def _write(fmt: str, model, tmp: str, padding_idx: int) -> Callable[[np.ndarray,
 
 def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_ATOL, overwrite: bool = False,
                which: str = "best") -> Tuple[str, float]:
-    """Export a run's ``which`` checkpoint as ``fmt`` ("onnx" or "savedmodel"); returns (path, max |diff|).
+    """Export a run's checkpoint for serving, checked against the run's own model first.
+
+    Args:
+        run_dir: the run dir.
+        fmt: ``"onnx"`` or ``"savedmodel"``.
+        output: where to write (default: ``RUN_DIR/export/model.onnx`` or ``RUN_DIR/export/savedmodel``).
+        atol: the largest logit difference allowed on the check batches.
+        overwrite: replace an earlier export at ``output``.
+        which: the checkpoint, ``"best"`` or ``"last"``.
+
+    Returns:
+        ``(path written, largest logit difference)``.
 
     Raises:
         EncodersError: unknown format, an output that exists (without ``overwrite``) or that
@@ -164,10 +193,8 @@ def export_run(run_dir: str, fmt: str, output: str = "", atol: float = DEFAULT_A
             raise ExportError(f"writing the {fmt} export of {run_dir} failed ({type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''})") from e
         for tokens, lengths, reference in check_batches(spec.vocab_size, spec.padding_idx):
-            expected = own_logits(own_model, reference, lengths)
-            if spec.task == "tagging":  # the export's T, zero past each length
-                expected = expected[:, :tokens.shape[1]] * (
-                    np.arange(tokens.shape[1])[None, :] < lengths[:, None])[:, :, None]
+            expected = TASKS[spec.task].exported_logits(own_logits(own_model, reference, lengths), lengths,
+                                                        tokens.shape[1])
             got = np.asarray(run_artefact(tokens, lengths))
             if got.shape != expected.shape:
                 raise ExportError(f"the {fmt} export returns logits of shape {got.shape} for a batch of shape "

@@ -42,67 +42,135 @@ class ExactSum:
 
 
 class RunningEvaluation:
-    """Feed chunks with :meth:`add` (texts or words, and their gold values); :meth:`report` gives the
-    report :func:`encoders.use.evaluation.evaluate` (``evaluate_tagging``, ``evaluate_regression``) gives."""
+    """A classifier's figures on chunks fed with :meth:`add` (texts and their class ids); :meth:`report`
+    gives the report :func:`encoders.use.evaluation.evaluate` gives on the whole table. The other
+    tasks' tallies (``encoders.tasks.TASKS[task].running_evaluation``) change what differs.
+
+    Args:
+        run: the ``TrainedRun``.
+        batch_size: rows per batch.
+    """
+
+    no_gold = "evaluate needs at least one labelled row, the input has none"
 
     def __init__(self, run: Any, batch_size: int):
         self.run, self.batch_size, self.task = run, batch_size, run.task
-        c = len(run.labels) if self.task != "regression" else 0
+        c = len(run.labels)
         self.confusion = np.zeros((c, c), dtype=np.int64)
         self.rows = self.count = 0  # count: examples (tokens for tagging)
-        self.loss, self.squares, self.absolute = ExactSum(), ExactSum(), ExactSum()
-        self.spans = [0, 0, 0]  # gold, predicted, correct
-        self.bio = self.task == "tagging" and is_bio_scheme(run.labels)
+        self.loss = ExactSum()
 
     def add(self, inputs: Sequence[Any], gold: Any) -> None:
+        """Score a chunk.
+
+        Args:
+            inputs: texts (a tagger: lists of words).
+            gold: their gold values (``TASKS[task].gold``).
+        """
         self.rows += len(inputs)
-        if self.task == "regression":
-            if len(inputs):
-                err = np.asarray(self.run.logits(inputs, batch_size=self.batch_size), dtype=np.float64) - gold
-                if not np.isfinite(err).all():
-                    raise ValueError("a prediction is not a finite number")
-                self.squares.add(err * err)
-                self.absolute.add(np.abs(err))
-                self.count += len(inputs)
+        scored = self._scores(inputs, gold)
+        if scored is None:
             return
-        if self.task == "tagging":
-            if not sum(len(g) for g in gold):
-                return
-            logits = self.run.word_logits(inputs, batch_size=self.batch_size)
-            flat_logits = np.concatenate([x for x in logits if len(x)], axis=0)
-            flat_gold = np.concatenate([g for g in gold if len(g)])
-            if self.bio:
-                names = np.asarray(self.run.labels, dtype=object)
-                s = span_f1([list(names[g]) for g in gold], [list(names[x.argmax(axis=1)]) if len(x) else []
-                                                              for x in logits])
-                self.spans = [a + b for a, b in zip(self.spans, (s["num_gold"], s["num_pred"], s["num_correct"]))]
-        else:
-            if not len(inputs):
-                return
-            flat_logits, flat_gold = self.run.logits(inputs, batch_size=self.batch_size), np.asarray(gold)
+        flat_logits, flat_gold = scored
         c = self.confusion.shape[0]
         pred = np.asarray(flat_logits).argmax(axis=1)
         self.confusion += np.bincount(flat_gold * c + pred, minlength=c * c).reshape(c, c)
         self.loss.add(nll_values(flat_logits, flat_gold))
         self.count += len(flat_gold)
 
+    def _scores(self, inputs: Sequence[Any], gold: Any):
+        """``(logits [n, C], gold ids [n])`` of a chunk's examples, or None when it has none."""
+        if not len(inputs):
+            return None
+        return self.run.logits(inputs, batch_size=self.batch_size), np.asarray(gold)
+
     def report(self) -> Dict[str, Any]:
+        """The figures so far.
+
+        Raises:
+            DataError: no example was added.
+        """
         if self.count == 0:
-            raise DataError({"regression": "evaluate needs at least one row with a target, the input has none",
-                             "tagging": "evaluate needs at least one tagged token, the input has none"}.get(
-                self.task, "evaluate needs at least one labelled row, the input has none"))
-        if self.task == "regression":
-            return {"rmse": math.sqrt(self.squares.value() / self.count), "mae": self.absolute.value() / self.count,
-                    "num_examples": self.count}
+            raise DataError(self.no_gold)
         names = _label_names(self.run.labels)
         per_class, macro_f1 = _per_class(self.confusion, names)
         report: Dict[str, Any] = {"accuracy": _ratio(np.trace(self.confusion), self.count), "macro_f1": macro_f1,
                                   "num_examples": self.count, "per_class": per_class,
                                   "confusion_matrix": self.confusion.tolist(), "labels": names}
-        if self.task == "tagging":
-            report["num_tokens"] = report.pop("num_examples")
-            report["num_examples"] = self.rows
+        self._add_figures(report)
         report["loss"] = self.loss.value() / self.count
+        return report
+
+    def _add_figures(self, report: Dict[str, Any]) -> None:
+        """The task's own keys, before ``loss``."""
+
+
+class RunningTagging(RunningEvaluation):
+    """A tagger's figures over real tokens, with ``span_f1`` for BIO-like tags; :meth:`report` gives
+    what :func:`encoders.use.evaluation.evaluate_tagging` gives."""
+
+    no_gold = "evaluate needs at least one tagged token, the input has none"
+
+    def __init__(self, run: Any, batch_size: int):
+        super().__init__(run, batch_size)
+        self.spans = [0, 0, 0]  # gold, predicted, correct
+        self.bio = is_bio_scheme(run.labels)
+
+    def _scores(self, inputs: Sequence[Any], gold: Any):
+        if not sum(len(g) for g in gold):
+            return None
+        logits = self.run.word_logits(inputs, batch_size=self.batch_size)
+        if self.bio:
+            names = np.asarray(self.run.labels, dtype=object)
+            s = span_f1([list(names[g]) for g in gold], [list(names[x.argmax(axis=1)]) if len(x) else []
+                                                          for x in logits])
+            self.spans = [a + b for a, b in zip(self.spans, (s["num_gold"], s["num_pred"], s["num_correct"]))]
+        return np.concatenate([x for x in logits if len(x)], axis=0), np.concatenate([g for g in gold if len(g)])
+
+    def report(self) -> Dict[str, Any]:
+        report = super().report()
         if self.bio:
             report["span_f1"] = float(_prf(self.spans[2], self.spans[0], self.spans[1])["f1"])
         return report
+
+    def _add_figures(self, report: Dict[str, Any]) -> None:
+        report["num_tokens"] = report.pop("num_examples")
+        report["num_examples"] = self.rows
+
+
+class RunningRegression:
+    """A regressor's ``rmse``, ``mae`` and ``num_examples``, as
+    :func:`encoders.use.evaluation.evaluate_regression` gives them, over chunks of texts and targets."""
+
+    no_gold = "evaluate needs at least one row with a target, the input has none"
+
+    def __init__(self, run: Any, batch_size: int):
+        self.run, self.batch_size, self.task = run, batch_size, run.task
+        self.rows = self.count = 0
+        self.squares, self.absolute = ExactSum(), ExactSum()
+
+    def add(self, inputs: Sequence[Any], gold: Any) -> None:
+        """Score a chunk of texts with their float targets.
+
+        Raises:
+            ValueError: a prediction is not a finite number.
+        """
+        self.rows += len(inputs)
+        if len(inputs):
+            err = np.asarray(self.run.logits(inputs, batch_size=self.batch_size), dtype=np.float64) - gold
+            if not np.isfinite(err).all():
+                raise ValueError("a prediction is not a finite number")
+            self.squares.add(err * err)
+            self.absolute.add(np.abs(err))
+            self.count += len(inputs)
+
+    def report(self) -> Dict[str, Any]:
+        """The figures so far.
+
+        Raises:
+            DataError: no example was added.
+        """
+        if self.count == 0:
+            raise DataError(self.no_gold)
+        return {"rmse": math.sqrt(self.squares.value() / self.count), "mae": self.absolute.value() / self.count,
+                "num_examples": self.count}

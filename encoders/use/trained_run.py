@@ -34,10 +34,10 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from encoders.config import UNK_ID
-from encoders.data.flat import TokenBuffer, buffer_logits, buffer_token_logits
-from encoders.errors import EncodersError, RunDirError
-from encoders.run.files import (CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend,
-                                 vocab_file)
+from encoders.data.flat import TokenBuffer
+from encoders.errors import EncodersError, RunDirError, TaskError
+from encoders.run.files import CHECKPOINT_EXT, check_run_dir, checkpoint_path, load_run_config, run_backend, vocab_file
+from encoders.tasks import TASKS
 
 __all__ = ["TrainedRun", "TaskError", "load_run", "load_vocab", "DEFAULT_BATCH_SIZE"]
 
@@ -45,7 +45,17 @@ DEFAULT_BATCH_SIZE = 64
 
 
 def load_vocab(run_dir: str):
-    """The vocabulary a run was trained with (``vocab.json``, and ``tokenizer.json`` for subwords)."""
+    """The vocabulary a run was trained with (``vocab.json``, and ``tokenizer.json`` for subwords).
+
+    Args:
+        run_dir: the run dir.
+
+    Returns:
+        The run's ``Vocab``.
+
+    Raises:
+        RunDirError: no ``vocab.json``, or one that can't be read.
+    """
     from encoders.data.vocab import load_vocab as load
 
     path = vocab_file(run_dir)
@@ -56,10 +66,6 @@ def load_vocab(run_dir: str):
         return load(run_dir)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise RunDirError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
-
-
-class TaskError(EncodersError, TypeError):
-    """A method or option that the run's task does not have (``predict_proba`` of a tagging run)."""
 
 
 class TrainedRun:
@@ -91,6 +97,9 @@ class TrainedRun:
         self.tokens_column = str(data_cfg.get("tokens_column", "tokens"))
         self.tags_column = str(data_cfg.get("tags_column", "tags"))
         self.task = str(getattr(spec, "task", "classification") or "classification")
+        if self.task not in TASKS:
+            raise RunDirError(f"run {run_dir}: the checkpoint's task {self.task!r} is none of {', '.join(TASKS)}")
+        self._kind = TASKS[self.task]  # what differs between the tasks
         # texts are cut as training cut them (runs older than the key used data.max_tokens for it)
         cut = data_cfg.get("max_tokens_per_example", data_cfg.get("max_tokens", None))
         self.max_tokens: Optional[int] = int(cut) if cut else None
@@ -98,11 +107,8 @@ class TrainedRun:
         if names and len(names) != spec.num_classes:
             raise RunDirError(f"run {run_dir}: vocab.json names {len(names)} labels but the checkpoint has "
                               f"{spec.num_classes} classes")
-        self.labels: List[Any] = [] if self.task == "regression" else (names or list(range(spec.num_classes)))
-        self.string_labels = bool(names)
-        if self.task == "tagging":  # tags are strings; the model's tag ids are positions in this list
-            self.labels = [str(n) for n in self.labels]
-            self.string_labels = True
+        self.labels: List[Any]
+        self.labels, self.string_labels = self._kind.labels(names, spec.num_classes)
         if len(vocab) != spec.vocab_size:
             raise RunDirError(f"run {run_dir}: vocab.json has {len(vocab)} tokens but the checkpoint's embedding "
                               f"has {spec.vocab_size}: they are not from the same run")
@@ -136,7 +142,7 @@ class TrainedRun:
 
     def _finish(self, buf: TokenBuffer) -> TokenBuffer:
         # a tagger tags every word: it is not cut (training cut its rows, tags included)
-        if self.max_tokens and self.task != "tagging":
+        if self.max_tokens and not self._kind.per_word:
             buf, _ = buf.truncate(self.max_tokens)
         values = np.where(buf.values == self.pad_id, UNK_ID, buf.values)
         return TokenBuffer(values, buf.offsets)
@@ -160,7 +166,17 @@ class TrainedRun:
         return self._finish(TokenBuffer(np.asarray(ids, dtype=np.int32), offsets))
 
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
-        """Token ids of each text, as training made them (an empty text gives ``[]``)."""
+        """Token ids of each text, as training made them.
+
+        Args:
+            texts: a list of strings (None counts as an empty text).
+
+        Returns:
+            One list of ids per text (an empty text gives ``[]``).
+
+        Raises:
+            TypeError: a single string, or an item that is not a string.
+        """
         return self._buffer(texts).to_lists()
 
     # -- scoring ---------------------------------------------------------------------------------
@@ -171,58 +187,99 @@ class TrainedRun:
             return self._device_logits(buf, batch_size)
 
     def _device_logits(self, buf: TokenBuffer, batch_size: int):
-        if self.task == "tagging":
-            return buffer_token_logits(self._logits_of_batch, self.model, buf, batch_size, self.pad_id)
-        return buffer_logits(self._logits_of_batch, self.model, buf,
-                             None if self.task == "regression" else self.num_classes, batch_size, self.pad_id)
+        return self._kind.logits(self._logits_of_batch, self.model, buf, self.num_classes, batch_size, self.pad_id)
 
     def logits_of_ids(self, ids: Sequence[Sequence[int]], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Logits ``[N, C]`` (float32) of encoded texts, in input order (length-sorted batches inside);
-        as :meth:`logits` for the other tasks."""
+        """The model's outputs of texts already encoded, in input order (length-sorted batches inside).
+
+        Args:
+            ids: one list of token ids per text.
+            batch_size: rows per batch.
+
+        Returns:
+            As :meth:`logits`: float32 ``[N, C]`` for a classifier.
+        """
         return self._logits(TokenBuffer.from_lists(ids), batch_size)
 
     def logits(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE):
-        """The model's outputs (float32), in the order of ``texts``: unnormalised scores
-        ``[N, num_classes]`` (classification); a list of ``[words_i, num_tags]`` arrays, one per text
-        (tagging); the predictions ``[N]`` (regression)."""
+        """The model's outputs (float32), in the order of ``texts``.
+
+        Args:
+            texts: a list of strings.
+            batch_size: rows per batch (the outputs do not depend on it).
+
+        Returns:
+            Unnormalised scores ``[N, num_classes]`` (classification); a list of
+            ``[words_i, num_tags]`` arrays, one per text (tagging); the predictions ``[N]`` (regression).
+        """
         return self._logits(self._buffer(texts), batch_size)
 
     def word_logits(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[np.ndarray]:
-        """A tagger's scores of lists of words: one ``[len(words_i), num_tags]`` float32 array per row."""
-        if self.task != "tagging":
+        """A tagger's scores of lists of words.
+
+        Args:
+            words: one list of words per row.
+            batch_size: rows per batch.
+
+        Returns:
+            One ``[len(words_i), num_tags]`` float32 array per row.
+
+        Raises:
+            TaskError: the run is not a tagger.
+        """
+        if not self._kind.per_word:
             raise TaskError(f"word_logits is for tagging runs; {self.run_dir} is a {self.task} run")
         return self._logits(self._word_buffer(words), batch_size)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Class probabilities ``[N, num_classes]``; column ``k`` is ``labels[k]``.
+        """Class probabilities of texts.
+
+        Args:
+            texts: a list of strings.
+            batch_size: rows per batch.
+
+        Returns:
+            float32 ``[N, num_classes]``, rows summing to 1; column ``k`` is ``labels[k]``.
 
         Raises:
             TaskError: the run is not a classifier (a tagger's scores are per word: see ``logits``).
         """
-        if self.task != "classification":
+        if not self._kind.has_probabilities:
             raise TaskError(f"predict_proba is for classification runs; {self.run_dir} is a {self.task} run "
                             f"(use predict, or logits for the raw outputs)")
         return softmax(self.logits(texts, batch_size))
 
     def predict(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Any]:
-        """Classification: the most probable label of each text (a label from :attr:`labels`).
-        Tagging: for each text a list of tags, one per whitespace-separated word. Regression: a
-        float per text."""
+        """What the run predicts for each text.
+
+        Args:
+            texts: a list of strings.
+            batch_size: rows per batch.
+
+        Returns:
+            Classification: the most probable label of each text (a label from :attr:`labels`).
+            Tagging: for each text a list of tags, one per whitespace-separated word. Regression: a
+            float per text.
+        """
         return self._predictions(self.logits(texts, batch_size))
 
     def predict_words(self, words: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> List[Any]:
-        """Tagging: for each list of words (as a training file's ``data.tokens_column`` holds them)
-        the list of their tags. The other tasks: ``predict`` of the words joined by spaces."""
-        if self.task != "tagging":
+        """What the run predicts for lists of words (as a training file's ``data.tokens_column`` holds them).
+
+        Args:
+            words: one list of words per row.
+            batch_size: rows per batch.
+
+        Returns:
+            Tagging: for each row the list of its words' tags. The other tasks: ``predict`` of the
+            words joined by spaces.
+        """
+        if not self._kind.per_word:
             return self.predict([" ".join(map(str, row or [])) for row in words], batch_size)
         return self._predictions(self._logits(self._word_buffer(words), batch_size))
 
     def _predictions(self, logits) -> List[Any]:
-        if self.task == "regression":
-            return [float(v) for v in logits]
-        if self.task == "tagging":
-            return [[self.labels[k] for k in row.argmax(axis=1)] if len(row) else [] for row in logits]
-        return [self.labels[k] for k in logits.argmax(axis=1)]
+        return self._kind.predictions(logits, self.labels)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -234,9 +291,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load_run(run_dir: str, checkpoint: str = "best", device: str = "auto") -> TrainedRun:
-    """Load a run dir written by ``train.py`` for prediction (``checkpoint``: ``"best"`` or ``"last"``)
-    on ``device``: ``"auto"`` (the first GPU the run's framework sees, else the CPU), ``"cpu"``,
-    ``"cuda"`` or ``"cuda:N"`` (``encoders.use.devices``; ``run.device`` says which).
+    """Load a run dir written by ``train.py`` for prediction.
+
+    Args:
+        run_dir: the run dir (the folder ``train.py`` printed as ``run dir: ...``).
+        checkpoint: ``"best"`` (on validation) or ``"last"``.
+        device: ``"auto"`` (the first GPU the run's framework sees, else the CPU), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"`` (``encoders.use.devices``; ``run.device`` says which).
+
+    Returns:
+        The :class:`TrainedRun`, its model in eval mode.
 
     Raises:
         ConfigError: ``device`` is not one of those, or does not exist here.
