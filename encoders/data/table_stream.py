@@ -12,7 +12,6 @@ whole: ``.json`` arrays read, and ``.parquet`` written.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import sys
@@ -24,7 +23,7 @@ import pandas as pd
 
 from encoders.data.reader import check_file, csv_options, format_of
 from encoders.data.tables import (CONLL_COLUMNS, STDIN_NAME, TableError, _format_of, conll_frames, delimited_chunk,
-                                  json_rows, read_table, write_table)
+                                  json_record, json_rows, read_table, write_table)
 
 DEFAULT_CHUNK_ROWS = 20_000  # rows per chunk: a few MB of text, many batches to sort by length
 
@@ -170,20 +169,11 @@ def _jsonl_chunks(path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def _records(path: str) -> Iterator[dict]:
-    """The objects of a JSON lines file, blank lines skipped; an invalid line is an error naming its
-    line, as :func:`encoders.data.tables._read_json` words it."""
+    """The objects of a JSON lines file, blank lines skipped; an invalid line is an error naming its line."""
     with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TableError(f"{path}: line {lineno} is not valid JSON ({e}); expected one JSON object per "
-                                 f"line (or, in a .json file, an array of objects)") from None
-            if not isinstance(rec, dict):
-                raise TableError(f"{path}: line {lineno} is {type(rec).__name__}, not a JSON object")
-            yield rec
+            if line.strip():
+                yield json_record(line, path, lineno)
 
 
 def _records_frame(records: list, names: list, floats: list) -> pd.DataFrame:

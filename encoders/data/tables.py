@@ -196,19 +196,25 @@ def _read_json(text: str, path: str, lines: bool) -> pd.DataFrame:
             if not isinstance(rec, dict):
                 raise TableError(f"{path}: item {i} of the JSON array is {type(rec).__name__}, not an object")
         return pd.DataFrame(records)
-    records = []
-    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit in a string
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TableError(f"{path}: line {lineno} is not valid JSON ({e}); expected one JSON object per "
-                             f"line (or, in a .json file, an array of objects)") from None
-        if not isinstance(rec, dict):
-            raise TableError(f"{path}: line {lineno} is {type(rec).__name__}, not a JSON object")
-        records.append(rec)
+    # not splitlines(): U+2028 may sit in a string
+    records = [json_record(line, path, lineno) for lineno, line in enumerate(text.split("\n"), 1) if line.strip()]
     return pd.DataFrame(records)
+
+
+def json_record(line: str, path: str, lineno: int) -> dict:
+    """One line of a JSON lines file as its object.
+
+    Raises:
+        TableError: the line is not valid JSON, or not an object; the message names the line.
+    """
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TableError(f"{path}: line {lineno} is not valid JSON ({e}); expected one JSON object per "
+                         f"line (or, in a .json file, an array of objects)") from None
+    if not isinstance(rec, dict):
+        raise TableError(f"{path}: line {lineno} is {type(rec).__name__}, not a JSON object")
+    return rec
 
 
 def _read_parquet(path: str) -> pd.DataFrame:

@@ -223,12 +223,7 @@ def make_strategy(devices: Any = 1, accelerator: str = "auto"):
         raise ConfigError("trainer.accelerator=gpu but TensorFlow sees no GPU: use trainer.accelerator=cpu or auto")
     if devices in ("auto", -1):
         devices = len(gpus) if use_gpu else 1
-    try:
-        n = int(devices)
-    except (TypeError, ValueError):
-        raise ConfigError(f"trainer.devices must be a whole number >= 1 or 'auto', got {devices!r}") from None
-    if n < 1:
-        raise ConfigError(f"trainer.devices must be >= 1, got {devices}")
+    n = _count(devices)
     if use_gpu:
         if n > len(gpus):
             raise ConfigError(f"trainer.devices={n} but only {len(gpus)} GPU(s) are visible: lower trainer.devices")

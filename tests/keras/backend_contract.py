@@ -117,8 +117,7 @@ def spec(task="classification", pooling="attention", cell="gru", layers=2):
 def check_training_steps(rng):
     """One jitted (jax) / graph (TF) / eager (torch) SGD step per builder on batches with empty
     rows, and on an all-empty batch: the loss and every weight stay finite, the pad row stays zero."""
-    from encoders.keras.models import build_regressor
-    from encoders.keras.models import build_tagger, tagging_loss
+    from encoders.keras.models import build_regressor, build_tagger, tagging_loss
 
     tokens = rng.integers(1, 12, size=(4, 6)).astype("int64")
     tokens[0] = 0

@@ -188,8 +188,6 @@ class SyncsAreErrors(Callback):
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 @pytest.mark.parametrize("path", ["auto", "padded", "packed"])
 def test_training_and_validation_steps_never_sync(path, precision):
-    import pytorch_lightning as pl
-
     from encoders.config import DataConfig
     from encoders.data.sources import load_splits
     from encoders.torch import SequenceClassifier
@@ -198,6 +196,14 @@ def test_training_and_validation_steps_never_sync(path, precision):
     splits = load_splits(DataConfig(num_train=512, num_val=256, max_length=60), 0)
     dm = SequenceDataModule(splits.train, splits.validation, batch_size=64)
     model = SequenceClassifier(splits.vocab_size, splits.num_classes, encoder_path=path)
+    trainer = fit_without_syncs(model, dm, precision)
+    assert trainer.global_step == 8
+
+
+def fit_without_syncs(model, dm, precision: str):
+    """One epoch on the GPU where any device->host sync in a step is an error (the Trainer is returned)."""
+    import pytorch_lightning as pl
+
     trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=1, precision=precision, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=10**6,
                          gradient_clip_val=1.0, callbacks=[SyncsAreErrors()])
@@ -205,7 +211,7 @@ def test_training_and_validation_steps_never_sync(path, precision):
         trainer.fit(model, datamodule=dm)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert trainer.global_step == 8
+    return trainer
 
 
 def task_model_and_data(task: str, path: str = "auto"):
@@ -214,8 +220,7 @@ def task_model_and_data(task: str, path: str = "auto"):
     from encoders.data.flat import TokenBuffer
     from encoders.data.sources import load_splits
     from encoders.torch.batches import SequenceDataModule, TokenDataset
-    from encoders.torch.models import SequenceRegressor
-    from encoders.torch.models import SequenceTagger
+    from encoders.torch.models import SequenceRegressor, SequenceTagger
 
     splits = load_splits(DataConfig(num_train=512, num_val=256, max_length=60), 0)
 
@@ -238,15 +243,7 @@ def task_model_and_data(task: str, path: str = "auto"):
 @pytest.mark.parametrize("task", ["tagging", "regression"])
 def test_tagger_and_regressor_steps_never_sync(task, precision):
     """Their validation adds its figures up on the device; they are read at the epoch's end."""
-    import pytorch_lightning as pl
-
     model, dm = task_model_and_data(task)
-    trainer = pl.Trainer(accelerator="gpu", devices=1, max_epochs=1, precision=precision, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=10**6,
-                         gradient_clip_val=1.0, callbacks=[SyncsAreErrors()])
-    try:
-        trainer.fit(model, datamodule=dm)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    trainer = fit_without_syncs(model, dm, precision)
     assert trainer.global_step == 8 and "val/loss" in trainer.callback_metrics
     assert ("val/span_f1" in trainer.callback_metrics) == (task == "tagging")

@@ -10,8 +10,7 @@ from encoders.config import TAG_PAD_ID
 from encoders.torch import SequenceClassifier
 from encoders.torch.batches import collate_torch
 from encoders.torch.batches import CHECKED
-from encoders.torch.models import SequenceRegressor
-from encoders.torch.models import SequenceTagger
+from encoders.torch.models import SequenceRegressor, SequenceTagger
 from encoders.tasks import RegressionTally, TaggingTally
 
 META = torch.device("meta")
