@@ -22,10 +22,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from encoders.config import DataConfig
-# Raw, read_file, ...: the files' reader, importable here as before; _files: read_files' old name
-from encoders.data.reader import (FILE_BUILDERS, LABEL_NA, ArrowFiles, Raw, read_file,  # noqa: F401
-                                  read_files as _files)
-from encoders.data.splits import HOLD_OUT, Split, Splits, hold_out as _hold_out  # noqa: F401
+from encoders.data.reader import ArrowFiles, Raw, read_files as _files
+from encoders.data.splits import Split, Splits, hold_out as _hold_out
 from encoders.errors import DataError
 
 log = logging.getLogger(__name__)

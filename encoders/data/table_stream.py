@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from encoders.data.reader import check_file, csv_options, format_of
-from encoders.data.tables import (CONLL_COLUMNS, STDIN_NAME, TableError, _format_of, conll_frames, delimited_chunk,
+from encoders.data.tables import (CONLL_COLUMNS, STDIN_NAME, _format_of, conll_frames, delimited_chunk,
                                   json_record, json_rows, read_table, write_table)
+from encoders.errors import TableError
 
 DEFAULT_CHUNK_ROWS = 20_000  # rows per chunk: a few MB of text, many batches to sort by length
 

@@ -28,9 +28,8 @@ from typing import IO, Any, List, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-# the formats, the NA rule and the row names are the reader's, training's too (importable here as before)
-from encoders.data.reader import (STDIN_NAME, TABLE_FORMATS, check_file, csv_options, data_row,  # noqa: F401
-                                  format_of, line_of)
+# the formats, the NA rule and the row names are the reader's: training's too
+from encoders.data.reader import STDIN_NAME, TABLE_FORMATS, check_file, csv_options, data_row, format_of
 from encoders.errors import DataError, TableError
 from encoders.io import atomic_write_with
 

@@ -19,8 +19,7 @@ import numpy as np
 
 from encoders.config import UNK_ID
 from encoders.data.flat import TokenBuffer
-# read_tagging_file & co.: the files' reader (encoders.data.reader), importable here as before
-from encoders.data.reader import CONLL_EXTENSIONS, TAGGING_FILE_KINDS, Raw, read_files, read_tagging_file  # noqa: F401
+from encoders.data.reader import Raw, read_files, read_tagging_file
 from encoders.data.splits import Split, Splits, hold_out as _hold_out
 from encoders.errors import DataError
 

@@ -24,7 +24,7 @@ from encoders.config import PAD, UNK, UNK_ID
 from encoders.data.flat import TokenBuffer
 from encoders.data.tokenizers import encode_batch, load_tokenizer_file, pad_id, save_tokenizer
 from encoders.data.words import ranked, split_column, tokenize  # noqa: F401 (importable here)
-from encoders.run.files import TOKENIZER_FILE, VOCAB_FILE, vocab_file  # noqa: F401  (the run dir's names)
+from encoders.run.files import TOKENIZER_FILE, vocab_file
 
 WORD_KINDS = ("whitespace", "char")
 

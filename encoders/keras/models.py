@@ -275,7 +275,7 @@ def test_report(model: keras.Model, split, batch_size: int,
 
     Args:
         model: a trained model of ``build_model``.
-        split: an ``encoders.data.sources.Split`` with labels (or tags).
+        split: an ``encoders.data.splits.Split`` with labels (or tags).
         batch_size: rows per batch.
         tag_names: a tagger's tags by id, for span F1 (ids as names when None).
 

@@ -44,7 +44,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[k
 
     Args:
         cfg: the run's ``TrainConfig``.
-        splits: the run's data (``encoders.data.sources.Splits``).
+        splits: the run's data (``encoders.data.splits.Splits``).
         run_dir: where the run's files go (``app.run`` wrote ``vocab.json`` there).
         encoder_name: the encoder config's name, for ``metrics.json``.
         callbacks: extra Keras callbacks (yours), added to ``fit``'s after the run's own and before

@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-# direction/register_resolvers: the sweep's resolver lives with the config it resolves (no circle)
-from encoders.config import OptimizerConfig, direction, register_resolvers  # noqa: F401
+# direction: the sweep's resolver lives with the config it resolves (no circle); importable here too
+from encoders.config import OptimizerConfig, direction
 from encoders.errors import ConfigError
 from encoders.tasks import monitor
 

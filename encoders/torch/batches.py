@@ -145,7 +145,7 @@ class SequenceDataModule(pl.LightningDataModule):
     """Train/validation (and test) loaders of length-bucketed, right-padded batches.
 
     Args:
-        train, validation, test: ``encoders.data.sources.Split``s (or ``TokenDataset``s).
+        train, validation, test: ``encoders.data.splits.Split``s (or ``TokenDataset``s).
         batch_size: rows per step (global); with ``max_tokens`` batches are cut by padded tokens
             (rows x longest row) instead.
         eval_batch_size: rows per validation/test batch (default ``batch_size``).

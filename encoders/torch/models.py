@@ -100,7 +100,7 @@ class TaskModule(HostCheckedBatches, pl.LightningModule):
         return out.float().cpu().numpy()
 
     def test_report(self, split, batch_size: int) -> Dict[str, Any]:
-        """The ``test_*`` figures of this model over a split with targets (``encoders.data.sources.Split``)."""
+        """The ``test_*`` figures of this model over a split with targets (``encoders.data.splits.Split``)."""
         raise NotImplementedError
 
     # The epoch's train loss from two running sums (loss total, count), summed over ranks once.
@@ -424,7 +424,7 @@ def tagging_sums(logits: torch.Tensor, tags: torch.Tensor):
 
 
 def split_tally(model: SequenceTagger, split, batch_size: int) -> TaggingTally:
-    """A ``TaggingTally`` of ``model`` over a split with tags (``encoders.data.sources.Split``)."""
+    """A ``TaggingTally`` of ``model`` over a split with tags (``encoders.data.splits.Split``)."""
     model.eval()
     device = next(model.parameters()).device
     out = TaggingTally(model.hparams.tag_names)
@@ -576,7 +576,7 @@ def test_report(model: TaskModule, split, batch_size: int,
 
     Args:
         model: a trained task module.
-        split: an ``encoders.data.sources.Split`` with labels (or tags).
+        split: an ``encoders.data.splits.Split`` with labels (or tags).
         batch_size: rows per batch.
         tag_names: unused: a torch tagger carries its tag names (the Keras one does not).
 

@@ -197,7 +197,7 @@ def run(cfg: Any, splits, run_dir: str, encoder_name: str, callbacks: Sequence[C
 
     Args:
         cfg: the run's ``TrainConfig``.
-        splits: the run's data (``encoders.data.sources.Splits``).
+        splits: the run's data (``encoders.data.splits.Splits``).
         run_dir: where the run's files go (``app.run`` wrote ``vocab.json`` there).
         encoder_name: the encoder config's name, for ``metrics.json``.
         callbacks: extra Lightning callbacks (yours), added to the Trainer.

@@ -30,8 +30,8 @@ import os
 import sys
 from typing import List, Optional
 
-from encoders.errors import DataError, EncodersError, RunDirError, TaskError, exit_line
-from encoders.tasks import PREDICTION, PROBABILITY, TASKS  # noqa: F401 (the columns predict adds)
+from encoders.errors import DataError, EncodersError, RunDirError, TableError, TaskError, exit_line
+from encoders.tasks import TASKS
 
 
 def _table_error(e: Exception) -> DataError:
@@ -39,7 +39,7 @@ def _table_error(e: Exception) -> DataError:
 
 
 def _texts(df, column: str, path: str, first_row: int = 1) -> List[str]:
-    from encoders.data.tables import TableError, texts_of
+    from encoders.data.tables import texts_of
 
     name = "<stdin>" if path == "-" else path
     try:
@@ -102,7 +102,6 @@ def cmd_predict(a: argparse.Namespace) -> int:
         EncodersError: what the user can fix (a run dir, a column, an option the task lacks...).
     """
     from encoders.data.table_stream import TableWriter, iter_table
-    from encoders.data.tables import TableError
     from encoders.use.trained_run import load_run
 
     _check_table_output(a.output)
@@ -164,7 +163,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from encoders.run.report import plot_confusion
     from encoders.run.files import EVALUATION_FILE, check_run_dir, is_training_output
     from encoders.data.table_stream import iter_table
-    from encoders.data.tables import TableError
     from encoders.use.trained_run import load_run
 
     run_dir = check_run_dir(a.run_dir)
