@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from encoders.data.reader import check_file, csv_options, format_of
-from encoders.data.tables import (CONLL_COLUMNS, STDIN_NAME, _format_of, conll_frames, delimited_chunk,
-                                  json_record, json_rows, read_table, write_table)
+from encoders.data.tables import (CONLL_COLUMNS, STDIN_NAME, _format_of, conll_frames, delimited_chunk, header_of,
+                                  json_record, json_rows, parse_errors, read_table,
+                                  write_table)
 from encoders.errors import TableError
 
 DEFAULT_CHUNK_ROWS = 20_000  # rows per chunk: a few MB of text, many batches to sort by length
@@ -112,27 +113,16 @@ def _stdin_chunks(stream: IO, text_column: str, chunk_rows: int) -> Iterator[pd.
 
 
 def _delimited_chunks(path: str, fmt: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    kind = fmt.upper()
     header: Optional[list] = None
-    try:
+    with parse_errors(path, fmt):
         # as tables._read_delimited: header=None so duplicate names are seen, every cell a string
         with pd.read_csv(path, header=None, encoding="utf-8", chunksize=chunk_rows, **csv_options(fmt)) as reader:
             for raw in reader:
                 if header is None:
-                    header = raw.iloc[0].tolist()
-                    dupes = sorted({c for c in header if header.count(c) > 1})
-                    if dupes:
-                        raise TableError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))} "
-                                         f"in the header")
+                    header = header_of(raw, path)
                     raw = raw.iloc[1:]
                 raw.columns = header
                 yield raw
-    except pd.errors.EmptyDataError:
-        raise TableError(f"{path}: the table has no columns (the file is empty)") from None
-    except (pd.errors.ParserError, ValueError) as e:
-        if isinstance(e, UnicodeDecodeError):
-            raise
-        raise TableError(f"{path}: cannot parse as {kind}: {str(e).strip()}") from None
 
 
 def _starts_array(path: str) -> bool:

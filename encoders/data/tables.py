@@ -23,7 +23,8 @@ import json
 import math
 import os
 import sys
-from typing import IO, Any, List, Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import IO, Any, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -164,22 +165,45 @@ def _read_lines(stream: IO, text_column: str) -> pd.DataFrame:
     return pd.DataFrame({text_column: pd.Series(lines, dtype=str)})
 
 
-def _read_delimited(path: str, fmt: str) -> pd.DataFrame:
-    kind = fmt.upper()
+@contextmanager
+def parse_errors(path: str, fmt: str) -> Iterator[None]:
+    """pandas' errors while parsing a csv/tsv file, as a ``TableError`` naming the file.
+
+    Raises:
+        TableError: the file is empty or cannot be parsed as ``fmt`` (bytes that are not UTF-8
+            pass through as the ``UnicodeDecodeError`` they are).
+    """
     try:
-        # header=None: pandas would otherwise rename duplicate names ("a.1") and silently turn
-        # a first column into the index when the data rows have one more field than the header
-        raw = pd.read_csv(path, header=None, encoding="utf-8", **csv_options(fmt))
+        yield
+    except TableError:
+        raise
     except pd.errors.EmptyDataError:
         raise TableError(f"{path}: the table has no columns (the file is empty)") from None
     except (pd.errors.ParserError, ValueError) as e:
         if isinstance(e, UnicodeDecodeError):
             raise
-        raise TableError(f"{path}: cannot parse as {kind}: {str(e).strip()}") from None
+        raise TableError(f"{path}: cannot parse as {fmt.upper()}: {str(e).strip()}") from None
+
+
+def header_of(raw: pd.DataFrame, path: str) -> list:
+    """The column names in the first row of a table read with ``header=None``.
+
+    Raises:
+        TableError: a name appears twice (pandas would rename it "a.1" unseen).
+    """
     header = raw.iloc[0].tolist()
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise TableError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))} in the header")
+    return header
+
+
+def _read_delimited(path: str, fmt: str) -> pd.DataFrame:
+    with parse_errors(path, fmt):
+        # header=None: pandas would otherwise rename duplicate names ("a.1") and silently turn
+        # a first column into the index when the data rows have one more field than the header
+        raw = pd.read_csv(path, header=None, encoding="utf-8", **csv_options(fmt))
+    header = header_of(raw, path)
     df = raw.iloc[1:].reset_index(drop=True)
     df.columns = header
     return df

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from encoders.data.tables import FORMATS, TableError, read_table, require_columns, texts_of, write_table
+from encoders.data.table_stream import iter_table
+from encoders.data.tables import FORMATS, read_table, require_columns, texts_of, write_table
+from encoders.errors import TableError
 
 NA_LIKE = ["NA", "null", "None", "nan", "N/A", "", "NaN", "#N/A", "-nan", "NULL", "n/a", "<NA>"]
 ODD = NA_LIKE + ["a,b", 'say "hi"', '"', "line1\nline2", "cr\rlf", "crlf\r\nx", "tab\there", " padded ",
@@ -251,7 +253,7 @@ def test_extension_is_case_insensitive(tmp_path):
     assert read_table(write_bytes(tmp_path / "UP.CSV", b"text\nx\n"))["text"].tolist() == ["x"]
 
 
-@pytest.mark.parametrize("name, data, match", [
+UNREADABLE = [
     ("ragged.csv", b"text,label\na,b\nc,d,e\n", "cannot parse as CSV: .*Expected 2 fields in line 3, saw 3"),
     ("extra.csv", b"a,b\n1,2,3\n", "cannot parse as CSV: .*Expected 2 fields in line 2, saw 3"),
     ("quote.csv", b'text\n"never closed\n', "cannot parse as CSV: .*EOF inside string"),
@@ -270,12 +272,31 @@ def test_extension_is_case_insensitive(tmp_path):
     ("empty.json", b"[]", "has no columns"),
     ("emptyobj.json", b"[{}, {}]", "has no columns"),
     ("empty.jsonl", b"\n  \n", "has no columns"),
-])
+]
+
+
+@pytest.mark.parametrize("name, data, match", UNREADABLE)
 def test_unreadable_content_names_file_and_problem(tmp_path, name, data, match):
     path = write_bytes(tmp_path / name, data)
     with pytest.raises(TableError, match=match) as e:
         read_table(path)
     assert str(e.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 1000])
+@pytest.mark.parametrize("name, data, match", UNREADABLE)
+def test_the_chunk_reader_refuses_what_the_whole_reader_refuses_in_its_words(tmp_path, name, data, match, chunk_rows):
+    """predict and evaluate read in chunks: the same file gives the same message as read whole (a
+    duplicate header is not reworded as a parse error)."""
+    path = write_bytes(tmp_path / name, data)
+    with pytest.raises(TableError) as whole:
+        read_table(path)
+    with pytest.raises(TableError, match=match) as chunked:
+        for _ in iter_table(path, chunk_rows=chunk_rows):
+            pass
+    assert str(chunked.value).startswith(f"{path}: ")
+    if name.endswith((".csv", ".tsv")):  # one parser's words (json and parquet readers word their own details)
+        assert str(chunked.value) == str(whole.value)
 
 
 def test_parquet_index_written_by_pandas_stays_a_column(tmp_path):
