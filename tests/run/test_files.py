@@ -4,8 +4,10 @@ import re
 
 import pytest
 
+from encoders.errors import RunDirError
+from encoders.run import files
 from encoders.run.files import load_run_config
-from tests.helpers import marker  # noqa: F401  (a fixture)
+from tests.helpers import ROOT, marker  # noqa: F401  (marker: a fixture)
 
 
 def _run_dir(tmp_path, text):
@@ -43,11 +45,6 @@ def test_run_config_missing_names_the_path(tmp_path):
 
 
 # -- the run dir's names and paths: spelled in run/files only ----------------------------------------
-
-from encoders.errors import RunDirError  # noqa: E402
-from encoders.run import files  # noqa: E402
-from tests.helpers import ROOT  # noqa: E402
-
 
 @pytest.mark.parametrize("backend,ext", [("torch", ".ckpt"), ("tf", ".keras"), ("jax", ".keras"), ("keras", ".keras")])
 @pytest.mark.parametrize("which", ["best", "last"])
