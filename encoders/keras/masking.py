@@ -6,6 +6,8 @@ mode with a TF assertion), since it would make final states silently wrong.
 """
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -68,12 +70,36 @@ def reverse_within_lengths(x, lengths, index=None):
 
     On TensorFlow ``tf.reverse_sequence`` does exactly this, and its gradient is itself: much
     cheaper than a gather, whose gradient is a scatter. ``index`` (``reverse_index``) serves the
-    other backends."""
-    if keras.backend.backend() == "tensorflow":
+    other backends; on jax the gather gets the same kind of gradient (``_jax_involution``)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-    return gather_time(x, reverse_index(lengths, ops.shape(x)[1]) if index is None else index)
+    index = reverse_index(lengths, ops.shape(x)[1]) if index is None else index
+    return _jax_involution()(x, index) if backend == "jax" else gather_time(x, index)
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_involution():
+    """jax: ``gather_time(x, index)`` for an ``index`` that is its own inverse (``reverse_index``),
+    with the same gather as its gradient. jax's own gradient of a gather is a scatter-add, which
+    made a bidirectional train step on CPU 3-7% slower in two side-by-side timings; with a
+    permutation each output step has one source, so the gather back is exact."""
+    import jax
+
+    @jax.custom_vjp
+    def involution(x, index):
+        return gather_time(x, index)
+
+    def forward(x, index):
+        return gather_time(x, index), index
+
+    def backward(index, grad):
+        return gather_time(grad, index), None  # the index gets no gradient
+
+    involution.defvjp(forward, backward)
+    return involution
 
 
 def last_step(x, lengths):

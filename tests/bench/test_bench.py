@@ -43,3 +43,18 @@ def test_bench_smoke_reports_every_figure():
     pm = report["padding_matters"]
     for k in ("correct_acc", "wrong_recipe_acc"):
         assert 0 <= pm[k] <= 1, (k, pm)
+
+
+def test_jax_bench_smoke_reports_jax_plain_and_torch():
+    """bench/jax_bench.py on 1 batch, 2 rounds: the torch child answers every round (one before, one
+    after the jax round), with the same thread count as the cores jax uses; never a speed threshold."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    res = subprocess.run([sys.executable, "-m", "bench.jax_bench", "1", "2"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    for k in ("keras_jax_speed_vs_plain", "keras_jax_vs_torch", "tokens_per_second_jax", "tokens_per_second_jax_plain",
+              "tokens_per_second_torch"):
+        assert math.isfinite(report[k]) and report[k] > 0, (k, report[k])
+    assert len(report["keras_jax_speed_vs_plain_rounds"]) == len(report["keras_jax_vs_torch_rounds"]) == 2
+    assert report["torch_threads"] == report["cpu_cores"] and report["torch_stalled_rounds"] in (0, 1, 2)

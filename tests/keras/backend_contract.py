@@ -109,6 +109,26 @@ def check_pooling_and_embedding(rng):
             raise AssertionError(f"id {bad} was accepted")
 
 
+def check_reversal_gradient(rng):
+    """jax: ``reverse_within_lengths`` carries its own gradient (the same gather, not jax's scatter):
+    d sum(w * rev(x)) / dx must be rev(w) exactly, eager and jitted, over ragged rows with empty ones."""
+    if BACKEND != "jax":
+        return
+    import jax
+
+    from encoders.keras.masking import reverse_within_lengths
+
+    for case in range(2):
+        x, _, lengths = ragged(rng, 6, 5, case)
+        w = rng.normal(size=x.shape).astype("float32")
+        grad = jax.grad(lambda v: (w * reverse_within_lengths(v, lengths)).sum())
+        want = np.asarray(reverse_within_lengths(w, lengths))
+        for g in (grad, jax.jit(grad)):
+            np.testing.assert_array_equal(np.asarray(g(x)), want)
+        rows = np.flatnonzero(lengths > 0)
+        np.testing.assert_array_equal(want[rows, 0], w[rows, lengths[rows] - 1])  # really reversed
+
+
 def spec(task="classification", pooling="attention", cell="gru", layers=2):
     return ClassifierSpec(vocab_size=12, num_classes=1 if task == "regression" else 3, embedding_dim=5,
                           hidden_size=H, cell=cell, num_layers=layers, bidirectional=True, pooling=pooling, task=task)
@@ -190,6 +210,7 @@ def main(folder, steps):
     if "contract" in steps:
         check_encoders(rng)
         check_pooling_and_embedding(rng)
+        check_reversal_gradient(rng)
         check_training_steps(rng)
         check_weight_port(rng)
     if "save" in steps:
