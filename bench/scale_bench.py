@@ -94,6 +94,8 @@ def child_load(which: str, path: str) -> Dict:
     out = (previous_first_batch if which == "previous" else columnar_first_batch)(path)
     peak = _status_mb("VmHWM") if exact else _rss_mb()
     out.update(seconds=time.perf_counter() - t, peak_mb=peak, peak_growth_mb=peak - base)
+    # VmHWM counts resident pages of memory-mapped files too: what is held at the first batch, split
+    out.update(anon_mb_at_end=_status_mb("RssAnon"), file_mb_at_end=_status_mb("RssFile"))
     return out
 
 

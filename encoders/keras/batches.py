@@ -28,7 +28,8 @@ class BucketedBatches:
         self.tokens = tokens if isinstance(tokens, TokenBuffer) else TokenBuffer.from_lists(tokens)
         labels = np.asarray(labels)
         # float targets (regression) stay floats, fed as [B, 1]; tags (tagging) are the targets when given
-        self.labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int64)
+        # copy=False: memory-mapped labels from the cache stay mapped, not copied per row
+        self.labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False)
         self.tags = tags
         # with a token budget, batch_size is not a row count: batches are cut by padded tokens
         self.batcher = LengthBucketBatcher(self.tokens.lengths, None if max_tokens else batch_size, seed=seed,

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
-from encoders.data.bucketing import LengthBucketBatcher
+from encoders.data.bucketing import LengthBucketBatcher, row_ints
 from encoders.data.collate import collate
 from encoders.data.flat import TokenBuffer
 from encoders.torch.checks import check_token_ids, checked_upstream
@@ -30,11 +30,12 @@ class TokenDataset(Dataset):
         self.tokens = tokens if isinstance(tokens, TokenBuffer) else TokenBuffer.from_lists(tokens)
         labels = np.asarray(labels)
         # float targets (regression) stay floats; tags (tagging): one id per token, padded with TAG_PAD_ID
-        self.labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels.astype(np.int64)
+        # copy=False: memory-mapped labels from the cache stay mapped, not copied per row
+        self.labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False)
         self.tags = tags
         if len(self.tokens) != len(self.labels):
             raise ValueError(f"{len(self.tokens)} token rows but {len(self.labels)} labels")
-        self.lengths = self.tokens.lengths
+        self.lengths = row_ints(self.tokens.lengths)
 
     @classmethod
     def from_split(cls, split) -> "TokenDataset":
@@ -109,7 +110,10 @@ class BucketBatchSampler(BatchSampler):
 
     def global_batches(self) -> List[np.ndarray]:
         if self._cache is None or self._cache[0] != self.epoch:
-            indices = np.fromiter(iter(self.sampler), dtype=np.int64)
+            # a sequential sampler's rows are all of them: no int64 array of every row id
+            inner = getattr(self.sampler, "inner", self.sampler)
+            whole = isinstance(inner, SequentialSampler) and len(inner) == len(self.lengths)
+            indices = None if whole else np.fromiter(iter(self.sampler), dtype=np.int64)
             batches = self.batcher.batches(self.epoch, indices)
             # every rank needs a row each step: a batch with fewer rows than ranks (the remainder
             # batch, or a token-budget batch of a few very long rows) joins its neighbour

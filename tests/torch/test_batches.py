@@ -68,3 +68,20 @@ def test_token_budget_shards_give_every_rank_the_same_steps_and_each_example_onc
         assert all(len(b) >= 1 for p in per_rank for b in p), "every rank gets a row every step"
         seen = sorted(i for p in per_rank for b in p for i in b)
         assert seen == list(range(500))
+
+
+def test_dataset_maps_labels_without_a_copy_and_batches_match_every_row_listed(tmp_path):
+    """Labels memory-mapped from the cache stay mapped (no per-row copy), lengths are int32, and the
+    sequential sampler's shortcut (no list of every row id) cuts the batches that listing them does."""
+    from encoders.data.flat import TokenBuffer
+    from encoders.torch.batches import BucketBatchSampler
+
+    rng = np.random.default_rng(5)
+    tokens = TokenBuffer.from_lists([rng.integers(1, 9, rng.integers(0, 12)).tolist() for _ in range(500)])
+    np.save(tmp_path / "labels.npy", rng.integers(0, 3, 500))
+    labels = np.load(tmp_path / "labels.npy", mmap_mode="r")
+    ds = TokenDataset(tokens, labels)
+    assert np.shares_memory(ds.labels, labels) and ds.lengths.dtype == np.int32
+    loader = SequenceDataModule(ds, ds, batch_size=16, seed=4).train_dataloader()
+    listed = BucketBatchSampler(list(range(500)), 16, False, ds.lengths, seed=4)
+    assert [b for b in loader.batch_sampler] == [b for b in listed]
