@@ -21,7 +21,7 @@ import shutil
 import struct
 import tempfile
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -224,12 +224,23 @@ class EntryWriter:
         self.ends[split] += int(hi - lo)
 
     def finish(self, split: str, labels: np.ndarray, rows: np.ndarray) -> None:
+        self.finish_steps(split, [(labels, rows)], labels.dtype, rows.dtype)
+
+    def finish_steps(self, split: str, steps: Iterable[Tuple[np.ndarray, np.ndarray]], label_dtype: Any,
+                     rows_dtype: Any = np.int64) -> None:
+        """``finish`` with the labels and file rows given as ``(labels, rows)`` pieces in row order,
+        written as they come (the same files as one piece: no array of every row in memory)."""
         if split not in self.files:  # a split with no rows at all
             self.append(split, TokenBuffer(np.zeros(0, np.int32), np.zeros(1, np.int64)))
         for f in self.files[split].values():
             f.close()
-        np.save(self._path(split, "labels"), np.ascontiguousarray(labels))
-        np.save(self._path(split, "rows"), np.ascontiguousarray(rows))
+        labels = NpyAppender(self._path(split, "labels"), label_dtype)
+        rows = NpyAppender(self._path(split, "rows"), rows_dtype)
+        for some_labels, some_rows in steps:
+            labels.append(some_labels)
+            rows.append(some_rows)
+        labels.close()
+        rows.close()
 
     def remap(self, split: str, table: np.ndarray) -> None:
         """``values = table[values]`` in place, ``step`` ids at a time (read and written, not mapped:

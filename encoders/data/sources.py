@@ -28,6 +28,7 @@ from encoders.errors import DataError
 
 log = logging.getLogger(__name__)
 _CHUNK = 20_000  # texts tokenized at a time: memory stays flat however many rows a file has
+_LABEL_STEP = 1 << 18  # labels checked at a time: no per-row temporary of a whole split
 
 
 def load_splits(cfg: Any, seed: int, task: str = "classification") -> Splits:
@@ -63,7 +64,16 @@ def _text_build(cfg: Any, seed: int, task: str):
         finally:  # the tokens are in the entry now: the scratch copies go at once, not when collected
             for raw in raws.values():
                 raw.release()
+            _release_arrow_memory()
     return build
+
+
+def _release_arrow_memory() -> None:
+    """Hand the pages Arrow's allocator keeps after the columns are freed back to the system: it
+    holds on to them (tens of MB per million rows of labels) while training never uses them again."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _log_shape(splits: Splits, cfg: Any) -> None:
@@ -136,10 +146,10 @@ def _label_values(raw: Raw, split: str, column: str):
         return "names", pc.if_else(col, "True", "False"), None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         if raw.builder == "csv" and len(col) and pc.all(pc.match_substring_regex(col, _CANONICAL_INT)).as_py():
-            return "ids", np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64), col
+            return "ids", _int64(col), col
         return "names", col, None
     if pa.types.is_integer(t):
-        values = np.asarray(col.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        values = _int64(col)
     elif pa.types.is_floating(t):
         floats = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
         bad = ~np.isfinite(floats) | (floats != np.round(floats))
@@ -156,6 +166,18 @@ def _label_values(raw: Raw, split: str, column: str):
         row = int(np.argmax(values < 0))
         raise _label_problem(raw, split, row, f"label {int(values[row])} is negative")
     return "ids", values, None
+
+
+def _int64(col) -> np.ndarray:
+    """A chunked Arrow column as one int64 array, cast a chunk at a time into it (no whole-column
+    Arrow copy beside the result)."""
+    import pyarrow as pa
+
+    out, at = np.empty(len(col), dtype=np.int64), 0
+    for chunk in col.chunks:
+        out[at:at + len(chunk)] = chunk.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    return out
 
 
 def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.ndarray]):
@@ -194,19 +216,23 @@ def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.n
         return ids, names, len(names)
     for split, (_, values) in kinds.items():
         ids[split] = values
-    train_labels = set(np.unique(ids["train"][train_rows["train"]]).tolist())
+    train_labels = set()
+    for lo in range(0, len(ids["train"]), _LABEL_STEP):  # a step at a time: no masked copy of every label
+        hi = lo + _LABEL_STEP
+        train_labels.update(np.unique(ids["train"][lo:hi][train_rows["train"][lo:hi]]).tolist())
     num_classes = max(train_labels) + 1 if train_labels else 0
     absent = next((c for c in range(num_classes) if c not in train_labels), None)
     if absent is not None:
         raise DataError(f"integer labels must be the class ids 0..K-1, but class {absent} never occurs in the "
                         f"training split (labels seen: {sorted(train_labels)[:20]}); renumber the labels")
     for split, values in ids.items():
-        rows = ~train_rows[split] if split == "train" else np.ones(len(values), bool)
-        unseen = np.flatnonzero(rows & (values >= num_classes))
-        if unseen.size:
-            shown = "validation" if split == "train" else split
-            raise DataError(f"{shown} label {int(values[unseen[0]])} never occurs in the training split "
-                            f"(training labels are 0..{num_classes - 1}){raws[split].where(int(unseen[0]))}")
+        for lo in range(0, len(values), _LABEL_STEP):
+            rows = ~train_rows[split][lo:lo + _LABEL_STEP] if split == "train" else True
+            unseen = np.flatnonzero(rows & (values[lo:lo + _LABEL_STEP] >= num_classes))
+            if unseen.size:
+                shown, row = ("validation" if split == "train" else split), lo + int(unseen[0])
+                raise DataError(f"{shown} label {int(values[row])} never occurs in the training split "
+                                f"(training labels are 0..{num_classes - 1}){raws[split].where(row)}")
     return ids, [], num_classes
 
 
@@ -301,13 +327,24 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, writer: Any, task: str 
     vocab.labels = names
     for split in writer.files:
         source = "train" if held is not None and split == "validation" else split
-        rows = np.arange(len(label_ids[source])) if held is None or source != "train" else np.flatnonzero(
-            held if split == "validation" else ~held)
-        writer.finish(split, label_ids[source][rows], rows)
+        writer.finish_steps(split, _label_steps(label_ids[source], held if source == "train" else None,
+                                                split == "validation"), label_ids[source].dtype)
     if not writer.ends["train"]:
         raise DataError(f"text column {text_col!r} is empty in every training row{raws['train'].where(0)}: "
                         f"check data.text_column")
     writer.close(vocab, num_classes, len(vocab), dict(writer.truncated) if cfg.max_tokens_per_example else {})
+
+
+def _label_steps(labels: np.ndarray, held: Optional[np.ndarray], validation: bool):
+    """``(labels, file rows)`` of a split's rows, ``_LABEL_STEP`` file rows at a time: the rows held
+    out (``validation``) or kept of the training file when ``held`` is set, else every row."""
+    for lo in range(0, len(labels), _LABEL_STEP):
+        hi = min(lo + _LABEL_STEP, len(labels))
+        if held is None:
+            rows = np.arange(lo, hi, dtype=np.int64)
+        else:
+            rows = np.flatnonzero(held[lo:hi] if validation else ~held[lo:hi]).astype(np.int64) + lo
+        yield labels[rows], rows
 
 
 def _routed_chunks(raws: Dict[str, Raw], column: str, held: Optional[np.ndarray]):

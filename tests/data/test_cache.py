@@ -67,3 +67,26 @@ def test_cache_list_and_clear(tmp_path, capsys):
 def test_cache_max_gb_must_be_positive():
     with pytest.raises(DataConfigError, match="data.cache_max_gb must be > 0"):
         DataConfig(source="files", train_file="x.csv", cache_max_gb=0).validate()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_labels_and_rows_written_in_pieces_are_the_bytes_np_save_writes(tmp_path, seed):
+    # the cold path writes labels and file rows a step at a time; a warm run reads them as np.save's files
+    import numpy as np
+
+    from encoders.data.cache import EntryWriter
+    from encoders.data.flat import TokenBuffer
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 3000))
+    labels = (rng.integers(0, 10**12, n) if seed % 2 else rng.normal(size=n).astype(np.float32))
+    rows = np.sort(rng.choice(10 * n + 1, n, replace=False)).astype(np.int64)
+    cuts = np.sort(rng.integers(0, n + 1, int(rng.integers(0, 6))))
+    pieces = [(labels[a:b], rows[a:b]) for a, b in zip([0, *cuts], [*cuts, n])]
+    writer = EntryWriter(str(tmp_path))
+    writer.append("train", TokenBuffer(np.zeros(0, np.int32), np.zeros(n + 1, np.int64)))
+    writer.finish_steps("train", pieces, labels.dtype)
+    np.save(tmp_path / "want.labels.npy", labels)
+    np.save(tmp_path / "want.rows.npy", rows)
+    for what in ("labels", "rows"):
+        assert (tmp_path / f"train.{what}.npy").read_bytes() == (tmp_path / f"want.{what}.npy").read_bytes()
