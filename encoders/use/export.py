@@ -96,29 +96,20 @@ def onnx_logits(path: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
 
 def _models(run_dir: str, backend: str, fmt: str, which: str):
     """(the run's own model and its ``batch_logits``, the model to export)."""
+    import importlib
+
+    from encoders.convert import runs
+
     source = checkpoint_path(run_dir, which, backend)
+    torch_run = backend == "torch"
     try:
-        if backend == "torch":
-            from encoders.torch import inference as own
-
-            if fmt == "onnx":
-                model, _ = own.load_classifier(source)
-                return own.batch_logits, model, model
-            from encoders.convert.runs import torch_to_keras
-
-            tm, km = torch_to_keras(source)
-            tm.eval()
-            return own.batch_logits, tm, km
-        from encoders.keras import inference as own
-
-        if fmt == "savedmodel":
+        own = importlib.import_module("encoders.torch.inference" if torch_run else "encoders.keras.inference")
+        if fmt == ("onnx" if torch_run else "savedmodel"):  # the run's own framework writes it
             model, _ = own.load_classifier(source)
             return own.batch_logits, model, model
-        from encoders.convert.runs import keras_to_torch
-
-        tm, km = keras_to_torch(source)
+        tm, km = (runs.torch_to_keras if torch_run else runs.keras_to_torch)(source)  # through the port
         tm.eval()
-        return own.batch_logits, km, tm
+        return (own.batch_logits, tm, km) if torch_run else (own.batch_logits, km, tm)
     except EncodersError:
         raise
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
