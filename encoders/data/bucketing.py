@@ -73,10 +73,16 @@ class LengthBucketBatcher:
 
     def batches(self, epoch: Optional[int] = None, indices: Optional[Sequence[int]] = None) -> List[np.ndarray]:
         epoch = self.epoch if epoch is None else int(epoch)
-        idx = row_ints(np.arange(len(self.lengths)) if indices is None else indices)
+        # one array of the epoch's row ids, shuffled and sorted pool by pool in place; every batch
+        # is a view of it (the order is that of permutation(), which copies then shuffles)
+        if indices is None:
+            n = len(self.lengths)
+            idx = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        else:
+            idx = row_ints(indices).copy()
         rng = np.random.default_rng([self.seed, epoch])
         if self.shuffle:
-            idx = rng.permutation(idx)  # the same order as idx[rng.permutation(len(idx))], no int64 copy
+            rng.shuffle(idx)
         if self.max_tokens is not None:
             return self._token_batches(idx, rng)
         bs = self.batch_size
@@ -86,7 +92,7 @@ class LengthBucketBatcher:
         for start in range(0, len(idx), pool):
             chunk = idx[start:start + pool]
             # stable sort on a shuffled chunk: equal lengths come out in random order
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            chunk[:] = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
             tops.append(chunk[:bs])
             out.extend(chunk[i:i + bs] for i in range(bs, len(chunk), bs))
         if tops:
@@ -103,7 +109,8 @@ class LengthBucketBatcher:
         if self.shuffle:
             out = [out[i] for i in rng.permutation(len(out))]
         if self.longest_first and out:
-            first = int(np.argmax([self.lengths[b].max(initial=0) for b in out]))
+            # every batch is sorted longest first: its first row is its longest
+            first = int(np.argmax(self.lengths[[int(b[0]) for b in out]]))
             out.insert(0, out.pop(first))
         return out
 
@@ -154,10 +161,12 @@ class LengthBucketBatcher:
 
 def row_ints(values: Sequence[int]) -> np.ndarray:
     """Row lengths or row ids as int32 when they fit (half the memory of int64 at millions of rows;
-    sorts and shuffles give the same order), else int64."""
+    sorts and shuffles give the same order), else int64; int16 (``TokenBuffer.row_lengths``) is kept."""
     arr = np.asarray(values)
     if arr.dtype.kind not in "iu":
         arr = arr.astype(np.int64)
+    if arr.dtype == np.int16:
+        return arr
     if arr.dtype != np.int32 and (arr.size == 0 or (arr.min() >= -2**31 and arr.max() < 2**31)):
         return arr.astype(np.int32)
     return arr

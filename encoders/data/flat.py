@@ -6,6 +6,7 @@ every row into a Python list first.
 """
 from __future__ import annotations
 
+import mmap
 import numbers
 from itertools import chain
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -42,11 +43,11 @@ class TokenBuffer:
         if offsets[0] < 0 or offsets[-1] > len(values):
             raise ValueError(f"offsets must lie in [0, {len(values)}] (len(values)), got "
                              f"{int(offsets[0])}..{int(offsets[-1])}")
-        steps = np.diff(offsets)
-        if steps.size and steps.min() < 0:
-            row = int(np.argmax(steps < 0))
-            raise ValueError(f"offsets must not decrease: row {row} has offsets "
-                             f"{int(offsets[row])}..{int(offsets[row + 1])}")
+        for lo, steps in _row_steps(offsets):
+            if steps.size and steps.min() < 0:
+                row = lo + int(np.argmax(steps < 0))
+                raise ValueError(f"offsets must not decrease: row {row} has offsets "
+                                 f"{int(offsets[row])}..{int(offsets[row + 1])}")
         self.values = values
         self.offsets = offsets
 
@@ -60,6 +61,19 @@ class TokenBuffer:
     def lengths(self) -> np.ndarray:
         """Tokens per row, int64 ``[N]``."""
         return np.diff(self.offsets)
+
+    def row_lengths(self) -> np.ndarray:
+        """Tokens per row in the narrowest signed type that holds them (int16 unless a row has more
+        than 32767 tokens): what bucketing keeps for every row, a quarter of ``lengths``' memory.
+        Read a window of offsets at a time, so no int64 copy of every row is made and a
+        memory-mapped buffer's offsets are not left resident."""
+        out = np.empty(len(self), dtype=np.int16)
+        for lo, steps in _row_steps(self.offsets):
+            longest = int(steps.max(initial=0))
+            if longest > np.iinfo(out.dtype).max:
+                out = out.astype(np.int32 if longest < 2**31 else np.int64)
+            out[lo:lo + len(steps)] = steps
+        return out
 
     def row(self, i: int) -> np.ndarray:
         """Row ``i``'s token ids (a view of ``values``)."""
@@ -226,6 +240,38 @@ class TokenBuffer:
             padded[mask] = tags.values[_gather_index(tag_starts, lengths)]
             out["tags"] = padded
         return out
+
+
+_WINDOW = 1 << 20  # rows of offsets read at a time (8 MB)
+
+
+def _row_steps(offsets: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(first row, lengths of the window's rows)`` over ``offsets``, ``_WINDOW`` rows at a time. A
+    memory-mapped window's pages are handed back once read (they stay in the kernel's file cache),
+    so a pass over millions of rows does not leave every offset resident in this process."""
+    n = len(offsets) - 1
+    for lo in range(0, n, _WINDOW):
+        hi = min(lo + _WINDOW, n)
+        yield lo, np.diff(offsets[lo:hi + 1])
+        release_mapped(offsets, lo, hi)
+
+
+def release_mapped(arr: np.ndarray, lo: int, hi: int) -> None:
+    """Drop the resident pages of ``arr[lo:hi]`` (a contiguous 1-D array) when it is memory-mapped
+    from a file: the next read faults them back in from the file cache. A no-op for arrays in
+    memory, and where ``madvise`` is missing."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED") or not arr.flags.c_contiguous:
+        return
+    start = np.frombuffer(base, dtype=np.uint8, count=1).ctypes.data  # where the mapping begins
+    first = arr.ctypes.data - start + lo * arr.itemsize
+    last = arr.ctypes.data - start + hi * arr.itemsize
+    page = mmap.PAGESIZE
+    first, last = -(-first // page) * page, last // page * page  # whole pages inside the range only
+    if last > first:
+        base.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def _gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

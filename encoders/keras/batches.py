@@ -32,7 +32,7 @@ class BucketedBatches:
         self.labels = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False)
         self.tags = tags
         # with a token budget, batch_size is not a row count: batches are cut by padded tokens
-        self.batcher = LengthBucketBatcher(self.tokens.lengths, None if max_tokens else batch_size, seed=seed,
+        self.batcher = LengthBucketBatcher(self.tokens.row_lengths(), None if max_tokens else batch_size, seed=seed,
                                            shuffle=shuffle, pool_batches=pool_batches, max_tokens=max_tokens)
         self.pad_id = pad_id
         self.epoch = 0

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
-from encoders.data.bucketing import LengthBucketBatcher, row_ints
+from encoders.data.bucketing import LengthBucketBatcher
 from encoders.data.collate import collate
 from encoders.data.flat import TokenBuffer
 from encoders.torch.checks import check_token_ids, checked_upstream
@@ -35,7 +35,7 @@ class TokenDataset(Dataset):
         self.tags = tags
         if len(self.tokens) != len(self.labels):
             raise ValueError(f"{len(self.tokens)} token rows but {len(self.labels)} labels")
-        self.lengths = row_ints(self.tokens.lengths)
+        self.lengths = self.tokens.row_lengths()  # int16 unless a row is very long
 
     @classmethod
     def from_split(cls, split) -> "TokenDataset":

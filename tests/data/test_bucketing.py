@@ -318,3 +318,22 @@ def test_row_ints_are_int32_when_they_fit(values, dtype):
     assert out.dtype == (np.int32 if fits else np.int64)
     assert out.tolist() == arr.astype(np.int64).tolist()
     assert LengthBucketBatcher(np.abs(arr) % 7, 3).lengths.dtype == np.int32
+
+
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=300), st.integers(1, 9), st.integers(1, 4),
+       st.integers(0, 50), st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_int16_lengths_give_the_same_batches_and_indices_are_left_alone(lengths, bs, pool, seed, shuffle):
+    """Batches are views of one array of row ids sorted pool by pool in place: the caller's
+    ``indices`` must come out untouched, and int16 lengths (``TokenBuffer.row_lengths``) must cut
+    exactly what int64 lengths cut."""
+    wide = LengthBucketBatcher(np.asarray(lengths, np.int64), bs, seed=seed, shuffle=shuffle, pool_batches=pool)
+    narrow = LengthBucketBatcher(np.asarray(lengths, np.int16), bs, seed=seed, shuffle=shuffle, pool_batches=pool)
+    assert narrow.lengths.dtype == np.int16
+    indices = np.arange(len(lengths))[::-1].copy()
+    kept = indices.copy()
+    for epoch in (0, 1):
+        got = [b.tolist() for b in narrow.batches(epoch, indices)]
+        assert got == [b.tolist() for b in wide.batches(epoch, indices)]
+        assert sorted(i for b in got for i in b) == sorted(kept.tolist())
+    np.testing.assert_array_equal(indices, kept)

@@ -131,3 +131,71 @@ def test_from_memory_mapped_dataset(tmp_path):
     out = buf.pad([13, 6, 5], labels=labels)
     want = collate([ds[i] for i in (13, 6, 5)])
     assert_batches_equal(out, want)
+
+
+# -- row lengths and offsets read a window at a time --------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(rows=ROWS, window=st.integers(1, 7), long_row=st.sampled_from([0, 32767, 32768, 70000]))
+def test_row_lengths_equal_lengths_in_the_narrowest_type_across_windows(rows, window, long_row):
+    from unittest import mock
+
+    import encoders.data.flat as flat
+
+    rows = rows + [[1] * long_row]
+    with mock.patch.object(flat, "_WINDOW", window):  # many windows, rows at their edges
+        buf = TokenBuffer.from_lists(rows)
+        got = buf.row_lengths()
+    np.testing.assert_array_equal(got, [len(r) for r in rows])
+    assert got.dtype == (np.int16 if long_row <= 32767 else np.int32)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 1 << 20])
+def test_a_decreasing_offset_in_a_later_window_is_named_by_its_row(monkeypatch, window):
+    import encoders.data.flat as flat
+
+    monkeypatch.setattr(flat, "_WINDOW", window)
+    with pytest.raises(ValueError, match=r"row 4 has offsets 6\.\.5"):
+        TokenBuffer(np.arange(10), np.array([0, 1, 2, 4, 6, 5, 7]))
+
+
+def _mapped_rss_kb(path: str) -> int:
+    """Resident KB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, ours = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                ours = len(head) >= 6 and head[-1] == path
+            elif ours and line.startswith("Rss:"):
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads /proc/self/smaps (Linux)")
+def test_row_lengths_of_a_mapped_buffer_leave_its_offsets_unmapped(tmp_path):
+    """A pass over a memory-mapped buffer's offsets (its construction check, then row_lengths) hands
+    the pages back: read whole, they would stay resident (here 8 MB); read a window at a time, a
+    page at each window's edge may stay."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 40, size=1_000_000)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    np.save(tmp_path / "o.npy", offsets)
+    np.save(tmp_path / "v.npy", np.zeros(int(offsets[-1]), dtype=np.int32))
+    path = str(tmp_path / "o.npy")
+    mapped = np.load(path, mmap_mode="r")
+    assert _mapped_rss_kb(path) < 64
+    buf = TokenBuffer(np.load(tmp_path / "v.npy", mmap_mode="r"), mapped)
+    got = buf.row_lengths()
+    np.testing.assert_array_equal(got, lengths)
+    assert _mapped_rss_kb(path) < 64  # 8 MB of offsets were read
+    np.asarray(mapped).sum()  # read whole without a release: resident (the measure works)
+    assert _mapped_rss_kb(path) > 7000
+
+
+def test_release_mapped_leaves_arrays_in_memory_alone():
+    from encoders.data.flat import release_mapped
+
+    arr = np.arange(1 << 16)
+    release_mapped(arr, 0, len(arr))
+    np.testing.assert_array_equal(arr, np.arange(1 << 16))

@@ -71,7 +71,7 @@ def test_token_budget_shards_give_every_rank_the_same_steps_and_each_example_onc
 
 
 def test_dataset_maps_labels_without_a_copy_and_batches_match_every_row_listed(tmp_path):
-    """Labels memory-mapped from the cache stay mapped (no per-row copy), lengths are int32, and the
+    """Labels memory-mapped from the cache stay mapped (no per-row copy), lengths are int16, and the
     sequential sampler's shortcut (no list of every row id) cuts the batches that listing them does."""
     from encoders.data.flat import TokenBuffer
     from encoders.torch.batches import BucketBatchSampler
@@ -81,7 +81,7 @@ def test_dataset_maps_labels_without_a_copy_and_batches_match_every_row_listed(t
     np.save(tmp_path / "labels.npy", rng.integers(0, 3, 500))
     labels = np.load(tmp_path / "labels.npy", mmap_mode="r")
     ds = TokenDataset(tokens, labels)
-    assert np.shares_memory(ds.labels, labels) and ds.lengths.dtype == np.int32
+    assert np.shares_memory(ds.labels, labels) and ds.lengths.dtype == np.int16
     loader = SequenceDataModule(ds, ds, batch_size=16, seed=4).train_dataloader()
     listed = BucketBatchSampler(list(range(500)), 16, False, ds.lengths, seed=4)
     assert [b for b in loader.batch_sampler] == [b for b in listed]
