@@ -126,10 +126,31 @@ def _label_problem(raw: Raw, split: str, row: int, problem: str) -> DataError:
 _CANONICAL_INT = r"^(0|[1-9][0-9]{0,17})$"  # how an integer class id is written: no sign, no leading zero
 
 
+def _label_pieces(raw: Raw, split: str, column: str):
+    """``(first row, piece)`` over a split's label column, a record batch at a time (a file's labels
+    are never copied whole); a null label is named by its row."""
+    if isinstance(raw.ds, ArrowFiles):
+        pieces = raw.ds.batches(column)
+    else:
+        pieces = iter(raw.ds.data.column(column).chunks)
+    at = 0
+    for piece in pieces:
+        if piece.null_count:
+            row = at + int(np.flatnonzero(piece.is_null().to_numpy(zero_copy_only=False))[0])
+            raise _label_problem(raw, split, row, "label is null")
+        yield at, piece
+        at += len(piece)
+
+
+def _label_type(raw: Raw, column: str):
+    return raw.ds.schema.field(column).type if isinstance(raw.ds, ArrowFiles) else raw.ds.data.column(column).type
+
+
 def _label_values(raw: Raw, split: str, column: str):
-    """("names", strings array) for text labels, else ("ids", int64 array), checking every row; and
-    the labels as text where they were text (csv/tsv cells: every value a canonical integer makes
-    class ids, but another split with names makes them names again, see ``_encode_labels``).
+    """``("names", None, False)`` for text labels, else ``("ids", class ids, textual)``: int32 (int64 if
+    one is larger), every row checked, a piece of the column at a time. ``textual``: csv cells that
+    are all canonical integers (they make class ids, but another split with names makes them names
+    again, see ``_encode_labels``).
 
     A label is what the file says: csv cells keep their text (``01`` is not ``1``, ``True`` is not
     ``1``) unless every one is a canonical integer; typed files keep their types; booleans are the
@@ -137,51 +158,52 @@ def _label_values(raw: Raw, split: str, column: str):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    col = raw.ds.data.column(column)
-    if col.null_count:
-        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise _label_problem(raw, split, row, "label is null")
-    t = col.type
-    if pa.types.is_boolean(t):
-        return "names", pc.if_else(col, "True", "False"), None
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        if raw.builder == "csv" and len(col) and pc.all(pc.match_substring_regex(col, _CANONICAL_INT)).as_py():
-            return "ids", _int64(col), col
-        return "names", col, None
-    if pa.types.is_integer(t):
-        values = _int64(col)
-    elif pa.types.is_floating(t):
-        floats = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-        bad = ~np.isfinite(floats) | (floats != np.round(floats))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            value = float(floats[row])
-            if math.isnan(value):
-                raise _label_problem(raw, split, row, "label is null")
-            raise _label_problem(raw, split, row, f"label {value!r} is not an integer class id")
-        values = floats.astype(np.int64)
-    else:  # lists, structs: show the first value as the user wrote it
-        raise _label_problem(raw, split, 0, f"label {col[0].as_py()!r} is not an integer class id")
-    if values.size and values.min() < 0:
-        row = int(np.argmax(values < 0))
-        raise _label_problem(raw, split, row, f"label {int(values[row])} is negative")
-    return "ids", values, None
+    t = _label_type(raw, column)
+    textual = pa.types.is_string(t) or pa.types.is_large_string(t)
+    if pa.types.is_boolean(t) or (textual and raw.builder != "csv"):
+        return "names", None, False
+    ids = np.empty(len(raw.ds), dtype=np.int32)
+    for at, piece in _label_pieces(raw, split, column):
+        if not len(piece):
+            continue
+        if textual:
+            if not pc.all(pc.match_substring_regex(piece, _CANONICAL_INT)).as_py():
+                return "names", None, False
+            values = piece.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        elif pa.types.is_integer(t):
+            values = piece.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        elif pa.types.is_floating(t):
+            floats = np.asarray(piece.to_numpy(zero_copy_only=False), dtype=np.float64)
+            bad = ~np.isfinite(floats) | (floats != np.round(floats))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                value = float(floats[row])
+                if math.isnan(value):
+                    raise _label_problem(raw, split, at + row, "label is null")
+                raise _label_problem(raw, split, at + row, f"label {value!r} is not an integer class id")
+            values = floats.astype(np.int64)
+        else:  # lists, structs: show the first value as the user wrote it
+            raise _label_problem(raw, split, at, f"label {piece[0].as_py()!r} is not an integer class id")
+        if values.min() < 0:
+            row = int(np.argmax(values < 0))
+            raise _label_problem(raw, split, at + row, f"label {int(values[row])} is negative")
+        if values.max() > np.iinfo(ids.dtype).max:
+            ids = ids.astype(np.int64)
+        ids[at:at + len(values)] = values
+    return "ids", ids, textual
 
 
-def _int64(col) -> np.ndarray:
-    """A chunked Arrow column as one int64 array, cast a chunk at a time into it (no whole-column
-    Arrow copy beside the result)."""
+def _label_text(piece):
+    """A piece of a names column as strings (booleans as ``"True"``/``"False"``)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    out, at = np.empty(len(col), dtype=np.int64), 0
-    for chunk in col.chunks:
-        out[at:at + len(chunk)] = chunk.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        at += len(chunk)
-    return out
+    return pc.if_else(piece, "True", "False") if pa.types.is_boolean(piece.type) else piece.cast(pa.string())
 
 
 def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.ndarray]):
-    """Class ids for every split, the label names ([] for integer labels) and the class count.
+    """Class ids for every split (int32 unless one is larger), the label names ([] for integer
+    labels) and the class count, reading each label column a piece at a time.
 
     ``train_rows[split]`` marks the rows that are training data (all of the train file, or
     its rows not held out): names and classes come from those rows only.
@@ -191,30 +213,32 @@ def _encode_labels(raws: Dict[str, Raw], column: str, train_rows: Dict[str, np.n
 
     read = {split: _label_values(raw, split, column) for split, raw in raws.items()}
     if any(k == "names" for k, _, _ in read.values()):  # csv class ids beside names are names too
-        read = {s: ("names", text, None) if text is not None else (k, v, text) for s, (k, v, text) in read.items()}
-    kinds = {s: (k, v) for s, (k, v, _) in read.items()}
-    if len({k for k, _ in kinds.values()}) > 1:
+        read = {s: ("names", None, False) if textual else (k, v, textual) for s, (k, v, textual) in read.items()}
+    kinds = {s: k for s, (k, _, _) in read.items()}
+    if len(set(kinds.values())) > 1:
         raise DataError(f"label column {column!r} holds names in one file and numbers in another "
-                        f"({', '.join(f'{s}: {k}' for s, (k, _) in kinds.items())}); use the same kind in every split")
-    kind = kinds["train"][0]
+                        f"({', '.join(f'{s}: {k}' for s, k in kinds.items())}); use the same kind in every split")
     ids: Dict[str, np.ndarray] = {}
-    if kind == "names":
-        train_col = kinds["train"][1]
-        mask = pa.array(train_rows["train"])
-        names = sorted(pc.unique(train_col.filter(mask)).to_pylist())
+    if kinds["train"] == "names":
+        seen = set()
+        for at, piece in _label_pieces(raws["train"], "train", column):
+            keep = pa.array(train_rows["train"][at:at + len(piece)])
+            seen.update(pc.unique(_label_text(piece).filter(keep)).to_pylist())
+        names = sorted(seen)
         value_set = pa.array(names, type=pa.string())
-        for split, (_, col) in kinds.items():
-            found = pc.index_in(col.cast(pa.string()), value_set=value_set)
-            arr = np.asarray(found.to_numpy(zero_copy_only=False))
-            missing = np.flatnonzero(np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(len(arr), bool))
-            if missing.size:
-                row = int(missing[0])
-                shown = "validation" if split == "train" else split  # a held-out row of the train file
-                raise _label_problem(raws[split], shown, row,
-                                     f"label {col[row].as_py()!r} never occurs in the training split")
-            ids[split] = arr.astype(np.int64)
+        for split, raw in raws.items():
+            ids[split] = np.empty(len(raw.ds), dtype=np.int32)
+            for at, piece in _label_pieces(raw, split, column):
+                text = _label_text(piece)
+                found = pc.index_in(text, value_set=value_set)
+                if found.null_count:
+                    row = int(np.flatnonzero(found.is_null().to_numpy(zero_copy_only=False))[0])
+                    shown = "validation" if split == "train" else split  # a held-out row of the train file
+                    raise _label_problem(raw, shown, at + row,
+                                         f"label {text[row].as_py()!r} never occurs in the training split")
+                ids[split][at:at + len(piece)] = found.to_numpy(zero_copy_only=False)
         return ids, names, len(names)
-    for split, (_, values) in kinds.items():
+    for split, (_, values, _) in read.items():
         ids[split] = values
     train_labels = set()
     for lo in range(0, len(ids["train"]), _LABEL_STEP):  # a step at a time: no masked copy of every label
@@ -327,8 +351,10 @@ def _tokenize(raws: Dict[str, Raw], cfg: Any, seed: int, writer: Any, task: str 
     vocab.labels = names
     for split in writer.files:
         source = "train" if held is not None and split == "validation" else split
+        # class ids are kept int32 while tokenizing, written int64 (what the loaders map uncopied)
+        dtype = np.int64 if label_ids[source].dtype.kind in "iu" else label_ids[source].dtype
         writer.finish_steps(split, _label_steps(label_ids[source], held if source == "train" else None,
-                                                split == "validation"), label_ids[source].dtype)
+                                                split == "validation"), dtype)
     if not writer.ends["train"]:
         raise DataError(f"text column {text_col!r} is empty in every training row{raws['train'].where(0)}: "
                         f"check data.text_column")

@@ -6,6 +6,7 @@ labels, unseen string labels); this file adds the other formats and spellings of
 the impossible config combinations of the runtime helpers.
 """
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -227,3 +228,54 @@ def test_a_latin1_training_file_is_named_not_utf8_with_its_line(tmp_path, ext):
     with pytest.raises(DataError, match=rf"^data\.train_file=.*t{ext}: not UTF-8 text \(line {line}: byte 0xe9\); "
                                         r"save it as UTF-8$"):
         load_splits(files_cfg(t, t), 0)
+
+
+# -- labels read a piece at a time (a file's record batches: 1000 rows each for csv) -------------------
+def _many(labels, path):
+    return write(pd.DataFrame({"text": [f"w{i % 7} w{i % 5}" for i in range(len(labels))], "label": labels}), path)
+
+
+@pytest.mark.parametrize("kind", ["csv ids", "csv names", "parquet ints", "parquet bools", "jsonl floats"])
+def test_labels_of_every_piece_land_on_their_rows(tmp_path, kind):
+    """Each split's class ids equal the file's labels looked up row by row (held-out rows included),
+    across pieces, whatever the label's type; names are sorted, ids kept as written."""
+    n = 2600
+    raw = {"csv ids": [i % 3 for i in range(n)], "csv names": [["b", "a", "c"][i % 3] for i in range(n)],
+           "parquet ints": [i % 3 for i in range(n)], "parquet bools": [i % 3 == 0 for i in range(n)],
+           "jsonl floats": [float(i % 3) for i in range(n)]}[kind]
+    ext = {"csv": "csv", "parquet": "parquet", "jsonl": "jsonl"}[kind.split()[0]]
+    s = load_splits(files_cfg(_many(raw, tmp_path / f"t.{ext}")), 3)
+    names = s.vocab.labels
+    want = (lambda v: names.index(str(v))) if names else int
+    for split in (s.train, s.validation):
+        assert split.labels.dtype == np.int64  # as the loaders map them: no copy per run
+        assert split.labels.tolist() == [want(raw[r]) for r in split.rows.tolist()]
+    assert len(s.train) + len(s.validation) == n
+    assert sorted(s.train.rows.tolist() + s.validation.rows.tolist()) == list(range(n))
+
+
+def test_a_null_label_in_a_later_piece_is_named_by_its_row(tmp_path):
+    t = tmp_path / "t.csv"
+    t.write_text("text,label\n" + "".join(f"w{i},{'' if i == 2300 else i % 2}\n" for i in range(2600)))
+    with pytest.raises(DataError, match=r"train data row 2301: label is null"):
+        load_splits(files_cfg(t), 0)
+
+
+def test_a_negative_label_in_a_later_piece_is_named_by_its_row(tmp_path):
+    t = _many([-4 if i == 2205 else i % 2 for i in range(2600)], tmp_path / "t.parquet")
+    with pytest.raises(DataError, match=r"train data row 2206: label -4 is negative"):
+        load_splits(files_cfg(t), 0)
+
+
+def test_a_name_in_a_later_piece_makes_every_csv_label_a_name(tmp_path):
+    t = _many(["maybe" if i == 2450 else i % 2 for i in range(2600)], tmp_path / "t.csv")
+    s = load_splits(files_cfg(t, t), 0)
+    assert s.vocab.labels == ["0", "1", "maybe"]
+    assert s.train.labels[2450] == 2 and s.train.labels[:4].tolist() == [0, 1, 0, 1]
+
+
+def test_an_unseen_validation_name_in_a_later_piece_is_named_by_its_row(tmp_path):
+    t = _many([["neg", "pos"][i % 2] for i in range(2600)], tmp_path / "t.csv")
+    v = _many(["Pos" if i == 2300 else ["neg", "pos"][i % 2] for i in range(2600)], tmp_path / "v.csv")
+    with pytest.raises(DataError, match=r"validation data row 2301: label 'Pos' never occurs in the training split"):
+        load_splits(files_cfg(t, v), 0)
