@@ -3,7 +3,10 @@ thread count (the fair share of ``encoders.run.threads``) and with every process
 torch does by itself; ``trainer.num_threads=<cores>``), interleaved so that load from elsewhere
 hits every variant alike.
 
-    python -m bench.contention [--repeats 2] [OVERRIDE ...]
+    python -m bench.contention [--repeats 2] [--ddp] [OVERRIDE ...]
+
+``--ddp`` adds a third shape of run: one ``train.py`` with two DDP ranks on the CPU
+(``trainer.accelerator=cpu trainer.devices=2 trainer.strategy=ddp``), with each variant's threads.
 
 Overrides go to every ``train.py`` (e.g. ``trainer.limit_train_batches=50`` for a shorter run).
 The figure per run is its ``wall_time_s`` (metrics.json: model build, training and validation).
@@ -39,23 +42,31 @@ def _runs(n: int, overrides: List[str], work: str, tag: str) -> List[float]:
     return [json.load(open(os.path.join(d, "metrics.json")))["wall_time_s"] for d in dirs]
 
 
-def run(repeats: int, overrides: List[str]) -> Dict:
+DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+
+
+def run(repeats: int, overrides: List[str], ddp: bool = False) -> Dict:
     from encoders.run.threads import cores
 
     variants = {"all_cores": [f"trainer.num_threads={cores()}"], "fair_share": []}
+    shapes = {"alone": (1, []), "pair": (2, [])}
+    if ddp:
+        shapes["ddp2"] = (1, DDP)  # one process, two ranks
     times: Dict[str, List[float]] = {}
     with tempfile.TemporaryDirectory(prefix="contention-") as work:
         for r in range(repeats):
-            for n in (1, 2):
+            for shape, (n, shape_overrides) in shapes.items():
                 for name, extra in variants.items():
-                    key = f"{name}_{'alone' if n == 1 else 'pair'}"
-                    got = _runs(n, [*extra, *overrides], work, f"{key}-{r}")
+                    key = f"{name}_{shape}"
+                    got = _runs(n, [*extra, *shape_overrides, *overrides], work, f"{key}-{r}")
                     times.setdefault(key, []).extend(got)
                     print(f"[contention] {key}: {got}", file=sys.stderr, flush=True)
     out = {"cores": cores(), "repeats": repeats, "overrides": overrides}
     out.update({f"{k}_s": statistics.median(v) for k, v in times.items()})
     for name in variants:
-        out[f"{name}_pair_vs_alone"] = out[f"{name}_pair_s"] / out[f"{name}_alone_s"]
+        for shape in shapes:
+            if shape != "alone":
+                out[f"{name}_{shape}_vs_alone"] = out[f"{name}_{shape}_s"] / out[f"{name}_alone_s"]
     out["fair_share_alone_vs_all_cores_alone"] = out["fair_share_alone_s"] / out["all_cores_alone_s"]
     return out
 
@@ -65,7 +76,8 @@ if __name__ == "__main__":
         sys.path.insert(0, ROOT)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--ddp", action="store_true", help="also one run with two DDP ranks on the CPU")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    out = run(args.repeats, args.overrides)
+    out = run(args.repeats, args.overrides, args.ddp)
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))
