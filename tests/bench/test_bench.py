@@ -58,3 +58,22 @@ def test_jax_bench_smoke_reports_jax_plain_and_torch():
         assert math.isfinite(report[k]) and report[k] > 0, (k, report[k])
     assert len(report["keras_jax_speed_vs_plain_rounds"]) == len(report["keras_jax_vs_torch_rounds"]) == 2
     assert report["torch_threads"] == report["cpu_cores"] and report["torch_stalled_rounds"] in (0, 1, 2)
+
+
+def test_contention_bench_smoke_reports_alone_pair_and_ddp():
+    """bench/contention.py with real train.py processes (two at once, two DDP ranks), cut to a few
+    batches: every variant reports a time and every ratio is formed from them."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    res = subprocess.run([sys.executable, "-m", "bench.contention", "--repeats", "1", "--ddp",
+                          "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                          "data.num_train=256", "data.num_val=64", "logger=csv"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    for variant in ("all_cores", "fair_share"):
+        for shape in ("alone", "pair", "ddp2"):
+            assert math.isfinite(report[f"{variant}_{shape}_s"]) and report[f"{variant}_{shape}_s"] > 0
+        for shape in ("pair", "ddp2"):
+            ratio = report[f"{variant}_{shape}_s"] / report[f"{variant}_alone_s"]
+            assert abs(report[f"{variant}_{shape}_vs_alone"] - ratio) < 2e-3 * max(1.0, ratio)  # printed to 3 places
+    assert report["cores"] >= 1 and report["repeats"] == 1
