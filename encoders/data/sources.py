@@ -428,8 +428,9 @@ def check_token_budget(splits: Splits, max_tokens: Optional[int], key: str = "da
         split = getattr(splits, name)
         if split is None or not len(split):
             continue
-        longest = int(np.argmax(split.lengths))
-        n = int(split.lengths[longest])
+        lengths = split.tokens.row_lengths()
+        longest = int(np.argmax(lengths))
+        n = int(lengths[longest])
         if n > max_tokens:
             raise DataError(f"{key}={max_tokens} is smaller than {name} data row {int(split.rows[longest]) + 1}, which has "
                             f"{n} tokens: truncate with data.max_tokens_per_example={max_tokens} or raise {key}")
