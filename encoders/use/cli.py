@@ -85,6 +85,26 @@ def _words(run, df, path: str, first_row: int = 1):
     return [t.split() for t in _texts(df, run.text_column, path, first_row)]
 
 
+def _take_fair_share(run_dir: str) -> None:
+    """A command that runs a model is one of our processes on this machine: it takes its fair share
+    of the cores before the run's framework starts (``encoders.run.threads``, as training does), so
+    a ``predict`` beside a training run does not stall both. ``OMP_NUM_THREADS`` fixes the count
+    instead; jax's XLA keeps its own threads."""
+    from encoders.run.files import run_backend
+
+    try:
+        backend = run_backend(run_dir)
+    except Exception:  # not a run dir: load_run says so, by name
+        return
+    if backend == "torch":
+        from encoders.torch.runtime import set_threads
+    elif backend == "tf" and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        from encoders.keras.runtime import set_threads
+    else:
+        return
+    set_threads(None)
+
+
 # -- predict ---------------------------------------------------------------------------------------
 def cmd_predict(a: argparse.Namespace) -> int:
     """``encoders predict``: the input's rows with the columns of the run's task added.
@@ -105,6 +125,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from encoders.use.trained_run import load_run
 
     _check_table_output(a.output)
+    _take_fair_share(a.run_dir)
     run = load_run(a.run_dir, a.checkpoint, device=a.device)
     if a.probabilities and not TASKS[run.task].has_probabilities:
         raise TaskError(f"--probabilities is for classification runs; {a.run_dir} is a {run.task} run "
@@ -175,6 +196,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     for path in (output, picture):
         if is_training_output(run_dir, path):
             raise DataError(f"--output: {path} is something training wrote in the run dir: choose another path")
+    _take_fair_share(run_dir)
     run = load_run(run_dir, a.checkpoint, device=a.device)
     name = "<stdin>" if a.input == "-" else a.input
     task = TASKS[run.task]

@@ -134,3 +134,29 @@ def test_a_released_process_is_no_longer_counted(tmp_path, monkeypatch):
 def test_num_threads_below_one_is_refused():
     with pytest.raises(ConfigError, match="trainer.num_threads must be >= 1, got 0"):
         TrainerConfig(num_threads=0).validate()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_predict_and_evaluate_take_their_share_beside_a_training_run(tmp_path, tmp_path_factory, backend, command):
+    """A command that runs a model counts as one of our processes: beside one other (a training
+    run), it runs on half the cores, in its own framework."""
+    from tests.helpers import text_run, text_run_data
+
+    if threads.cores() < 2:
+        pytest.skip("a share smaller than every core needs at least 2 cores")
+    run_dir = text_run(tmp_path_factory, backend)
+    out = tmp_path / ("out.csv" if command == "predict" else "out.json")
+    read = ("import torch; print(torch.get_num_threads())" if backend == "torch" else
+            "import tensorflow as tf; print(tf.config.threading.get_intra_op_parallelism_threads())")
+    code = (f"from encoders.use.cli import main; "
+            f"assert main([{command!r}, {str(run_dir)!r}, {str(text_run_data(run_dir))!r}, '-o', {str(out)!r}]) == 0; "
+            f"{read}")
+    procs = _holders(tmp_path / "procs", 1)
+    try:
+        assert int(_child(tmp_path / "procs", code)) == threads.cores() // 2
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait()
+    assert out.stat().st_size > 0
