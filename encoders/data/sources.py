@@ -126,9 +126,9 @@ def _label_problem(raw: Raw, split: str, row: int, problem: str) -> DataError:
 _CANONICAL_INT = r"^(0|[1-9][0-9]{0,17})$"  # how an integer class id is written: no sign, no leading zero
 
 
-def _label_pieces(raw: Raw, split: str, column: str):
+def _label_pieces(raw: Raw, split: str, column: str, null: str = "label is null"):
     """``(first row, piece)`` over a split's label column, a record batch at a time (a file's labels
-    are never copied whole); a null label is named by its row."""
+    are never copied whole); a null label is named by its row (``null``: what the message says)."""
     if isinstance(raw.ds, ArrowFiles):
         pieces = raw.ds.batches(column)
     else:
@@ -137,7 +137,7 @@ def _label_pieces(raw: Raw, split: str, column: str):
     for piece in pieces:
         if piece.null_count:
             row = at + int(np.flatnonzero(piece.is_null().to_numpy(zero_copy_only=False))[0])
-            raise _label_problem(raw, split, row, "label is null")
+            raise _label_problem(raw, split, row, null)
         yield at, piece
         at += len(piece)
 
@@ -284,36 +284,38 @@ def text_chunks(raw: Raw, column: str, split: str):
 
 
 def _regression_targets(raws: Dict[str, Raw], column: str) -> Dict[str, np.ndarray]:
-    """task=regression: every split's ``column`` as float32, each value a finite number (named if not)."""
+    """task=regression: every split's ``column`` as float32, each value a finite number (named if not),
+    read a piece of the column at a time (no whole-column copy beside its float64 values)."""
     import pyarrow as pa
 
     out = {}
     for split, raw in raws.items():
-        col = raw.ds.data.column(column)
-        if col.null_count:
-            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-            raise _label_problem(raw, split, row, "regression target is null")
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):  # csv cells, or text in json
+        t = _label_type(raw, column)
+        textual = pa.types.is_string(t) or pa.types.is_large_string(t)  # csv cells, or text in json
+        values = np.empty(len(raw.ds), dtype=np.float32)
+        for at, piece in _label_pieces(raw, split, column, "regression target is null"):
+            if not len(piece):
+                continue
+            if not (textual or pa.types.is_floating(t) or pa.types.is_integer(t)):
+                raise _label_problem(raw, split, at, f"regression target {piece[0].as_py()!r} is not a number "
+                                                     f"(column {column!r} holds {t})")
             try:
-                values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+                floats = np.asarray(piece.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
             except pa.ArrowInvalid:  # Python's float() is more lenient (spaces): it decides, row by row
-                written = col.to_pylist()
-                values = np.empty(len(written), dtype=np.float64)
-                for row, text in enumerate(written):
+                floats = np.empty(len(piece), dtype=np.float64)
+                for row, text in enumerate(piece.to_pylist()):
                     try:
-                        values[row] = float(text)
+                        floats[row] = float(text)
                     except ValueError:
-                        raise _label_problem(raw, split, row, f"regression target {text!r} is not a number") from None
-        elif pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
-            values = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
-        else:
-            raise _label_problem(raw, split, 0, f"regression target {col[0].as_py()!r} is not a number "
-                                                f"(column {column!r} holds {col.type})")
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])  # the value as the file has it: 'inf' in csv, inf in json
-            raise _label_problem(raw, split, row, f"regression target {col[row].as_py()!r} is not a finite number")
-        out[split] = values.astype(np.float32)
+                        raise _label_problem(raw, split, at + row,
+                                             f"regression target {text!r} is not a number") from None
+            bad = ~np.isfinite(floats)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])  # the value as the file has it: 'inf' in csv, inf in json
+                raise _label_problem(raw, split, at + row,
+                                     f"regression target {piece[row].as_py()!r} is not a finite number")
+            values[at:at + len(piece)] = floats
+        out[split] = values
     return out
 
 

@@ -279,3 +279,24 @@ def test_an_unseen_validation_name_in_a_later_piece_is_named_by_its_row(tmp_path
     v = _many(["Pos" if i == 2300 else ["neg", "pos"][i % 2] for i in range(2600)], tmp_path / "v.csv")
     with pytest.raises(DataError, match=r"validation data row 2301: label 'Pos' never occurs in the training split"):
         load_splits(files_cfg(t, v), 0)
+
+
+def test_regression_targets_of_every_piece_land_on_their_rows(tmp_path):
+    """Targets are read a piece at a time: each split's float32 targets equal the file's, row by row."""
+    n = 2600
+    raw = [round((i * 37 % 101) / 7 - 5, 3) for i in range(n)]
+    for ext in ("csv", "parquet"):
+        s = load_splits(files_cfg(_many(raw, tmp_path / f"t.{ext}")), 3, task="regression")
+        for split in (s.train, s.validation):
+            assert split.labels.dtype == np.float32
+            np.testing.assert_array_equal(split.labels, np.asarray(raw, np.float32)[split.rows])
+
+
+@pytest.mark.parametrize("bad,message", [("", "regression target is null"),
+                                         ("abc", "regression target 'abc' is not a number"),
+                                         ("inf", "regression target 'inf' is not a finite number")])
+def test_a_bad_regression_target_in_a_later_piece_is_named_by_its_row(tmp_path, bad, message):
+    t = tmp_path / "t.csv"
+    t.write_text("text,label\n" + "".join(f"w{i},{bad if i == 2300 else i / 4}\n" for i in range(2600)))
+    with pytest.raises(DataError, match=rf"train data row 2301: {message}"):
+        load_splits(files_cfg(t), 0, task="regression")
