@@ -6,13 +6,16 @@ unlike the modification time) and of every setting
 that changes the ids (columns, tokenizer, vocabulary limits, truncation, the hold-out seed when
 validation rows come from the training file). An entry is a folder of ``.npy`` buffers per split
 (token values, offsets, labels, file rows), the vocabulary and a ``meta.json``. It is written to
-a temporary folder and renamed into place, so a run killed while writing leaves no entry, and
-read back memory-mapped, so processes on one machine (DDP ranks included) share its pages.
+a temporary folder and renamed into place, so a run killed while writing leaves no entry (what it
+does leave, the half-written folder and the scratch copy of its input, is held by the run while it
+lives and swept by the next cold build once it is gone), and read back memory-mapped, so processes
+on one machine (DDP ranks included) share its pages.
 
 The folder is ``data.cache_dir``, else ``$ENCODERS_CACHE``, else ``~/.cache/padded-encoders``.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -43,10 +46,97 @@ def cache_root(cfg: Any) -> str:
 
 def scratch_folder(cache_dir: Optional[str] = None) -> str:
     """A fresh folder under ``<cache root>/scratch`` for a temporary copy of the input (the
-    ``datasets`` Arrow file); its reader deletes it. ``cache clear`` removes leftovers of killed runs."""
+    ``datasets`` Arrow file), held by this process (``hold``); its reader deletes it with
+    ``drop_scratch``. What a killed run leaves is swept by the next cold build (``sweep_leftovers``)."""
     root = os.path.join(cache_root(SimpleNamespace(cache_dir=cache_dir)), "scratch")
     os.makedirs(root, exist_ok=True)
-    return tempfile.mkdtemp(dir=root)
+    return hold(tempfile.mkdtemp(dir=root))
+
+
+def drop_scratch(folder: str) -> None:
+    """Delete a scratch folder and let go of it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    let_go(folder)
+
+
+# -- working folders: held while their process lives, swept once it is gone ------------------------
+LEFTOVER_AFTER_S = 60.0  # a working folder is made a moment before it is held: younger ones are left alone
+_held: Dict[str, int] = {}  # folder -> an open descriptor holding its lock
+
+
+def hold(folder: str) -> str:
+    """Mark ``folder`` as this process's work in progress: an exclusive lock on the folder itself,
+    let go by ``let_go`` or when the process ends, however it ends (a kill -9 included)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return folder
+    _held[folder] = fd
+    return folder
+
+
+def let_go(folder: str) -> None:
+    fd = _held.pop(folder, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _held_by_a_live_process(folder: str) -> bool:
+    if folder in _held:
+        return True
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True  # its owner holds the lock
+    finally:
+        os.close(fd)  # (closing lets go of a lock taken here)
+    return False
+
+
+def leftovers(root: str) -> List[str]:
+    """What runs that ended before finishing left under the cache ``root``: entries half written
+    (``tokens/.tmp-*``) or half deleted (``tokens/.old-*``) and scratch copies (``scratch/*``) that no
+    live process holds."""
+    found = []
+    for d in (os.path.join(root, "tokens"), os.path.join(root, "scratch")):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        found += [os.path.join(d, n) for n in names
+                  if (d.endswith("scratch") or n.startswith((".tmp-", ".old-")))
+                  and not _held_by_a_live_process(os.path.join(d, n))]
+    return found
+
+
+def sweep_leftovers(root: str, min_age_s: float = None) -> List[str]:
+    """Delete ``leftovers(root)`` not touched for ``min_age_s`` (default ``LEFTOVER_AFTER_S``): a run
+    killed while tokenizing (Ctrl-C twice, out of memory) leaves a copy of its input and a half entry,
+    each as large as the data; the next cold build removes them. Returns the paths deleted."""
+    import time
+
+    min_age_s = LEFTOVER_AFTER_S if min_age_s is None else min_age_s
+    removed = []
+    for path in leftovers(root):
+        try:
+            if time.time() - os.stat(path).st_mtime < min_age_s:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d leftover(s) of runs that ended while tokenizing, under %s", len(removed), root)
+    return removed
 
 
 def _stat(path: str) -> list:
@@ -76,11 +166,16 @@ def cached(cfg: Any, seed: int, build: Callable[["EntryWriter"], None], task: st
         except (OSError, ValueError, KeyError) as e:  # a damaged entry is rebuilt, never trusted
             log.warning("cache entry %s is unreadable (%s): tokenizing again", entry, e)
             damaged = True
+    sweep_leftovers(cache_root(cfg))
     try:
         from encoders.io import atomic_folder
 
         with atomic_folder(entry, replace=damaged) as tmp:
-            build(EntryWriter(tmp))
+            hold(tmp)
+            try:
+                build(EntryWriter(tmp))
+            finally:
+                let_go(tmp)
     except OSError as e:  # a read-only or full disk must not stop training
         log.warning("could not write the cache entry %s (%s); the next run tokenizes again", entry, e)
         return uncached(build)
@@ -298,20 +393,18 @@ def command(action: str, cache_dir: Optional[str] = None) -> int:
 
     root = cache_root(SimpleNamespace(cache_dir=cache_dir))
     found = entries(os.path.join(root, "tokens"))
-    leftovers = [os.path.join(d, n) for d in (os.path.join(root, "tokens"), os.path.join(root, "scratch"))
-                 if os.path.isdir(d) for n in os.listdir(d)
-                 if d.endswith("scratch") or n.startswith((".tmp-", ".old-"))]
+    left = leftovers(root)  # a run tokenizing now holds its folders: they are not leftovers
     if action == "clear":
         for e in found:
             remove_entry(e["path"])
-        for path in leftovers:
+        for path in left:
             shutil.rmtree(path, ignore_errors=True)
         print(f"removed {len(found)} entries ({sum(e['bytes'] for e in found) / 2**20:.1f} MB) and "
-              f"{len(leftovers)} leftovers from {root}")
+              f"{len(left)} leftovers from {root}")
         return 0
     for e in found:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["used"]))
         print(f"{used}  {e['bytes'] / 2**20:10.1f} MB  {e['path']}")
     print(f"{len(found)} entries, {sum(e['bytes'] for e in found) / 2**20:.1f} MB in {root}"
-          + (f"; {len(leftovers)} leftovers of killed runs (cache clear removes them)" if leftovers else ""))
+          + (f"; {len(left)} leftovers of killed runs (cache clear removes them)" if left else ""))
     return 0

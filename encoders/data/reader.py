@@ -18,12 +18,11 @@ read back a batch at a time (``ArrowFiles``); ``read_file``/``read_tagging_file`
 from __future__ import annotations
 
 import os
-import shutil
 import weakref
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from encoders.data.cache import scratch_folder
+from encoders.data.cache import drop_scratch, scratch_folder
 from encoders.errors import DataError, TableError
 
 # every format a data file can have, by extension (lower case)
@@ -280,13 +279,13 @@ def read_file(path: str, key: str, text_columns: Sequence[str] = (), label_colum
     try:
         if stream:
             ds = _prepared(builder, path, scratch, kwargs)
-            ds.release_scratch = weakref.finalize(ds, shutil.rmtree, scratch, True)  # reads open files per pass
+            ds.release_scratch = weakref.finalize(ds, drop_scratch, scratch)  # reads open files per pass
         else:
             ds = load_dataset(builder, data_files={"data": os.path.abspath(path)}, split="data", cache_dir=scratch,
                               **kwargs)
-            weakref.finalize(ds, shutil.rmtree, scratch, True)  # mapped pages outlive the unlink (POSIX)
+            weakref.finalize(ds, drop_scratch, scratch)  # mapped pages outlive the unlink (POSIX)
     except Exception as e:  # parser errors from pyarrow/pandas: say which file
-        shutil.rmtree(scratch, ignore_errors=True)
+        drop_scratch(scratch)
         if _has_no_rows(path, builder):  # the builders fail on these with unhelpful messages
             raise DataError(f"{key}={path} has no rows") from e
         if builder != "parquet" and _first_non_utf8(path):  # datasets says "An error occurred while generating..."

@@ -90,3 +90,74 @@ def test_labels_and_rows_written_in_pieces_are_the_bytes_np_save_writes(tmp_path
     np.save(tmp_path / "want.rows.npy", rows)
     for what in ("labels", "rows"):
         assert (tmp_path / f"train.{what}.npy").read_bytes() == (tmp_path / f"want.{what}.npy").read_bytes()
+
+
+# -- what killed runs leave: swept by the next cold build, never a live run's folders -------------------
+HANG_AT_CLOSE = """
+import sys, time
+import encoders.data.cache as cache
+from encoders.config import DataConfig
+from encoders.data.sources import load_splits
+
+def hang(self, *args, **kwargs):  # every split written, the entry not yet renamed into place
+    print("writing", flush=True)
+    time.sleep(600)
+
+cache.EntryWriter.close = hang
+load_splits(DataConfig(source="files", train_file=sys.argv[1], cache_dir=sys.argv[2]), 0)
+"""
+
+
+def _tokenizing_child(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    t = tmp_path / "big.csv"
+    t.write_text("text,label\n" + "".join(f"w{i % 97} w{i % 13} x,{i % 2}\n" for i in range(3000)), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1")
+    child = subprocess.Popen([sys.executable, "-c", HANG_AT_CLOSE, str(t), str(tmp_path / "cache")], env=env,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"
+    return t, child
+
+
+def _working_folders(cache):
+    return sorted(str(p.relative_to(cache)) for d in ("tokens", "scratch") if (cache / d).is_dir()
+                  for p in (cache / d).iterdir() if p.name.startswith((".tmp-", ".old-")) or d == "scratch")
+
+
+def test_a_run_killed_while_tokenizing_leaves_folders_the_next_cold_build_sweeps(tmp_path, monkeypatch):
+    import signal
+
+    import encoders.data.cache as cache
+
+    t, child = _tokenizing_child(tmp_path)
+    live = _working_folders(tmp_path / "cache")
+    assert any(f.startswith("tokens/.tmp-") for f in live) and any(f.startswith("scratch/") for f in live)
+    monkeypatch.setattr(cache, "LEFTOVER_AFTER_S", 0.0)
+    assert cache.sweep_leftovers(str(tmp_path / "cache")) == []  # held by a live run: left alone
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert _working_folders(tmp_path / "cache") == live  # `cache clear` too
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert len(cache.leftovers(str(tmp_path / "cache"))) == len(live)  # its folders are leftovers now
+    s = load_splits(DataConfig(source="files", train_file=str(t), cache_dir=str(tmp_path / "cache")), 0)
+    assert len(s.train) + len(s.validation) == 3000
+    assert _working_folders(tmp_path / "cache") == []  # swept, and the new build's own are gone too
+    assert len(entries(str(tmp_path / "cache" / "tokens"))) == 1
+
+
+def test_young_leftovers_are_left_for_their_maker(tmp_path):
+    """A folder is made a moment before it is held: one younger than LEFTOVER_AFTER_S is not swept."""
+    from encoders.data.cache import leftovers, sweep_leftovers
+
+    young = tmp_path / "cache" / "scratch" / "just-made"
+    young.mkdir(parents=True)
+    old = tmp_path / "cache" / "tokens" / ".tmp-killed"
+    old.mkdir(parents=True)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert sorted(leftovers(str(tmp_path / "cache"))) == sorted([str(young), str(old)])
+    assert sweep_leftovers(str(tmp_path / "cache")) == [str(old)]
+    assert young.exists() and not old.exists()
