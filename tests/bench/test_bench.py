@@ -60,11 +60,12 @@ def test_jax_bench_smoke_reports_jax_plain_and_torch():
     assert report["torch_threads"] == report["cpu_cores"] and report["torch_stalled_rounds"] in (0, 1, 2)
 
 
-def test_contention_bench_smoke_reports_alone_pair_and_ddp():
-    """bench/contention.py with real train.py processes (two at once, two DDP ranks), cut to a few
-    batches: every variant reports a time and every ratio is formed from them."""
+def test_contention_bench_smoke_reports_alone_pair_ddp_and_predict_beside():
+    """bench/contention.py with real train.py processes (two at once, two DDP ranks) and a real
+    predict beside one, cut to a few batches: every variant reports a time and every ratio is
+    formed from them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    res = subprocess.run([sys.executable, "-m", "bench.contention", "--repeats", "1", "--ddp",
+    res = subprocess.run([sys.executable, "-m", "bench.contention", "--repeats", "1", "--ddp", "--beside", "300",
                           "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
                           "data.num_train=256", "data.num_val=64", "logger=csv"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -76,4 +77,8 @@ def test_contention_bench_smoke_reports_alone_pair_and_ddp():
         for shape in ("pair", "ddp2"):
             ratio = report[f"{variant}_{shape}_s"] / report[f"{variant}_alone_s"]
             assert abs(report[f"{variant}_{shape}_vs_alone"] - ratio) < 2e-3 * max(1.0, ratio)  # printed to 3 places
+        for key in ("predict_alone", "predict_beside", "train_beside"):
+            assert math.isfinite(report[f"{variant}_{key}_s"]) and report[f"{variant}_{key}_s"] > 0
+        assert abs(report[f"{variant}_predict_beside_vs_alone"]
+                   - report[f"{variant}_predict_beside_s"] / report[f"{variant}_predict_alone_s"]) < 2e-3 * 10
     assert report["cores"] >= 1 and report["repeats"] == 1
