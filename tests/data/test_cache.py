@@ -119,7 +119,9 @@ def _tokenizing_child(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1")
     child = subprocess.Popen([sys.executable, "-c", HANG_AT_CLOSE, str(t), str(tmp_path / "cache")], env=env,
                              stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "writing"
+    if child.stdout.readline().strip() != "writing":
+        child.kill()
+        raise AssertionError("the tokenizing child did not reach the entry's close")
     return t, child
 
 
@@ -134,14 +136,16 @@ def test_a_run_killed_while_tokenizing_leaves_folders_the_next_cold_build_sweeps
     import encoders.data.cache as cache
 
     t, child = _tokenizing_child(tmp_path)
-    live = _working_folders(tmp_path / "cache")
-    assert any(f.startswith("tokens/.tmp-") for f in live) and any(f.startswith("scratch/") for f in live)
-    monkeypatch.setattr(cache, "LEFTOVER_AFTER_S", 0.0)
-    assert cache.sweep_leftovers(str(tmp_path / "cache")) == []  # held by a live run: left alone
-    assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert _working_folders(tmp_path / "cache") == live  # `cache clear` too
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    try:
+        live = _working_folders(tmp_path / "cache")
+        assert any(f.startswith("tokens/.tmp-") for f in live) and any(f.startswith("scratch/") for f in live)
+        monkeypatch.setattr(cache, "LEFTOVER_AFTER_S", 0.0)
+        assert cache.sweep_leftovers(str(tmp_path / "cache")) == []  # held by a live run: left alone
+        assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
+        assert _working_folders(tmp_path / "cache") == live  # `cache clear` too
+    finally:
+        child.send_signal(signal.SIGKILL)  # killed as a user's run would be
+        child.wait()
     assert len(cache.leftovers(str(tmp_path / "cache"))) == len(live)  # its folders are leftovers now
     s = load_splits(DataConfig(source="files", train_file=str(t), cache_dir=str(tmp_path / "cache")), 0)
     assert len(s.train) + len(s.validation) == 3000
