@@ -161,14 +161,14 @@ def _label_values(raw: Raw, split: str, column: str):
     t = _label_type(raw, column)
     textual = pa.types.is_string(t) or pa.types.is_large_string(t)
     if pa.types.is_boolean(t) or (textual and raw.builder != "csv"):
-        return "names", None, False
+        return _names(raw, split, column)
     ids = np.empty(len(raw.ds), dtype=np.int32)
     for at, piece in _label_pieces(raw, split, column):
         if not len(piece):
             continue
         if textual:
             if not pc.all(pc.match_substring_regex(piece, _CANONICAL_INT)).as_py():
-                return "names", None, False
+                return _names(raw, split, column)
             values = piece.cast(pa.int64()).to_numpy(zero_copy_only=False)
         elif pa.types.is_integer(t):
             values = piece.cast(pa.int64()).to_numpy(zero_copy_only=False)
@@ -191,6 +191,14 @@ def _label_values(raw: Raw, split: str, column: str):
             ids = ids.astype(np.int64)
         ids[at:at + len(values)] = values
     return "ids", ids, textual
+
+
+def _names(raw: Raw, split: str, column: str):
+    """A names split, once every piece is checked for nulls: a null label is named before any
+    other problem of the labels, in every split, as when whole columns were checked first."""
+    for _ in _label_pieces(raw, split, column):
+        pass
+    return "names", None, False
 
 
 def _label_text(piece):

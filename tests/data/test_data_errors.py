@@ -300,3 +300,15 @@ def test_a_bad_regression_target_in_a_later_piece_is_named_by_its_row(tmp_path, 
     t.write_text("text,label\n" + "".join(f"w{i},{bad if i == 2300 else i / 4}\n" for i in range(2600)))
     with pytest.raises(DataError, match=rf"train data row 2301: {message}"):
         load_splits(files_cfg(t), 0, task="regression")
+
+
+def test_a_null_in_a_names_split_is_named_before_a_kind_mismatch_in_another(tmp_path):
+    """Nulls are looked for in every piece of every split first, as when whole columns were checked:
+    a names split decided at its first piece still has its later pieces checked."""
+    t = tmp_path / "t.jsonl"
+    t.write_text("".join(f'{{"text": "w{i}", "label": {"null" if i == 1500 else chr(34) + "ab"[i % 2] + chr(34)}}}\n'
+                         for i in range(2500)))
+    v = tmp_path / "v.jsonl"
+    v.write_text("".join(f'{{"text": "w{i}", "label": {i % 2}}}\n' for i in range(1500)))
+    with pytest.raises(DataError, match=r"train data row 1501: label is null"):
+        load_splits(files_cfg(t, v), 0)
