@@ -258,12 +258,14 @@ def _row_steps(offsets: np.ndarray) -> Iterator[Tuple[int, np.ndarray]]:
 
 def release_mapped(arr: np.ndarray, lo: int, hi: int) -> None:
     """Drop the resident pages of ``arr[lo:hi]`` (a contiguous 1-D array) when it is memory-mapped
-    from a file: the next read faults them back in from the file cache. A no-op for arrays in
-    memory, and where ``madvise`` is missing."""
+    read-only from a file: the next read faults them back in from the file cache. A no-op for
+    arrays in memory, for writeable mappings (a copy-on-write mapping would lose its changes), and
+    where ``madvise`` is missing."""
     base = arr
     while isinstance(base, np.ndarray):
         base = base.base
-    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED") or not arr.flags.c_contiguous:
+    if (not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED") or not arr.flags.c_contiguous
+            or arr.flags.writeable):
         return
     start = np.frombuffer(base, dtype=np.uint8, count=1).ctypes.data  # where the mapping begins
     first = arr.ctypes.data - start + lo * arr.itemsize

@@ -199,3 +199,14 @@ def test_release_mapped_leaves_arrays_in_memory_alone():
     arr = np.arange(1 << 16)
     release_mapped(arr, 0, len(arr))
     np.testing.assert_array_equal(arr, np.arange(1 << 16))
+
+
+def test_row_lengths_leave_a_copy_on_write_mapping_as_changed(tmp_path):
+    """Pages of a private (copy-on-write) mapping hold this process's changes: they are never handed
+    back, only read-only mappings' are."""
+    np.save(tmp_path / "o.npy", np.arange(5001, dtype=np.int64))
+    offsets = np.load(tmp_path / "o.npy", mmap_mode="c")
+    offsets[1:] = np.arange(1, 5001) * 2
+    buf = TokenBuffer(np.zeros(10000, np.int32), offsets)
+    np.testing.assert_array_equal(buf.row_lengths(), np.full(5000, 2))
+    assert int(offsets[1000]) == 2000
