@@ -133,7 +133,8 @@ def sweep_leftovers(root: str, min_age_s: float = None) -> List[str]:
         except OSError:
             continue
         shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+        if not os.path.exists(path):  # a read-only cache keeps them: say only what went
+            removed.append(path)
     if removed:
         log.info("removed %d leftover(s) of runs that ended while tokenizing, under %s", len(removed), root)
     return removed
@@ -167,18 +168,19 @@ def cached(cfg: Any, seed: int, build: Callable[["EntryWriter"], None], task: st
             log.warning("cache entry %s is unreadable (%s): tokenizing again", entry, e)
             damaged = True
     sweep_leftovers(cache_root(cfg))
+    tmp = None
     try:
         from encoders.io import atomic_folder
 
         with atomic_folder(entry, replace=damaged) as tmp:
-            hold(tmp)
-            try:
-                build(EntryWriter(tmp))
-            finally:
-                let_go(tmp)
+            hold(tmp)  # until it is renamed into place (or deleted)
+            build(EntryWriter(tmp))
     except OSError as e:  # a read-only or full disk must not stop training
         log.warning("could not write the cache entry %s (%s); the next run tokenizes again", entry, e)
         return uncached(build)
+    finally:
+        if tmp is not None:
+            let_go(tmp)
     _touch(entry)
     max_gb = getattr(cfg, "cache_max_gb", None)
     if max_gb:
@@ -397,8 +399,8 @@ def command(action: str, cache_dir: Optional[str] = None) -> int:
     if action == "clear":
         for e in found:
             remove_entry(e["path"])
-        for path in left:
-            shutil.rmtree(path, ignore_errors=True)
+        # a folder made this instant is not held yet: one second old at least
+        left = sweep_leftovers(root, min_age_s=1.0)
         print(f"removed {len(found)} entries ({sum(e['bytes'] for e in found) / 2**20:.1f} MB) and "
               f"{len(left)} leftovers from {root}")
         return 0

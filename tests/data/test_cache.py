@@ -53,6 +53,7 @@ def test_cache_list_and_clear(tmp_path, capsys):
         _load(tmp_path, m)
     leftover = tmp_path / "cache" / "scratch" / "killed-run"  # what a killed run leaves
     leftover.mkdir(parents=True)
+    os.utime(leftover, (time.time() - 60, time.time() - 60))
     cache = str(tmp_path / "cache")
     assert main(["cache", "list", "--cache-dir", cache]) == 0
     out = capsys.readouterr().out
