@@ -172,17 +172,24 @@ def tensorboard_without_tensorflow():
 
 
 class ThreadShare(Callback):
-    """Every ``every_n_steps`` training steps, torch's threads follow this process's fair share of the
-    cores (``encoders.run.threads``) as other processes start or end. At module level: ddp_spawn pickles it."""
+    """At most every ``every_s`` seconds of training (at a step's start), torch's threads follow this
+    process's fair share of the cores (``encoders.run.threads``) as other processes start or end.
+    By time, not by steps: two runs started together must settle within a fraction of a second,
+    however long their steps are (a process that counted itself alone and kept every core for 20
+    steps stalls beside the other), and a check (a few file locks) costs nothing against 0.5 s.
+    At module level: ddp_spawn pickles it."""
 
-    def __init__(self, every_n_steps: int = 20):
-        self.every_n_steps = every_n_steps
+    def __init__(self, every_s: float = 0.5):
+        self.every_s = every_s
+        self._last = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx % self.every_n_steps == 0:
+        now = time.monotonic()
+        if self._last is None or now - self._last >= self.every_s:
             from encoders.torch.runtime import follow_fair_share
 
             follow_fair_share()
+            self._last = now
 
 
 def _thread_share(cfg: Any) -> list:

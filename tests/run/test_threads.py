@@ -105,7 +105,7 @@ def test_torch_threads_follow_processes_that_start_during_training(tmp_path, mon
 
     monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
     before = torch.get_num_threads()
-    cb = pickle.loads(pickle.dumps(ThreadShare(every_n_steps=1)))  # ddp_spawn sends it to its workers
+    cb = pickle.loads(pickle.dumps(ThreadShare(every_s=0.0)))  # ddp_spawn sends it to its workers
     procs = _holders(tmp_path, 2 * threads.cores())  # more processes than cores: one thread each
     try:
         torch.set_num_threads(threads.cores())
@@ -115,6 +115,38 @@ def test_torch_threads_follow_processes_that_start_during_training(tmp_path, mon
         for p in procs:
             p.stdin.close()
             p.wait()
+        torch.set_num_threads(before)
+
+
+def test_torch_threads_recount_by_time_not_steps(tmp_path, monkeypatch):
+    """The first step counts; later steps count again once every_s seconds have passed, however many
+    steps that is, so a process that started first settles as soon as its neighbour registers."""
+    import torch
+
+    import encoders.torch.runner as runner
+
+    monkeypatch.setenv("ENCODERS_PROCS", str(tmp_path))
+    clock = [100.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    before = torch.get_num_threads()
+    cb = runner.ThreadShare(every_s=0.5)
+    torch.set_num_threads(threads.cores())
+    try:
+        cb.on_train_batch_start(None, None, None, 0)  # alone: every core
+        assert torch.get_num_threads() == threads.cores()
+        procs = _holders(tmp_path, 2 * threads.cores())
+        try:
+            clock[0] += 0.4
+            cb.on_train_batch_start(None, None, None, 1)  # too soon: not counted again
+            assert torch.get_num_threads() == threads.cores()
+            clock[0] += 0.1
+            cb.on_train_batch_start(None, None, None, 2)  # half a second on, at step 2 (not step 20)
+            assert torch.get_num_threads() == 1
+        finally:
+            for p in procs:
+                p.stdin.close()
+                p.wait()
+    finally:
         torch.set_num_threads(before)
 
 
