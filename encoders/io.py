@@ -156,6 +156,25 @@ def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def held_by_a_live_process(path: str) -> bool:
+    """Whether a live process (this one included) holds an ``flock`` on ``path`` (a file or a
+    folder): how our processes mark what is theirs while they live (the threads registry's files,
+    the cache's working folders). A lock goes with its process however it ends."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # its owner holds the lock
+    finally:
+        os.close(fd)  # (closing lets go of a lock taken here)
+    return False
+
+
 def remove_leftover_temporaries(folder: str) -> List[str]:
     """Delete the temporaries of killed writes (``.tmp-*`` files and folders) directly in ``folder``.
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from encoders.data.flat import TokenBuffer
+from encoders.io import held_by_a_live_process
 from encoders.data.splits import Split, Splits
 
 log = logging.getLogger(__name__)
@@ -86,22 +87,6 @@ def let_go(folder: str) -> None:
         os.close(fd)
 
 
-def _held_by_a_live_process(folder: str) -> bool:
-    if folder in _held:
-        return True
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True  # its owner holds the lock
-    finally:
-        os.close(fd)  # (closing lets go of a lock taken here)
-    return False
-
-
 def leftovers(root: str) -> List[str]:
     """What runs that ended before finishing left under the cache ``root``: entries half written
     (``tokens/.tmp-*``) or half deleted (``tokens/.old-*``) and scratch copies (``scratch/*``) that no
@@ -114,7 +99,7 @@ def leftovers(root: str) -> List[str]:
             continue
         found += [os.path.join(d, n) for n in names
                   if (d.endswith("scratch") or n.startswith((".tmp-", ".old-")))
-                  and not _held_by_a_live_process(os.path.join(d, n))]
+                  and not held_by_a_live_process(os.path.join(d, n))]
     return found
 
 

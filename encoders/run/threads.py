@@ -19,6 +19,8 @@ import os
 import tempfile
 from typing import Optional, Tuple
 
+from encoders.io import held_by_a_live_process
+
 log = logging.getLogger(__name__)
 _MARK = "ENCODERS_THREADS_AUTO"  # set beside the OMP_NUM_THREADS we choose: a child does not take it as the user's
 _registration: Optional[int] = None  # this process's locked file (kept open while the process lives)
@@ -67,22 +69,13 @@ def live_processes() -> int:
         return 1
     for name in names:
         path = os.path.join(folder, name)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            alive += 1  # its owner holds the lock: alive
-        else:
-            if int(name) != os.getpid():
-                try:
-                    os.unlink(path)  # its owner is gone
-                except OSError:
-                    pass
-        finally:
-            os.close(fd)
+        if held_by_a_live_process(path):
+            alive += 1
+        elif int(name) != os.getpid():
+            try:
+                os.unlink(path)  # its owner is gone
+            except OSError:
+                pass
     return max(alive, 1)
 
 
