@@ -2,9 +2,9 @@
 
 Two processes that each run as many threads as there are cores are many times slower than one
 after the other: every parallel step waits for a thread the other process has pushed off its
-core (BENCHMARKS.md, "Threads"). So each training or inference process registers itself here
-(a locked file per process in one folder per user) and uses ``cores // live processes``
-threads, at least one. The count is taken at start and again every half second of training (torch
+core (BENCHMARKS.md, "Two runs at once, DDP, and a predict beside training"). So each training
+or inference process registers itself here (a locked file per process in one folder per user)
+and uses ``cores // live processes`` threads, at least one. The count is taken at start and again every half second of training (torch
 can change its thread count between steps; TensorFlow only before it starts). DDP ranks,
 parallel Hydra launchers and a ``predict`` beside a training run are all just processes here.
 
