@@ -103,15 +103,16 @@ def leftovers(root: str) -> List[str]:
     return found
 
 
-def sweep_leftovers(root: str, min_age_s: float = None) -> List[str]:
-    """Delete ``leftovers(root)`` not touched for ``min_age_s`` (default ``LEFTOVER_AFTER_S``): a run
-    killed while tokenizing (Ctrl-C twice, out of memory) leaves a copy of its input and a half entry,
-    each as large as the data; the next cold build removes them. Returns the paths deleted."""
+def sweep_leftovers(root: str, min_age_s: float = None, found: Optional[List[str]] = None) -> List[str]:
+    """Delete ``leftovers(root)`` (or ``found``, folders no live process holds) not touched for
+    ``min_age_s`` (default ``LEFTOVER_AFTER_S``): a run killed while tokenizing (Ctrl-C twice, out of
+    memory) leaves a copy of its input and a half entry, each as large as the data; the next cold
+    build removes them. Returns the paths deleted."""
     import time
 
     min_age_s = LEFTOVER_AFTER_S if min_age_s is None else min_age_s
     removed = []
-    for path in leftovers(root):
+    for path in leftovers(root) if found is None else found:
         try:
             if time.time() - os.stat(path).st_mtime < min_age_s:
                 continue
@@ -230,14 +231,25 @@ def evict(tokens_dir: str, max_bytes: int, keep: Optional[str] = None) -> List[s
     return removed
 
 
+UNCACHED_PREFIX = "encoders-tokens-"
+
+
 def uncached(build: Callable[["EntryWriter"], None]):
-    """``build``'s ``Splits`` through a temporary entry (deleted once mapped: POSIX keeps mapped pages)."""
-    tmp = tempfile.mkdtemp(prefix="encoders-tokens-")
+    """``build``'s ``Splits`` through a temporary entry in the system's temporary folder (deleted once
+    mapped: POSIX keeps mapped pages). Hub data always goes this way: the entry is held while it is
+    written, and what a killed run left there is swept first, as cold builds do in the cache."""
+    import glob
+
+    found = [p for p in glob.glob(os.path.join(tempfile.gettempdir(), UNCACHED_PREFIX + "*"))
+             if not held_by_a_live_process(p)]
+    sweep_leftovers(tempfile.gettempdir(), found=found)
+    tmp = hold(tempfile.mkdtemp(prefix=UNCACHED_PREFIX))
     try:
         build(EntryWriter(tmp))
         return _load(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        let_go(tmp)
 
 
 class NpyAppender:

@@ -166,3 +166,58 @@ def test_young_leftovers_are_left_for_their_maker(tmp_path):
     assert sorted(leftovers(str(tmp_path / "cache"))) == sorted([str(young), str(old)])
     assert sweep_leftovers(str(tmp_path / "cache")) == [str(old)]
     assert young.exists() and not old.exists()
+
+
+HANG_UNCACHED = """
+import time
+import encoders.data.cache as cache
+
+def hang(writer):  # hub data is tokenized into a temporary entry: a run killed meanwhile
+    print("writing", flush=True)
+    time.sleep(600)
+
+cache.uncached(hang)
+"""
+
+
+def test_a_run_killed_while_tokenizing_hub_data_leaves_a_folder_the_next_one_sweeps(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    import encoders.data.cache as cache
+    from encoders.data.flat import TokenBuffer
+    from encoders.data.splits import Split, Splits
+    from tests.helpers import ROOT
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = dict(os.environ, TMPDIR=str(temp), PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-c", HANG_UNCACHED], env=env, stdout=subprocess.PIPE, text=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(cache, "LEFTOVER_AFTER_S", 0.0)
+    split = Split(TokenBuffer.from_lists([[3, 4], [5]]), np.array([0, 1]))
+
+    def build(writer):
+        class Vocab:
+            labels = []
+
+            def save(self, folder):
+                pass
+        writer.save(Splits(split, split, num_classes=2, vocab_size=6, vocab=Vocab()))
+
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        made = [p.name for p in temp.iterdir() if p.name.startswith(cache.UNCACHED_PREFIX)]
+        assert len(made) == 1
+        monkeypatch.setattr(cache, "_load", lambda entry: sorted(os.listdir(entry)))
+        assert "meta.json" in cache.uncached(build)
+        assert (temp / made[0]).exists()  # held by the live run: left alone
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    cache.uncached(build)
+    assert [p.name for p in temp.iterdir()] == []  # the killed run's folder swept, the new one gone
