@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Iterator, List, Optional
 
 TEMP_PREFIX = ".tmp-"  # every temporary written here: a file or folder so named is a write under way or a dead one
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)  # the OSErrors that mean "no room": the user's to fix
@@ -156,22 +156,31 @@ def atomic_folder(path: str, replace: bool = False) -> Iterator[str]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def held_by_a_live_process(path: str) -> bool:
-    """Whether a live process (this one included) holds an ``flock`` on ``path`` (a file or a
-    folder): how our processes mark what is theirs while they live (the threads registry's files,
-    the cache's working folders). A lock goes with its process however it ends."""
+def try_flock(path: str, shared: bool = False) -> Optional[int]:
+    """An open descriptor of ``path`` (a file or a folder) holding an ``flock`` on it, or None when
+    another holds a conflicting one. How our processes mark what is theirs while they live (the
+    threads registry's files, the cache's working folders): a lock goes with its process however
+    it ends. Raises OSError when ``path`` can't be opened."""
     import fcntl
 
+    fd = os.open(path, os.O_RDONLY)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def held_by_a_live_process(path: str) -> bool:
+    """Whether a live process (this one included) holds an ``flock`` on ``path`` (``try_flock``)."""
+    try:
+        fd = try_flock(path, shared=True)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True  # its owner holds the lock
-    finally:
-        os.close(fd)  # (closing lets go of a lock taken here)
+    if fd is None:
+        return True
+    os.close(fd)  # (closing lets go of the lock taken here)
     return False
 
 

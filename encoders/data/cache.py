@@ -15,7 +15,6 @@ The folder is ``data.cache_dir``, else ``$ENCODERS_CACHE``, else ``~/.cache/padd
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from encoders.data.flat import TokenBuffer
-from encoders.io import held_by_a_live_process
+from encoders.io import held_by_a_live_process, try_flock
 from encoders.data.splits import Split, Splits
 
 log = logging.getLogger(__name__)
@@ -69,15 +68,11 @@ def hold(folder: str) -> str:
     """Mark ``folder`` as this process's work in progress: an exclusive lock on the folder itself,
     let go by ``let_go`` or when the process ends, however it ends (a kill -9 included)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = try_flock(folder)
     except OSError:
         return folder
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return folder
-    _held[folder] = fd
+    if fd is not None:
+        _held[folder] = fd
     return folder
 
 
